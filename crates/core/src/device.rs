@@ -1,0 +1,134 @@
+//! The device hash: the only thing about a user that ever reaches Google or Apple.
+
+use std::fmt;
+
+use sha1::{Digest, Sha1};
+
+/// The push service a device registered for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PushService {
+    /// Firebase Cloud Messaging (Android).
+    Fcm,
+    /// Apple Push Notification service (iOS).
+    Apns,
+}
+
+impl PushService {
+    /// The name stored in the database and used in command nodes (`fcm`, `apns`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fcm => "fcm",
+            Self::Apns => "apns",
+        }
+    }
+
+    /// Parses a stored or command-node name, ignoring ASCII case (p2 upper-cases it).
+    pub fn parse(name: &str) -> Option<Self> {
+        if name.eq_ignore_ascii_case("fcm") {
+            Some(Self::Fcm)
+        } else if name.eq_ignore_ascii_case("apns") {
+            Some(Self::Apns)
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Display for PushService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Lowercase hex SHA-1 of `bare JID + NUL + device id`, exactly as p2 and Conversations compute
+/// it (PROTOCOL.md B §1.3, §3.2). 40 characters.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct DeviceHash(String);
+
+impl DeviceHash {
+    /// Hashes a bare JID in wire (escaped, normalised) form and a device id.
+    pub fn compute(bare_jid: &str, device_id: &str) -> Self {
+        let mut sha1 = Sha1::new();
+        sha1.update(bare_jid.as_bytes());
+        sha1.update([0u8]);
+        sha1.update(device_id.as_bytes());
+        Self(hex(&sha1.finalize()))
+    }
+
+    /// Accepts a stored hash: exactly 40 lowercase hex characters.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        let valid = hex.len() == 40 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        valid.then(|| Self(hex.to_owned()))
+    }
+
+    /// The 40 hex characters.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The FCM `collapse_key`: the first 6 hex characters, as p2 sends it.
+    pub fn collapse_key(&self) -> &str {
+        &self.0[..6]
+    }
+}
+
+impl fmt::Debug for DeviceHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The full hash links a phone to an account across logs; the prefix is enough to debug.
+        write!(f, "DeviceHash({}…)", &self.0[..6])
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // From the shared test vectors (p2's README example first).
+    const VECTORS: &[(&str, &str, &str)] = &[
+        ("xiaomia1@jabber.de", "92afd7a91cdba9a0", "ec164939a8485ee6b7f7871071a11c7bb18aead5"),
+        ("alice@example.test", "0123456789abcdef", "9f99d323981c8c2c9ce71c1fb91bd7f9256073c2"),
+        ("ünïcode@example.test", "deadbeefdeadbeef", "d058bf3f4bf8aff20dcd254ff7823593f1879632"),
+    ];
+
+    #[test]
+    fn device_hash_matches_p2_and_conversations() {
+        for (jid, device, expected) in VECTORS {
+            let hash = DeviceHash::compute(jid, device);
+            assert_eq!(hash.as_str(), *expected, "{jid}");
+            assert_eq!(hash.collapse_key(), &expected[..6]);
+        }
+    }
+
+    #[test]
+    fn from_hex_accepts_only_lowercase_40() {
+        assert!(DeviceHash::from_hex("ec164939a8485ee6b7f7871071a11c7bb18aead5").is_some());
+        assert!(DeviceHash::from_hex("EC164939A8485EE6B7F7871071A11C7BB18AEAD5").is_none());
+        assert!(DeviceHash::from_hex("ec1649").is_none());
+        assert!(DeviceHash::from_hex("zc164939a8485ee6b7f7871071a11c7bb18aead5").is_none());
+    }
+
+    #[test]
+    fn debug_does_not_print_the_whole_hash() {
+        let hash = DeviceHash::compute("a@b", "c");
+        let printed = format!("{hash:?}");
+        assert!(!printed.contains(hash.as_str()));
+    }
+
+    #[test]
+    fn service_names_parse_in_any_case() {
+        assert_eq!(PushService::parse("FCM"), Some(PushService::Fcm));
+        assert_eq!(PushService::parse("apns"), Some(PushService::Apns));
+        assert_eq!(PushService::parse("foo"), None);
+        assert_eq!(PushService::Fcm.as_str(), "fcm");
+    }
+}

@@ -1,0 +1,18 @@
+//! pushgate's push logic, free of any wire format.
+//!
+//! The adapters (`pushgate-xmpp`, `pushgate-up-http`, `pushgate-fcm`, `pushgate-store`) turn
+//! network input into calls on this crate and implement its ports ([`Store`], later `Waker` and
+//! `ClientLink`). Every decision about what a request means is made here.
+
+pub mod clock;
+pub mod device;
+pub mod registration;
+pub mod store;
+
+pub use clock::{Clock, SystemClock, UnixMillis};
+pub use device::{DeviceHash, PushService};
+pub use registration::{Node, Registration, RegistrationRequest, Secret};
+pub use store::{
+    EndpointId, MessageStoreLimits, NewStoredMessage, OwnerKey, Store, StoreError, StoreFullScope,
+    StoredMessage, StoredMessageId,
+};

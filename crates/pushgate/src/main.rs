@@ -1,0 +1,3 @@
+//! pushgate: the binary.
+
+fn main() {}

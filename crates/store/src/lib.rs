@@ -1,0 +1,1 @@
+//! pushgate's storage on SQLite, PostgreSQL and MySQL/MariaDB

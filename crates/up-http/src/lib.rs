@@ -1,0 +1,1 @@
+//! The RFC 8030 HTTP side of the UnifiedPush provider

@@ -1,0 +1,3 @@
+//! Developer automation.
+
+fn main() {}
