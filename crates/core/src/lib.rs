@@ -4,10 +4,13 @@
 //! network input into calls on this crate and implement its ports ([`Store`], later `Waker` and
 //! `ClientLink`). Every decision about what a request means is made here.
 
+pub mod app_server;
 pub mod clock;
 pub mod device;
+pub mod memory_store;
 pub mod registration;
 pub mod store;
+pub mod waker;
 
 pub use clock::{Clock, SystemClock, UnixMillis};
 pub use device::{DeviceHash, PushService};
@@ -16,3 +19,4 @@ pub use store::{
     EndpointId, MessageStoreLimits, NewStoredMessage, OwnerKey, Store, StoreError, StoreFullScope,
     StoredMessage, StoredMessageId,
 };
+pub use waker::{WakeOutcome, WakeRequest, Waker};

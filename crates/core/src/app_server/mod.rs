@@ -1,0 +1,235 @@
+//! The XEP-0357 app server (the p2 role): registrations by ad-hoc command, and publishes that
+//! turn into wake-ups. Every decision of PROTOCOL.md A.2 is made here; the XMPP adapter only
+//! maps the outcomes to stanzas.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::device::{DeviceHash, PushService};
+use crate::registration::{Node, Registration, RegistrationRequest, Secret};
+use crate::store::{Store, StoreError};
+use crate::waker::{WakeOutcome, WakeRequest, Waker};
+
+/// A `register-push-*` command as the client sent it (fields already taken from the form).
+#[derive(Clone, Debug, Default)]
+pub struct RegisterCommand<'a> {
+    /// The sender's bare JID in wire (escaped, normalised) form.
+    pub bare_jid: &'a str,
+    /// The sender's domain.
+    pub domain: &'a str,
+    /// The `token` field.
+    pub token: Option<&'a str>,
+    /// The `device-id` field (preferred).
+    pub device_id: Option<&'a str>,
+    /// The `android-id` field (what Conversations sends).
+    pub android_id: Option<&'a str>,
+    /// Whether a `muc` field was present (legacy channel push, not supported).
+    pub has_muc: bool,
+}
+
+/// Why a command was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// No non-blank `token` field.
+    #[error("the form has no token")]
+    MissingToken,
+    /// Neither `device-id` nor `android-id`.
+    #[error("the form has no device-id or android-id")]
+    MissingDeviceId,
+    /// A `muc` field: channel push is not supported.
+    #[error("channel (muc) push is not supported")]
+    MucUnsupported,
+    /// Unregistering a device that is not registered.
+    #[error("no such registration")]
+    UnknownDevice,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A publish as the user's server sent it (fields already taken from the stanza).
+#[derive(Clone, Copy, Debug)]
+pub struct PublishRequest<'a> {
+    /// The domain of the IQ's `from`.
+    pub from_domain: &'a str,
+    /// Whether the IQ's `from` had a resource (only bare JIDs may publish).
+    pub from_has_resource: bool,
+    /// `pubsub/publish/@node`.
+    pub node: Option<&'a str>,
+    /// The `secret` field of `publish-options`.
+    pub secret: Option<&'a str>,
+}
+
+/// What became of a publish; one variant per row of the table in PROTOCOL.md A.2.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PublishOutcome {
+    /// The push service accepted the wake-up.
+    Woken,
+    /// No registration for (domain, node).
+    NoSuchNode,
+    /// Missing or wrong secret, missing node, or `from` with a resource. Nothing was sent.
+    Forbidden,
+    /// The token is dead (now, or already known); the registration is marked dead.
+    TokenDead,
+    /// The push service could not take it now (or cannot be reached from here yet).
+    Unavailable,
+    /// pushgate's own failure (database): the server should try again later.
+    InternalError,
+}
+
+/// The app server: registrations and publishes.
+pub struct AppServer {
+    store: Arc<dyn Store>,
+    wakers: HashMap<PushService, Arc<dyn Waker>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl AppServer {
+    /// An app server over `store`, waking through `wakers` (a service with no waker gets
+    /// `Unavailable` on publish, so its registrations survive until a sender exists).
+    pub fn new(
+        store: Arc<dyn Store>,
+        wakers: HashMap<PushService, Arc<dyn Waker>>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            wakers,
+            clock,
+        }
+    }
+
+    /// `register-push-<service>`: the same device gets the same node and secret back every
+    /// time (Conversations registers on every connect); only its token is updated.
+    pub async fn register(
+        &self,
+        service: PushService,
+        command: RegisterCommand<'_>,
+    ) -> Result<Registration, CommandError> {
+        if command.has_muc {
+            return Err(CommandError::MucUnsupported);
+        }
+        let token = non_blank(command.token).ok_or(CommandError::MissingToken)?;
+        let device_id = device_id(&command).ok_or(CommandError::MissingDeviceId)?;
+        let request = RegistrationRequest {
+            service,
+            device: DeviceHash::compute(command.bare_jid, device_id),
+            domain: command.domain.to_owned(),
+            token: token.to_owned(),
+            fresh_node: Node::generate(),
+            fresh_secret: Secret::generate(),
+            now: self.clock.now(),
+        };
+        Ok(self.store.register_device(request).await?)
+    }
+
+    /// `unregister-push-<service>`.
+    pub async fn unregister(
+        &self,
+        service: PushService,
+        command: RegisterCommand<'_>,
+    ) -> Result<(), CommandError> {
+        if command.has_muc {
+            return Err(CommandError::MucUnsupported);
+        }
+        let device_id = device_id(&command).ok_or(CommandError::MissingDeviceId)?;
+        let device = DeviceHash::compute(command.bare_jid, device_id);
+        if self.store.unregister_device(service, &device).await? {
+            Ok(())
+        } else {
+            Err(CommandError::UnknownDevice)
+        }
+    }
+
+    /// A XEP-0357 publish: check, look up, wake.
+    pub async fn publish(&self, request: PublishRequest<'_>) -> PublishOutcome {
+        // PROTOCOL.md B §1.5: a resource in `from` or a missing node or secret is refused
+        // before any lookup.
+        let (Some(node), Some(secret)) = (request.node, request.secret) else {
+            return PublishOutcome::Forbidden;
+        };
+        if request.from_has_resource {
+            return PublishOutcome::Forbidden;
+        }
+        let registration = match self
+            .store
+            .find_registration(request.from_domain, node)
+            .await
+        {
+            Ok(Some(registration)) => registration,
+            Ok(None) => return PublishOutcome::NoSuchNode,
+            Err(error) => {
+                tracing::warn!(%error, "publish: registration lookup failed");
+                return PublishOutcome::InternalError;
+            }
+        };
+        if !registration.secret.matches(secret) {
+            return PublishOutcome::Forbidden;
+        }
+        if registration.dead_since.is_some() {
+            // Asking FCM again about a token it called dead only spends quota.
+            return PublishOutcome::TokenDead;
+        }
+        let Some(waker) = self.wakers.get(&registration.service) else {
+            tracing::warn!(
+                service = %registration.service,
+                device = ?registration.device,
+                "publish for a service with no sender configured; answering wait"
+            );
+            return PublishOutcome::Unavailable;
+        };
+        let outcome = waker
+            .wake(WakeRequest {
+                service: registration.service,
+                token: &registration.token,
+                device: &registration.device,
+            })
+            .await;
+        match outcome {
+            WakeOutcome::Accepted => PublishOutcome::Woken,
+            WakeOutcome::TokenDead => {
+                let marked = self
+                    .store
+                    .mark_token_dead(
+                        registration.service,
+                        &registration.device,
+                        &registration.token,
+                        self.clock.now(),
+                    )
+                    .await;
+                match marked {
+                    // Either marked now, or a re-registration replaced the token meanwhile:
+                    // the token we woke is dead either way.
+                    Ok(_) => PublishOutcome::TokenDead,
+                    Err(error) => {
+                        tracing::warn!(%error, "publish: marking a dead token failed");
+                        PublishOutcome::InternalError
+                    }
+                }
+            }
+            // A refused message (bad argument, sender mismatch) is the operator's problem or a
+            // passing one; a cancel error would make ejabberd drop the user's registration.
+            WakeOutcome::Transient(reason) => {
+                tracing::info!(device = ?registration.device, %reason, "wake-up not sent now");
+                PublishOutcome::Unavailable
+            }
+            WakeOutcome::Rejected(reason) => {
+                tracing::warn!(device = ?registration.device, %reason, "wake-up refused");
+                PublishOutcome::Unavailable
+            }
+        }
+    }
+}
+
+fn non_blank(value: Option<&str>) -> Option<&str> {
+    value.map(str::trim).filter(|value| !value.is_empty())
+}
+
+fn device_id<'a>(command: &RegisterCommand<'a>) -> Option<&'a str> {
+    // p2's findDeviceId: `device-id` first, else `android-id`.
+    non_blank(command.device_id).or_else(|| non_blank(command.android_id))
+}
+
+#[cfg(test)]
+mod tests;
