@@ -42,7 +42,8 @@ impl FixedClock {
 
     /// Moves the clock forward by `millis`.
     pub fn advance(&self, millis: i64) {
-        self.0.fetch_add(millis, std::sync::atomic::Ordering::SeqCst);
+        self.0
+            .fetch_add(millis, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -95,9 +95,21 @@ mod tests {
 
     // From the shared test vectors (p2's README example first).
     const VECTORS: &[(&str, &str, &str)] = &[
-        ("xiaomia1@jabber.de", "92afd7a91cdba9a0", "ec164939a8485ee6b7f7871071a11c7bb18aead5"),
-        ("alice@example.test", "0123456789abcdef", "9f99d323981c8c2c9ce71c1fb91bd7f9256073c2"),
-        ("ünïcode@example.test", "deadbeefdeadbeef", "d058bf3f4bf8aff20dcd254ff7823593f1879632"),
+        (
+            "xiaomia1@jabber.de",
+            "92afd7a91cdba9a0",
+            "ec164939a8485ee6b7f7871071a11c7bb18aead5",
+        ),
+        (
+            "alice@example.test",
+            "0123456789abcdef",
+            "9f99d323981c8c2c9ce71c1fb91bd7f9256073c2",
+        ),
+        (
+            "ünïcode@example.test",
+            "deadbeefdeadbeef",
+            "d058bf3f4bf8aff20dcd254ff7823593f1879632",
+        ),
     ];
 
     #[test]

@@ -140,7 +140,10 @@ pub trait Store: Send + Sync + 'static {
     /// Records a registration. A known (service, device) keeps its node and secret; its token,
     /// domain and `updated_at` are updated and `dead_since` is cleared. A new one is inserted
     /// with `fresh_node` and `fresh_secret`. Returns the registration as stored.
-    async fn register_device(&self, request: RegistrationRequest) -> Result<Registration, StoreError>;
+    async fn register_device(
+        &self,
+        request: RegistrationRequest,
+    ) -> Result<Registration, StoreError>;
 
     /// Removes the registration of (service, device). Returns whether one existed.
     async fn unregister_device(
