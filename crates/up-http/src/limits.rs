@@ -1,0 +1,85 @@
+//! The limits every request runs under: a deadline for the answer and a cap on the body.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use http_body_util::Limited;
+
+use crate::errors::json_error;
+use crate::push::UP_MAX_MESSAGE_BYTES;
+
+/// How the HTTP server treats connections and requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// The longest a request may take from its head being read to its answer; past it the
+    /// answer is 503 with `Retry-After`.
+    pub request_timeout: Duration,
+    /// The longest a client may take to send a request head; past it the connection is closed
+    /// (slow clients must not hold connections forever).
+    pub header_read_timeout: Duration,
+    /// The largest request body accepted; larger ones get 413 without the rest being read.
+    pub max_body_bytes: usize,
+    /// At most this many connections are served at once; further ones wait in the backlog.
+    pub max_connections: usize,
+    /// On shutdown, how long in-flight requests may take to finish before their connections
+    /// are dropped.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            max_body_bytes: UP_MAX_MESSAGE_BYTES,
+            max_connections: 1024,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Refuses a body over the cap: at once by `Content-Length`, or, for a streamed body, as soon as
+/// the handler reads past the cap (RFC 8030 §7.2 leaves the size to the server; 413 per RFC 9110
+/// §15.5.14).
+pub(crate) async fn cap_body(
+    State(config): State<ServerConfig>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > config.max_body_bytes as u64) {
+        return too_large();
+    }
+    let request = request.map(|body| Body::new(Limited::new(body, config.max_body_bytes)));
+    next.run(request).await
+}
+
+/// Answers 503 when the handler does not finish within the request timeout.
+pub(crate) async fn deadline(
+    State(config): State<ServerConfig>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(config.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, "request timed out");
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+    }
+}
+
+fn too_large() -> Response {
+    json_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+}

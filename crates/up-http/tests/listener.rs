@@ -1,0 +1,176 @@
+//! The server on a real loopback socket: raw HTTP/1.1 bytes in, bytes out, and shutdown.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use pushgate_up_http::{ServerConfig, push_routes, serve};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+struct Running {
+    address: std::net::SocketAddr,
+    shutdown: CancellationToken,
+    server: JoinHandle<()>,
+}
+
+async fn start(router: Router, config: ServerConfig) -> Running {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(serve(listener, router, config, shutdown.clone()));
+    Running {
+        address,
+        shutdown,
+        server,
+    }
+}
+
+async fn exchange(address: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(address).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server answers and closes")
+        .expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn serves_get_push_over_tcp() {
+    let running = start(push_routes(), ServerConfig::default()).await;
+    let answer = exchange(
+        running.address,
+        b"GET /push/abc HTTP/1.1\r\nHost: up.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(
+        answer.contains("content-type: application/json"),
+        "{answer}"
+    );
+    assert!(
+        answer.ends_with(r#"{"unifiedpush":{"version":1}}"#),
+        "{answer}"
+    );
+    running.shutdown.cancel();
+    running.server.await.expect("server task");
+}
+
+#[tokio::test]
+async fn garbage_gets_400_and_the_server_keeps_serving() {
+    let running = start(push_routes(), ServerConfig::default()).await;
+    for garbage in [
+        &b"\x00\x01\x02\xff\r\n\r\n"[..],
+        b"GET /push/abc HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+        b"GET /push/abc HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        b"GET \xff\xfe HTTP/1.1\r\n\r\n",
+    ] {
+        let answer = exchange(running.address, garbage).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 400"),
+            "{garbage:?} -> {answer}"
+        );
+    }
+    let answer = exchange(
+        running.address,
+        b"GET /push/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    running.shutdown.cancel();
+    running.server.await.expect("server task");
+}
+
+#[tokio::test]
+async fn an_oversized_declared_body_gets_413_without_being_sent() {
+    let running = start(push_routes(), ServerConfig::default()).await;
+    // Only the head is sent: the answer must not wait for the 1 MB body.
+    let answer = exchange(
+        running.address,
+        b"POST /push/abc HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    running.shutdown.cancel();
+    running.server.await.expect("server task");
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_head_is_disconnected() {
+    let config = ServerConfig {
+        header_read_timeout: Duration::from_millis(200),
+        ..ServerConfig::default()
+    };
+    let running = start(push_routes(), config).await;
+    let mut stream = TcpStream::connect(running.address).await.expect("connect");
+    stream
+        .write_all(b"GET /push/abc HTTP/1.1\r\nHost: a\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection")
+        .expect("read");
+    assert!(!String::from_utf8_lossy(&answer).contains("200 OK"));
+    running.shutdown.cancel();
+    running.server.await.expect("server task");
+}
+
+#[tokio::test]
+async fn shutdown_finishes_the_request_in_flight_and_stops_accepting() {
+    let started = std::sync::Arc::new(tokio::sync::Notify::new());
+    let started_in_handler = started.clone();
+    let router = Router::new().route(
+        "/slow",
+        get(move || {
+            let started = started_in_handler.clone();
+            async move {
+                started.notify_one();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                "finished"
+            }
+        }),
+    );
+    let running = start(router, ServerConfig::default()).await;
+    let address = running.address;
+    let client =
+        tokio::spawn(
+            async move { exchange(address, b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n").await },
+        );
+    started.notified().await;
+    running.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), running.server)
+        .await
+        .expect("serve returns after the drain")
+        .expect("server task");
+    let answer = client.await.expect("client");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("finished"), "{answer}");
+    assert!(
+        TcpStream::connect(address).await.is_err(),
+        "the listener is closed"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_does_not_hold_up_shutdown() {
+    let running = start(push_routes(), ServerConfig::default()).await;
+    let mut stream = TcpStream::connect(running.address).await.expect("connect");
+    stream
+        .write_all(b"GET /push/abc HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buffer = [0u8; 512];
+    let read = stream.read(&mut buffer).await.expect("read");
+    assert!(buffer[..read].starts_with(b"HTTP/1.1 200"));
+    running.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(2), running.server)
+        .await
+        .expect("serve returns without waiting for the idle client")
+        .expect("server task");
+}
