@@ -10,6 +10,7 @@ pub mod device;
 pub mod memory_store;
 pub mod registration;
 pub mod store;
+pub mod unified_push;
 pub mod waker;
 
 pub use clock::{Clock, SystemClock, UnixMillis};
@@ -18,5 +19,9 @@ pub use registration::{Node, Registration, RegistrationRequest, Secret};
 pub use store::{
     EndpointId, MessageStoreLimits, NewStoredMessage, OwnerKey, Store, StoreError, StoreFullScope,
     StoredMessage, StoredMessageId,
+};
+pub use unified_push::{
+    EndpointClaims, EndpointKey, EndpointKeyError, EndpointKeys, InvalidUpId, SealError,
+    TokenError, UpId,
 };
 pub use waker::{WakeOutcome, WakeRequest, Waker};
