@@ -1,0 +1,153 @@
+//! The `[fcm]` settings as this crate uses them (the binary reads the file and fills them in).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::service_account::{ServiceAccount, ServiceAccountError, is_http_url};
+
+/// Google's FCM API base URL, the default of [`FcmConfig::api_url`].
+pub const DEFAULT_API_URL: &str = "https://fcm.googleapis.com";
+
+/// The Android delivery priority of a wake-up (`android.priority` in the FCM v1 message).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum AndroidPriority {
+    /// Delivered at once, even in Doze: the default, since a delayed wake-up is useless
+    /// (PROTOCOL.md A.2).
+    #[default]
+    High,
+    /// May wait for a Doze maintenance window.
+    Normal,
+}
+
+impl AndroidPriority {
+    /// The value sent to FCM (`high`, `normal`), as the Firebase Admin SDK writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::High => "high",
+            Self::Normal => "normal",
+        }
+    }
+
+    /// Parses the setting, ignoring ASCII case.
+    pub fn parse(text: &str) -> Option<Self> {
+        if text.eq_ignore_ascii_case("high") {
+            Some(Self::High)
+        } else if text.eq_ignore_ascii_case("normal") {
+            Some(Self::Normal)
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Display for AndroidPriority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How pushgate talks to FCM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FcmConfig {
+    /// The Google service-account key file; without one, FCM wake-ups are off.
+    pub service_account_file: Option<PathBuf>,
+    /// The FCM API base URL, without the `/v1/…` path; a setting so tests can use a local fake.
+    pub api_url: String,
+    /// Whether to send `collapse_key` (the first 6 characters of the device hash), as p2's
+    /// default `fcm.collapse = true`.
+    pub collapse: bool,
+    /// The Android priority of wake-ups.
+    pub priority: AndroidPriority,
+    /// The most one wake-up may take, retries included, so the publish IQ is answered well
+    /// before the XMPP server gives up on it.
+    pub request_deadline: Duration,
+    /// The most FCM requests in flight at once.
+    pub max_concurrent: usize,
+}
+
+impl Default for FcmConfig {
+    fn default() -> Self {
+        Self {
+            service_account_file: None,
+            api_url: DEFAULT_API_URL.to_owned(),
+            collapse: true,
+            priority: AndroidPriority::High,
+            request_deadline: Duration::from_secs(10),
+            max_concurrent: 64,
+        }
+    }
+}
+
+/// Why the FCM settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum FcmConfigError {
+    /// `api_url` is not an absolute http(s) URL, or carries a query or fragment.
+    #[error("fcm.api_url {url:?} {reason}")]
+    BadApiUrl {
+        /// The configured value.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// `request_deadline` is zero: no wake-up could ever succeed.
+    #[error("fcm.request_deadline must be longer than zero")]
+    ZeroDeadline,
+    /// `max_concurrent` is zero: no wake-up could ever be sent.
+    #[error("fcm.max_concurrent must be at least 1")]
+    ZeroConcurrency,
+    /// FCM is configured without a service-account key file.
+    #[error("fcm.service_account_file is not set")]
+    NoServiceAccountFile,
+    /// The service-account key file is unusable.
+    #[error(transparent)]
+    ServiceAccount(#[from] ServiceAccountError),
+}
+
+impl FcmConfig {
+    /// Checks the settings that need no file: the URL, the deadline, the concurrency.
+    pub fn validate(&self) -> Result<(), FcmConfigError> {
+        let bad_url = |reason| FcmConfigError::BadApiUrl {
+            url: self.api_url.clone(),
+            reason,
+        };
+        if !is_http_url(&self.api_url) {
+            return Err(bad_url("is not an absolute http(s) URL"));
+        }
+        if self.api_url.contains(['?', '#']) {
+            return Err(bad_url("must not have a query or fragment"));
+        }
+        if self.request_deadline.is_zero() {
+            return Err(FcmConfigError::ZeroDeadline);
+        }
+        if self.max_concurrent == 0 {
+            return Err(FcmConfigError::ZeroConcurrency);
+        }
+        Ok(())
+    }
+
+    /// Reads and checks the service-account key file.
+    pub fn load_service_account(&self) -> Result<ServiceAccount, FcmConfigError> {
+        let path = self
+            .service_account_file
+            .as_deref()
+            .ok_or(FcmConfigError::NoServiceAccountFile)?;
+        Ok(ServiceAccount::from_file(path)?)
+    }
+
+    /// Everything `pushgate check-config` checks: [`validate`](Self::validate), then the key
+    /// file. Returns the key so a caller that goes on to send need not read it twice.
+    pub fn check(&self) -> Result<ServiceAccount, FcmConfigError> {
+        self.validate()?;
+        self.load_service_account()
+    }
+
+    /// The FCM HTTP v1 send endpoint of `project_id`:
+    /// `{api_url}/v1/projects/{project_id}/messages:send`.
+    pub fn send_url(&self, project_id: &str) -> String {
+        format!(
+            "{}/v1/projects/{project_id}/messages:send",
+            self.api_url.trim_end_matches('/')
+        )
+    }
+}
