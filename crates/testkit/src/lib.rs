@@ -5,4 +5,9 @@
 pub mod c2s_client;
 pub mod ejabberd;
 pub mod fake_xmpp_server;
+pub mod free_port;
+pub mod interop;
 pub mod prosody;
+mod server_process;
+
+pub use server_process::{HarnessError, log_tail};
