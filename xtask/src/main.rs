@@ -1,3 +1,165 @@
-//! Developer automation.
+//! Developer automation: `cargo xtask ci | interop | bench [NAME]`.
+//!
+//! - `ci`: what `.ci/run` runs after preparing the machine: `cargo fmt --all --check`,
+//!   `cargo clippy --workspace --all-targets -- -D warnings` and the README's test command
+//!   `cargo test --workspace`, with whatever database and interop variables are set
+//!   (`.ci/run` sets them all, so nothing is skipped).
+//! - `interop`: only the tests against real Prosody and ejabberd, which must be installed.
+//! - `bench`: runs a named benchmark; without a name lists them.
 
-fn main() {}
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// Variables that turn skipped tests into real ones.
+const TEST_VARIABLES: &[(&str, &str)] = &[
+    ("PUSHGATE_TEST_POSTGRES_URL", "PostgreSQL store tests"),
+    ("PUSHGATE_TEST_MYSQL_URL", "MySQL/MariaDB store tests"),
+    (
+        "PUSHGATE_INTEROP",
+        "interop tests fail instead of skipping when a server is missing (`required`)",
+    ),
+];
+
+/// The test targets that run against real XMPP servers.
+const INTEROP_TESTS: &[(&str, &str)] = &[
+    ("pushgate-testkit", "interop_prosody"),
+    ("pushgate-testkit", "interop_ejabberd"),
+];
+
+/// Benchmarks known to `cargo xtask bench`, as (name, what it measures). Each entry names a
+/// `cargo bench` target once it exists.
+const BENCHMARKS: &[(&str, &str)] = &[];
+
+const USAGE: &str = "usage: cargo xtask <ci | interop | bench [NAME]>";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("interop") => interop(&args[1..]),
+        Some("bench") => bench(args.get(1).map(String::as_str)),
+        Some("help" | "-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(USAGE.to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+fn workspace_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map_or_else(|| manifest_dir.clone(), PathBuf::from)
+}
+
+fn cargo() -> Command {
+    let program = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(program);
+    command.current_dir(workspace_root());
+    command
+}
+
+/// Runs one step, printing it and its duration; fails on a non-zero exit.
+fn step(name: &str, mut command: Command) -> Result<(), String> {
+    println!("==> {name}");
+    let started = Instant::now();
+    let status = command
+        .status()
+        .map_err(|e| format!("{name}: cannot run: {e}"))?;
+    println!(
+        "<== {name}: {} in {:.1} s",
+        if status.success() { "ok" } else { "FAILED" },
+        started.elapsed().as_secs_f64()
+    );
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{name} failed ({status})"))
+    }
+}
+
+fn ci() -> Result<(), String> {
+    let started = Instant::now();
+    for (variable, meaning) in TEST_VARIABLES {
+        let state = if std::env::var_os(variable).is_some_and(|v| !v.is_empty()) {
+            "set"
+        } else {
+            "unset, those tests skip"
+        };
+        println!("{variable}: {state} ({meaning})");
+    }
+
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    step("cargo fmt --all --check", fmt)?;
+
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    step(
+        "cargo clippy --workspace --all-targets -- -D warnings",
+        clippy,
+    )?;
+
+    // The README's test command, with the database matrix taken from the environment.
+    let mut test = cargo();
+    test.args(["test", "--workspace"]);
+    step("cargo test --workspace", test)?;
+
+    println!("ci passed in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn interop(extra: &[String]) -> Result<(), String> {
+    let mut test = cargo();
+    test.arg("test");
+    for (package, target) in INTEROP_TESTS {
+        test.args(["--package", package, "--test", target]);
+    }
+    test.arg("--").args(extra);
+    // A missing server is a failure here, not a skip.
+    test.env("PUSHGATE_INTEROP", "required");
+    step("interop tests (PUSHGATE_INTEROP=required)", test)
+}
+
+fn bench(name: Option<&str>) -> Result<(), String> {
+    let Some(name) = name else {
+        if BENCHMARKS.is_empty() {
+            println!("no benchmarks yet");
+        }
+        for (name, what) in BENCHMARKS {
+            println!("{name:<24} {what}");
+        }
+        return Ok(());
+    };
+    if !BENCHMARKS.iter().any(|(known, _)| *known == name) {
+        let known: Vec<&str> = BENCHMARKS.iter().map(|(n, _)| *n).collect();
+        return Err(format!(
+            "unknown benchmark `{name}` (available: {})",
+            if known.is_empty() {
+                "none yet".to_owned()
+            } else {
+                known.join(", ")
+            }
+        ));
+    }
+    let mut run = cargo();
+    run.args(["bench", "--bench", name]);
+    step(&format!("benchmark {name}"), run)
+}

@@ -33,6 +33,7 @@ pub fn free_loopback_port() -> io::Result<u16> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,5 +1,6 @@
 //! Interop tests against a real Prosody started by each test (skipped with a printed reason
 //! when Prosody is not installed, unless `PUSHGATE_INTEROP=required`).
+#![allow(clippy::unwrap_used)]
 
 use std::time::Instant;
 

@@ -113,6 +113,7 @@ pub fn disco_features(result: &Element) -> Vec<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

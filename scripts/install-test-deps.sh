@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what pushgate's full test suite needs and is missing: Prosody (+ prosody-modules),
+# ejabberd, PostgreSQL and MariaDB, from Debian's packages. Skips apt entirely when all are
+# present. No service is started by the packages (policy-rc.d answers 101 "not allowed");
+# the tests start their own throwaway servers.
+set -euo pipefail
+
+packages=(prosody prosody-modules ejabberd postgresql mariadb-server)
+missing=()
+for package in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$package")
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "test dependencies: all installed (${packages[*]})"
+    exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "test dependencies missing: ${missing[*]}; run this script as root" >&2
+    exit 1
+fi
+
+echo "test dependencies: installing ${missing[*]}"
+policy=/usr/sbin/policy-rc.d
+had_policy=false
+if [ -e "$policy" ]; then
+    had_policy=true
+    cp -p "$policy" "$policy.pushgate-saved"
+fi
+restore_policy() {
+    if $had_policy; then mv -f "$policy.pushgate-saved" "$policy"; else rm -f "$policy"; fi
+}
+trap restore_policy EXIT
+printf '#!/bin/sh\nexit 101\n' > "$policy"
+chmod +x "$policy"
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq "${missing[@]}"
