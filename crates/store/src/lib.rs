@@ -1,1 +1,25 @@
-//! pushgate's storage on SQLite, PostgreSQL and MySQL/MariaDB
+//! pushgate's storage on SQLite, PostgreSQL and MySQL/MariaDB.
+//!
+//! [`SqlStore`] implements `pushgate-core`'s [`Store`](pushgate_core::Store) port with sqlx's
+//! runtime-checked queries over one `AnyPool`, so building needs no database. The schema lives
+//! in `migrations/{sqlite,postgres,mysql}`, is compiled in, and is brought up to date by
+//! [`SqlStore::connect`].
+//!
+//! Times are stored as epoch milliseconds (`BIGINT`). A row whose `expires_at` is not after
+//! `now` counts as expired: it is no longer returned and the next purge deletes it.
+//!
+//! Column sizes the callers must respect (longer values fail on PostgreSQL and MySQL): domain
+//! 1023 characters, push token and endpoint token 4096, UnifiedPush application, instance and
+//! topic 255, urgency 16.
+
+mod messages;
+mod migrations;
+mod port;
+mod registrations;
+mod revocations;
+mod setup;
+mod sql_store;
+mod statements;
+
+pub use setup::{Backend, StoreConfig, StoreSetupError};
+pub use sql_store::SqlStore;

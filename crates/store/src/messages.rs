@@ -1,0 +1,186 @@
+//! UnifiedPush store and forward: the `stored_messages` table.
+
+use sqlx::Row as _;
+use sqlx::any::AnyRow;
+
+use pushgate_core::{
+    MessageStoreLimits, NewStoredMessage, OwnerKey, StoreError, StoreFullScope, StoredMessage,
+    StoredMessageId, UnixMillis,
+};
+
+use crate::sql_store::{SqlStore, retry_conflicts, store_error};
+
+impl SqlStore {
+    pub(crate) async fn insert_message(
+        &self,
+        message: &NewStoredMessage,
+        limits: MessageStoreLimits,
+    ) -> Result<StoredMessageId, StoreError> {
+        retry_conflicts(|| self.insert_message_once(message, limits))
+            .await
+            .map_err(store_error)?
+            .map_err(StoreError::Full)
+    }
+
+    /// One attempt: the id, or the cap that refused the message.
+    async fn insert_message_once(
+        &self,
+        message: &NewStoredMessage,
+        limits: MessageStoreLimits,
+    ) -> Result<Result<StoredMessageId, StoreFullScope>, sqlx::Error> {
+        let statements = self.statements;
+        let now = message.received_at;
+        let mut transaction = self.begin_write().await?;
+
+        // RFC 8030 §5.4: the older message with the same topic goes first, inside the same
+        // transaction, so the new one does not count it against the caps (and a refusal below
+        // rolls the deletion back).
+        if let Some(topic) = &message.topic {
+            sqlx::query(statements.delete_topic.as_str())
+                .bind(message.owner.as_str())
+                .bind(message.application.as_str())
+                .bind(message.instance.as_str())
+                .bind(topic.as_str())
+                .execute(&mut *transaction)
+                .await?;
+        }
+
+        // Only unexpired messages count: expired ones are already gone to every reader and
+        // wait only for the next purge.
+        let owner_row = sqlx::query(statements.count_owner_messages.as_str())
+            .bind(message.owner.as_str())
+            .bind(now)
+            .fetch_one(&mut *transaction)
+            .await?;
+        if counted(&owner_row)? >= u64::from(limits.max_per_owner) {
+            transaction.rollback().await?;
+            return Ok(Err(StoreFullScope::Owner));
+        }
+        let total_row = sqlx::query(statements.count_messages.as_str())
+            .bind(now)
+            .fetch_one(&mut *transaction)
+            .await?;
+        if counted(&total_row)? >= limits.max_total {
+            transaction.rollback().await?;
+            return Ok(Err(StoreFullScope::Total));
+        }
+
+        let insert = sqlx::query(statements.insert_message.as_str())
+            .bind(message.owner.as_str())
+            .bind(message.endpoint_token.as_str())
+            .bind(message.application.as_str())
+            .bind(message.instance.as_str())
+            .bind(message.topic.as_deref())
+            .bind(message.urgency.as_deref())
+            .bind(message.body.as_slice())
+            .bind(message.received_at)
+            .bind(message.expires_at);
+        let id = if statements.insert_returns_id {
+            insert
+                .fetch_one(&mut *transaction)
+                .await?
+                .try_get::<i64, _>(0)?
+        } else {
+            let result = insert.execute(&mut *transaction).await?;
+            result.last_insert_id().ok_or_else(|| {
+                sqlx::Error::Protocol("the server did not report the new message id".to_owned())
+            })?
+        };
+        transaction.commit().await?;
+        Ok(Ok(id))
+    }
+
+    pub(crate) async fn owner_messages(
+        &self,
+        owner: &OwnerKey,
+        now: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let rows = sqlx::query(self.statements.messages_for_owner.as_str())
+            .bind(owner.as_str())
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    pub(crate) async fn messages_page(
+        &self,
+        after: StoredMessageId,
+        now: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let rows = sqlx::query(self.statements.messages_after.as_str())
+            .bind(after)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    pub(crate) async fn delete_message_by_id(
+        &self,
+        id: StoredMessageId,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(self.statements.delete_message.as_str())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    pub(crate) async fn delete_expired_messages(&self, now: UnixMillis) -> Result<u64, StoreError> {
+        let result = sqlx::query(self.statements.purge_messages.as_str())
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(result.rows_affected())
+    }
+
+    pub(crate) async fn delete_messages_of_endpoint(
+        &self,
+        owner: &OwnerKey,
+        application: &str,
+        instance: &str,
+    ) -> Result<u64, StoreError> {
+        let result = sqlx::query(self.statements.delete_endpoint_messages.as_str())
+            .bind(owner.as_str())
+            .bind(application)
+            .bind(instance)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(result.rows_affected())
+    }
+}
+
+/// A `COUNT(*)` read inside a transaction (errors stay driver errors, so conflicts retry).
+fn counted(row: &AnyRow) -> Result<u64, sqlx::Error> {
+    let count: i64 = row.try_get(0)?;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// Reads a `stored_messages` row (columns in `message_columns!` order and names).
+fn message_from_row(row: &AnyRow) -> Result<StoredMessage, StoreError> {
+    let owner: String = row.try_get("owner").map_err(store_error)?;
+    Ok(StoredMessage {
+        id: row.try_get("id").map_err(store_error)?,
+        message: NewStoredMessage {
+            owner: OwnerKey::from_stored(owner),
+            endpoint_token: row.try_get("endpoint_token").map_err(store_error)?,
+            application: row.try_get("application").map_err(store_error)?,
+            instance: row.try_get("instance").map_err(store_error)?,
+            topic: row.try_get("topic").map_err(store_error)?,
+            urgency: row.try_get("urgency").map_err(store_error)?,
+            body: row.try_get("body").map_err(store_error)?,
+            received_at: row.try_get("received_at").map_err(store_error)?,
+            expires_at: row.try_get("expires_at").map_err(store_error)?,
+        },
+    })
+}

@@ -1,0 +1,69 @@
+//! The schema migrations of each backend, compiled into the binary and run at connect.
+
+use sqlx::SqlSafeStr as _;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+use crate::setup::Backend;
+
+/// One migration: its version, its name, and its SQL for each backend.
+struct Step {
+    version: i64,
+    description: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+    mysql: &'static str,
+}
+
+// Append only: an applied migration must never change (sqlx checks the checksum).
+const STEPS: &[Step] = &[Step {
+    version: 1,
+    description: "initial",
+    sqlite: include_str!("../../../migrations/sqlite/0001_initial.sql"),
+    postgres: include_str!("../../../migrations/postgres/0001_initial.sql"),
+    mysql: include_str!("../../../migrations/mysql/0001_initial.sql"),
+}];
+
+/// The migrator for `backend`.
+pub(crate) fn migrator(backend: Backend) -> Migrator {
+    let migrations = STEPS
+        .iter()
+        .map(|step| {
+            let sql = match backend {
+                Backend::Sqlite => step.sqlite,
+                Backend::Postgres => step.postgres,
+                Backend::MySql => step.mysql,
+            };
+            Migration::new(
+                step.version,
+                step.description.into(),
+                MigrationType::Simple,
+                sql.into_sql_str(),
+                false,
+            )
+        })
+        .collect();
+    Migrator::with_migrations(migrations)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_backend_has_every_version() {
+        for backend in [Backend::Sqlite, Backend::Postgres, Backend::MySql] {
+            let versions: Vec<i64> = migrator(backend).iter().map(|m| m.version).collect();
+            let expected: Vec<i64> = (1..=STEPS.len() as i64).collect();
+            assert_eq!(versions, expected, "{backend}");
+        }
+        for step in STEPS {
+            for sql in [step.sqlite, step.postgres, step.mysql] {
+                assert!(
+                    sql.contains("CREATE TABLE stored_messages"),
+                    "{}",
+                    step.description
+                );
+            }
+        }
+    }
+}

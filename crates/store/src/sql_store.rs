@@ -1,0 +1,163 @@
+//! The store itself: a pool on one backend, opened and migrated at connect.
+
+use std::future::Future;
+use std::str::FromStr as _;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, AssertSqlSafe, Executor as _, Transaction};
+
+use pushgate_core::StoreError;
+
+use crate::migrations::migrator;
+use crate::setup::{Backend, StoreConfig, StoreSetupError, is_sqlite_memory, redact_url};
+use crate::statements::Statements;
+
+/// pushgate's [`Store`](pushgate_core::Store) on SQLite, PostgreSQL or MySQL/MariaDB.
+/// Cloning is cheap: clones share one connection pool.
+#[derive(Clone)]
+pub struct SqlStore {
+    pub(crate) pool: AnyPool,
+    pub(crate) backend: Backend,
+    pub(crate) statements: &'static Statements,
+}
+
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqlStore {
+    /// Opens a pool on the database `config.url` names and brings its schema up to date.
+    pub async fn connect(config: &StoreConfig) -> Result<SqlStore, StoreSetupError> {
+        let url = config.url.as_str();
+        let backend = Backend::from_url(url)?;
+        sqlx::any::install_default_drivers();
+        let options =
+            AnyConnectOptions::from_str(url).map_err(|e| StoreSetupError::connect(url, &e))?;
+
+        let mut pool_options = AnyPoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .acquire_timeout(config.acquire_timeout);
+        if backend == Backend::Sqlite {
+            let busy_millis = config.sqlite_busy_timeout.as_millis();
+            pool_options = pool_options.after_connect(move |conn, _| {
+                Box::pin(async move {
+                    let pragmas =
+                        format!("PRAGMA busy_timeout = {busy_millis}; PRAGMA foreign_keys = ON;");
+                    conn.execute(AssertSqlSafe(pragmas)).await?;
+                    Ok(())
+                })
+            });
+            if is_sqlite_memory(url) {
+                // Each connection to `:memory:` is a database of its own: keep exactly one, for
+                // ever, or the data vanishes with the connection.
+                pool_options = pool_options
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None);
+            }
+        }
+        let pool = pool_options
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreSetupError::connect(url, &e))?;
+
+        if backend == Backend::Sqlite && !is_sqlite_memory(url) {
+            // WAL lets readers run beside the writer. The mode is stored in the file, so setting
+            // it once here, before the pool is shared, covers every later connection.
+            pool.execute("PRAGMA journal_mode = WAL")
+                .await
+                .map_err(|e| StoreSetupError::connect(url, &e))?;
+        }
+
+        migrator(backend)
+            .run(&pool)
+            .await
+            .map_err(|e| StoreSetupError::migrate(url, &e))?;
+        tracing::info!(backend = %backend, url = %redact_url(url), "store ready");
+        Ok(SqlStore {
+            pool,
+            backend,
+            statements: Statements::of(backend),
+        })
+    }
+
+    /// The database product behind this store.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes every connection; operations after this fail with
+    /// [`StoreError::Unavailable`].
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A transaction for statements that write.
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        match &self.statements.begin_write {
+            Some(begin) => self.pool.begin_with(begin.as_str()).await,
+            None => self.pool.begin().await,
+        }
+    }
+}
+
+/// The store error for a driver error: data that cannot be read back is corrupt, everything
+/// else (connection, timeout, the server's own errors) is worth retrying later.
+pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::TypeNotFound { .. }
+        | sqlx::Error::AnyDriverError(_)
+        | sqlx::Error::RowNotFound => StoreError::Corrupt(error.to_string()),
+        _ => StoreError::Unavailable(error.to_string()),
+    }
+}
+
+/// Whether the server aborted a transaction only because another one touched the same rows
+/// (SQLSTATE 40001 serialization failure or MySQL deadlock, 40P01 PostgreSQL deadlock): running
+/// it again succeeds.
+fn is_transient_conflict(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(database) => {
+            matches!(database.code().as_deref(), Some("40001" | "40P01"))
+        }
+        _ => false,
+    }
+}
+
+/// Runs `attempt` again, up to three times in all, while it fails with a transient conflict.
+pub(crate) async fn retry_conflicts<T, F, Fut>(mut attempt: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(error) if tries < 3 && is_transient_conflict(&error) => {
+                tracing::debug!(tries, "transaction conflict, retrying");
+                tries += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// A `BIGINT` count read back as the `u64` callers see.
+pub(crate) fn from_bigint(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative count {value}")))
+}
+
+/// Reads a `SELECT COUNT(*)` answer.
+pub(crate) fn count_from_row(row: &sqlx::any::AnyRow) -> Result<u64, StoreError> {
+    use sqlx::Row as _;
+    from_bigint(row.try_get::<i64, _>(0).map_err(store_error)?)
+}

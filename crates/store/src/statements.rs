@@ -1,0 +1,236 @@
+//! Every SQL text the store runs, built once per backend.
+//!
+//! Statements are written once with `?` placeholders; PostgreSQL gets them renumbered to `$1`,
+//! `$2`, …. Only where the dialects really differ (upserts, reading back a new id) does a
+//! statement have a per-backend form.
+
+use std::sync::LazyLock;
+
+use crate::setup::Backend;
+
+macro_rules! registration_columns {
+    () => {
+        "service, device, domain, token, node, secret, created_at, updated_at, dead_since"
+    };
+}
+
+macro_rules! message_columns {
+    () => {
+        "id, owner, endpoint_token, application, instance, topic, urgency, body, received_at, \
+         expires_at"
+    };
+}
+
+/// The SQL of one backend. Fields are `&'static str` through [`Statements::of`], which the
+/// driver takes without copying.
+pub(crate) struct Statements {
+    /// Opens a transaction that writes (SQLite takes the write lock at once, so a transaction
+    /// that reads first cannot fail later with a busy snapshot).
+    pub begin_write: Option<String>,
+    pub ping: String,
+
+    /// Inserts or updates a registration; on SQLite and PostgreSQL it returns the row.
+    pub register: String,
+    /// MySQL has no `RETURNING`: the row is read back in the same transaction.
+    pub register_read_back: Option<String>,
+    pub unregister: String,
+    pub find_registration: String,
+    pub mark_token_dead: String,
+    pub purge_dead_registrations: String,
+
+    pub revoke: String,
+    pub is_revoked: String,
+    pub purge_revocations: String,
+
+    pub delete_topic: String,
+    pub count_owner_messages: String,
+    pub count_messages: String,
+    /// Inserts a message; on SQLite and PostgreSQL it returns the new id, on MySQL the id
+    /// comes with the result (`LAST_INSERT_ID()`).
+    pub insert_message: String,
+    /// Whether `insert_message` answers with a row holding the id.
+    pub insert_returns_id: bool,
+    pub messages_for_owner: String,
+    pub messages_after: String,
+    pub delete_message: String,
+    pub purge_messages: String,
+    pub delete_endpoint_messages: String,
+}
+
+static SQLITE: LazyLock<Statements> = LazyLock::new(|| Statements::build(Backend::Sqlite));
+static POSTGRES: LazyLock<Statements> = LazyLock::new(|| Statements::build(Backend::Postgres));
+static MYSQL: LazyLock<Statements> = LazyLock::new(|| Statements::build(Backend::MySql));
+
+const REGISTER_ON_CONFLICT: &str = concat!(
+    "INSERT INTO registrations (",
+    registration_columns!(),
+    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL) \
+     ON CONFLICT (service, device) DO UPDATE SET domain = excluded.domain, \
+     token = excluded.token, updated_at = excluded.updated_at, dead_since = NULL \
+     RETURNING ",
+    registration_columns!()
+);
+
+// MariaDB lacks MySQL 8's `AS new` row alias; `VALUES(col)` works on both.
+const REGISTER_ON_DUPLICATE_KEY: &str = concat!(
+    "INSERT INTO registrations (",
+    registration_columns!(),
+    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL) \
+     ON DUPLICATE KEY UPDATE domain = VALUES(domain), token = VALUES(token), \
+     updated_at = VALUES(updated_at), dead_since = NULL"
+);
+
+const INSERT_MESSAGE: &str = "INSERT INTO stored_messages (owner, endpoint_token, application, \
+     instance, topic, urgency, body, received_at, expires_at) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+impl Statements {
+    /// The statements of `backend`.
+    pub fn of(backend: Backend) -> &'static Statements {
+        match backend {
+            Backend::Sqlite => &SQLITE,
+            Backend::Postgres => &POSTGRES,
+            Backend::MySql => &MYSQL,
+        }
+    }
+
+    fn build(backend: Backend) -> Self {
+        let sql = |text: &str| placeholders(backend, text);
+        let mysql = backend == Backend::MySql;
+        let later_expiry = match backend {
+            Backend::Sqlite => "MAX(revocations.expires_at, excluded.expires_at)",
+            Backend::Postgres => "GREATEST(revocations.expires_at, excluded.expires_at)",
+            Backend::MySql => "GREATEST(expires_at, VALUES(expires_at))",
+        };
+        let revoke = if mysql {
+            format!(
+                "INSERT INTO revocations (endpoint_id, expires_at) VALUES (?, ?) \
+                 ON DUPLICATE KEY UPDATE expires_at = {later_expiry}"
+            )
+        } else {
+            format!(
+                "INSERT INTO revocations (endpoint_id, expires_at) VALUES (?, ?) \
+                 ON CONFLICT (endpoint_id) DO UPDATE SET expires_at = {later_expiry}"
+            )
+        };
+        Self {
+            begin_write: (backend == Backend::Sqlite).then(|| "BEGIN IMMEDIATE".to_owned()),
+            ping: "SELECT 1".to_owned(),
+
+            register: sql(if mysql {
+                REGISTER_ON_DUPLICATE_KEY
+            } else {
+                REGISTER_ON_CONFLICT
+            }),
+            register_read_back: mysql.then(|| {
+                sql(concat!(
+                    "SELECT ",
+                    registration_columns!(),
+                    " FROM registrations WHERE service = ? AND device = ?"
+                ))
+            }),
+            unregister: sql("DELETE FROM registrations WHERE service = ? AND device = ?"),
+            // Nodes are random (72 bits), so a (domain, node) pair names one row in practice.
+            find_registration: sql(concat!(
+                "SELECT ",
+                registration_columns!(),
+                " FROM registrations WHERE domain = ? AND node = ? LIMIT 1"
+            )),
+            // `dead_since IS NULL`: the first report dates the death, and "a row changed" then
+            // means the same on MySQL (changed rows) as elsewhere (matched rows).
+            mark_token_dead: sql("UPDATE registrations SET dead_since = ? \
+                 WHERE service = ? AND device = ? AND token = ? AND dead_since IS NULL"),
+            purge_dead_registrations: sql(
+                "DELETE FROM registrations WHERE dead_since IS NOT NULL AND dead_since < ?",
+            ),
+
+            revoke: sql(&revoke),
+            is_revoked: sql(
+                "SELECT COUNT(*) FROM revocations WHERE endpoint_id = ? AND expires_at > ?",
+            ),
+            purge_revocations: sql("DELETE FROM revocations WHERE expires_at <= ?"),
+
+            delete_topic: sql("DELETE FROM stored_messages \
+                 WHERE owner = ? AND application = ? AND instance = ? AND topic = ?"),
+            count_owner_messages: sql(
+                "SELECT COUNT(*) FROM stored_messages WHERE owner = ? AND expires_at > ?",
+            ),
+            count_messages: sql("SELECT COUNT(*) FROM stored_messages WHERE expires_at > ?"),
+            insert_message: if mysql {
+                sql(INSERT_MESSAGE)
+            } else {
+                sql(&format!("{INSERT_MESSAGE} RETURNING id"))
+            },
+            insert_returns_id: !mysql,
+            messages_for_owner: sql(concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM stored_messages WHERE owner = ? AND expires_at > ? ORDER BY id LIMIT ?"
+            )),
+            messages_after: sql(concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM stored_messages WHERE id > ? AND expires_at > ? ORDER BY id LIMIT ?"
+            )),
+            delete_message: sql("DELETE FROM stored_messages WHERE id = ?"),
+            purge_messages: sql("DELETE FROM stored_messages WHERE expires_at <= ?"),
+            delete_endpoint_messages: sql(
+                "DELETE FROM stored_messages WHERE owner = ? AND application = ? AND instance = ?",
+            ),
+        }
+    }
+}
+
+/// `text` with its `?` placeholders in the backend's form. The statements above hold no `?`
+/// inside string literals, so every `?` is a placeholder.
+fn placeholders(backend: Backend, text: &str) -> String {
+    if backend != Backend::Postgres {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut number = 0;
+    for c in text.chars() {
+        if c == '?' {
+            number += 1;
+            out.push('$');
+            out.push_str(&number.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_placeholders_are_numbered() {
+        assert_eq!(
+            placeholders(Backend::Postgres, "a = ? AND b = ? LIMIT ?"),
+            "a = $1 AND b = $2 LIMIT $3"
+        );
+        assert_eq!(placeholders(Backend::MySql, "a = ?"), "a = ?");
+        assert_eq!(placeholders(Backend::Sqlite, "a = ?"), "a = ?");
+    }
+
+    #[test]
+    fn every_backend_builds_distinct_upserts() {
+        let postgres = Statements::of(Backend::Postgres);
+        assert!(
+            postgres.register.contains("$8, NULL)"),
+            "{}",
+            postgres.register
+        );
+        assert!(!postgres.register.contains('?'));
+        assert!(postgres.register_read_back.is_none());
+        let mysql = Statements::of(Backend::MySql);
+        assert!(mysql.register.contains("ON DUPLICATE KEY UPDATE"));
+        assert!(mysql.register_read_back.is_some());
+        assert!(!mysql.insert_message.contains("RETURNING"));
+        let sqlite = Statements::of(Backend::Sqlite);
+        assert_eq!(sqlite.begin_write.as_deref(), Some("BEGIN IMMEDIATE"));
+        assert!(sqlite.insert_message.ends_with("RETURNING id"));
+    }
+}
