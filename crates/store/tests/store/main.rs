@@ -1,0 +1,10 @@
+//! The storage suite: every scenario on SQLite, and on PostgreSQL and MariaDB/MySQL when their
+//! URLs are given (see `support`).
+
+#![allow(clippy::unwrap_used)]
+
+mod messages;
+mod registrations;
+mod revocations;
+mod setup;
+mod support;

@@ -1,0 +1,341 @@
+//! UnifiedPush store and forward on every backend.
+
+use pushgate_core::{
+    MessageStoreLimits, NewStoredMessage, OwnerKey, Store, StoreError, StoreFullScope,
+};
+
+use crate::support::{TestDb, on_every_backend};
+
+const ROOMY: MessageStoreLimits = MessageStoreLimits {
+    max_per_owner: 100,
+    max_total: 1_000,
+};
+
+fn message(owner: &str, instance: &str, topic: Option<&str>, body: &[u8]) -> NewStoredMessage {
+    NewStoredMessage {
+        owner: OwnerKey::of_jid(owner),
+        endpoint_token: format!("v2.local.{owner}.{instance}"),
+        application: "bTsmTcCxBSUtkFqj4vhVEGM5vJIfDBtVwlRIq9zB8bU=".to_owned(),
+        instance: instance.to_owned(),
+        topic: topic.map(str::to_owned),
+        urgency: None,
+        body: body.to_vec(),
+        received_at: 1_000,
+        expires_at: 10_000,
+    }
+}
+
+fn owner(jid: &str) -> OwnerKey {
+    OwnerKey::of_jid(jid)
+}
+
+/// Messages come back whole (binary bodies, optional fields) and in arrival order, each owner
+/// seeing only their own, at most `limit` of them.
+async fn messages_come_back_in_order(db: TestDb) {
+    let store = db.connect().await;
+    let binary: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
+    let first = NewStoredMessage {
+        urgency: Some("high".to_owned()),
+        topic: Some("news".to_owned()),
+        ..message("alice@example.test/a", "i1", None, &binary)
+    };
+    let second = message("alice@example.test/a", "i2", None, b"");
+    let elsewhere = message("alice@example.test/b", "i1", None, b"other resource");
+    let first_id = store.store_message(first.clone(), ROOMY).await.unwrap();
+    let other_id = store.store_message(elsewhere.clone(), ROOMY).await.unwrap();
+    let second_id = store.store_message(second.clone(), ROOMY).await.unwrap();
+    assert!(first_id < other_id && other_id < second_id);
+
+    let listed = store
+        .messages_for_owner(&owner("alice@example.test/a"), 1_000, 10)
+        .await
+        .unwrap();
+    let ids: Vec<i64> = listed.iter().map(|m| m.id).collect();
+    assert_eq!(ids, [first_id, second_id]);
+    assert_eq!(listed[0].message, first);
+    assert_eq!(listed[1].message, second);
+    let limited = store
+        .messages_for_owner(&owner("alice@example.test/a"), 1_000, 1)
+        .await
+        .unwrap();
+    assert_eq!(limited.iter().map(|m| m.id).collect::<Vec<_>>(), [first_id]);
+    let others = store
+        .messages_for_owner(&owner("alice@example.test/b"), 1_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(others.len(), 1);
+    assert_eq!(others[0].message, elsewhere);
+}
+
+/// The per-owner cap refuses the owner's next message but not another owner's; the total cap
+/// refuses everyone; refusals store nothing.
+async fn caps_refuse_past_the_limits(db: TestDb) {
+    let store = db.connect().await;
+    let limits = MessageStoreLimits {
+        max_per_owner: 2,
+        max_total: 3,
+    };
+    for body in [b"1", b"2"] {
+        store
+            .store_message(message("a@x/r", "i", None, body), limits)
+            .await
+            .unwrap();
+    }
+    let refused = store
+        .store_message(message("a@x/r", "i", None, b"3"), limits)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Full(StoreFullScope::Owner))),
+        "{refused:?}"
+    );
+    store
+        .store_message(message("b@x/r", "i", None, b"1"), limits)
+        .await
+        .unwrap();
+    let refused = store
+        .store_message(message("c@x/r", "i", None, b"1"), limits)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Full(StoreFullScope::Total))),
+        "{refused:?}"
+    );
+    assert_eq!(store.messages_after(0, 1_000, 100).await.unwrap().len(), 3);
+
+    // Expired messages no longer count.
+    let later = NewStoredMessage {
+        received_at: 10_000,
+        expires_at: 20_000,
+        ..message("a@x/r", "i", None, b"4")
+    };
+    store.store_message(later, limits).await.unwrap();
+}
+
+/// A message with a topic replaces the owner's stored message with the same application,
+/// instance and topic, takes a later id, and does not count twice against a full cap.
+async fn topic_replaces_the_stored_message(db: TestDb) {
+    let store = db.connect().await;
+    let limits = MessageStoreLimits {
+        max_per_owner: 2,
+        max_total: 10,
+    };
+    let old = store
+        .store_message(message("a@x/r", "i", Some("t"), b"old"), limits)
+        .await
+        .unwrap();
+    let plain = store
+        .store_message(message("a@x/r", "i", None, b"plain"), limits)
+        .await
+        .unwrap();
+    let newer = store
+        .store_message(message("a@x/r", "i", Some("t"), b"new"), limits)
+        .await
+        .unwrap();
+    assert!(newer > plain);
+    let listed = store
+        .messages_for_owner(&owner("a@x/r"), 1_000, 10)
+        .await
+        .unwrap();
+    let bodies: Vec<(i64, &[u8])> = listed
+        .iter()
+        .map(|m| (m.id, m.message.body.as_slice()))
+        .collect();
+    assert_eq!(bodies, [(plain, &b"plain"[..]), (newer, &b"new"[..])]);
+    assert!(
+        !store.delete_message(old).await.unwrap(),
+        "the old message is gone"
+    );
+
+    // Same topic elsewhere (other instance, other owner) replaces nothing.
+    store
+        .store_message(message("b@x/r", "i", Some("t"), b"b"), limits)
+        .await
+        .unwrap();
+    let refused = store
+        .store_message(message("a@x/r", "j", Some("t"), b"j"), limits)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Full(StoreFullScope::Owner))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store
+            .messages_for_owner(&owner("a@x/r"), 1_000, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        store
+            .messages_for_owner(&owner("b@x/r"), 1_000, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// Expired messages are hidden from readers and deleted by the purge, which counts them.
+async fn expired_messages_are_hidden_and_purged(db: TestDb) {
+    let store = db.connect().await;
+    let short = NewStoredMessage {
+        expires_at: 2_000,
+        ..message("a@x/r", "i", None, b"short")
+    };
+    let long = message("a@x/r", "i", None, b"long");
+    store.store_message(short, ROOMY).await.unwrap();
+    let long_id = store.store_message(long, ROOMY).await.unwrap();
+    assert_eq!(
+        store
+            .messages_for_owner(&owner("a@x/r"), 1_999, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let at_expiry = store
+        .messages_for_owner(&owner("a@x/r"), 2_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        at_expiry.iter().map(|m| m.id).collect::<Vec<_>>(),
+        [long_id]
+    );
+    assert_eq!(store.messages_after(0, 2_000, 10).await.unwrap().len(), 1);
+    assert_eq!(store.purge_expired_messages(1_999).await.unwrap(), 0);
+    assert_eq!(store.purge_expired_messages(2_000).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .messages_for_owner(&owner("a@x/r"), 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(store.purge_expired_messages(i64::MAX).await.unwrap(), 1);
+    assert!(store.messages_after(0, 0, 10).await.unwrap().is_empty());
+}
+
+/// Paging by id walks every owner's unexpired messages once, in order.
+async fn messages_after_pages_through_everything(db: TestDb) {
+    let store = db.connect().await;
+    let mut stored = Vec::new();
+    for i in 0..7 {
+        let jid = format!("user{}@x/r", i % 3);
+        stored.push(
+            store
+                .store_message(message(&jid, "i", None, b"m"), ROOMY)
+                .await
+                .unwrap(),
+        );
+    }
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.messages_after(after, 1_000, 3).await.unwrap();
+        assert!(page.len() <= 3);
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        seen.extend(page.iter().map(|m| m.id));
+    }
+    assert_eq!(seen, stored);
+}
+
+/// Deleting by id says whether the message existed; deleting an endpoint's messages removes
+/// exactly that owner's application and instance.
+async fn deletes_remove_exactly_their_messages(db: TestDb) {
+    let store = db.connect().await;
+    let id = store
+        .store_message(message("a@x/r", "i", None, b"1"), ROOMY)
+        .await
+        .unwrap();
+    assert!(store.delete_message(id).await.unwrap());
+    assert!(!store.delete_message(id).await.unwrap());
+    assert!(!store.delete_message(-1).await.unwrap());
+
+    for _ in 0..3 {
+        store
+            .store_message(message("a@x/r", "i", None, b"gone"), ROOMY)
+            .await
+            .unwrap();
+    }
+    let kept = [
+        store
+            .store_message(message("a@x/r", "j", None, b"other instance"), ROOMY)
+            .await
+            .unwrap(),
+        store
+            .store_message(message("b@x/r", "i", None, b"other owner"), ROOMY)
+            .await
+            .unwrap(),
+        store
+            .store_message(
+                NewStoredMessage {
+                    application: "other".to_owned(),
+                    ..message("a@x/r", "i", None, b"")
+                },
+                ROOMY,
+            )
+            .await
+            .unwrap(),
+    ];
+    let application = message("a@x/r", "i", None, b"").application;
+    assert_eq!(
+        store
+            .delete_endpoint_messages(&owner("a@x/r"), &application, "i")
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        store
+            .delete_endpoint_messages(&owner("a@x/r"), &application, "i")
+            .await
+            .unwrap(),
+        0
+    );
+    let left: Vec<i64> = store
+        .messages_after(0, 1_000, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(left, kept);
+}
+
+/// Concurrent stores all succeed with distinct ids (SQLite takes the write lock up front, so
+/// no writer fails on a stale read).
+async fn concurrent_stores_all_land(db: TestDb) {
+    let store = db.connect().await;
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            let message = message(&format!("u{}@x/r", i % 4), "i", None, b"m");
+            tokio::spawn(async move { store.store_message(message, ROOMY).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.expect("task").expect("store"));
+    }
+    ids.sort_unstable();
+    let listed: Vec<i64> = store
+        .messages_after(0, 1_000, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(listed, ids);
+}
+
+on_every_backend! {
+    messages_come_back_in_order => crate::messages::messages_come_back_in_order,
+    caps_refuse_past_the_limits => crate::messages::caps_refuse_past_the_limits,
+    topic_replaces_the_stored_message => crate::messages::topic_replaces_the_stored_message,
+    expired_messages_are_hidden_and_purged => crate::messages::expired_messages_are_hidden_and_purged,
+    messages_after_pages_through_everything => crate::messages::messages_after_pages_through_everything,
+    deletes_remove_exactly_their_messages => crate::messages::deletes_remove_exactly_their_messages,
+    concurrent_stores_all_land => crate::messages::concurrent_stores_all_land,
+}
