@@ -1,3 +1,16 @@
 //! pushgate: the binary.
 
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+use pushgate::cli::{self, Cli, Command};
+use pushgate::settings::SettingsFile;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let file = SettingsFile::locate(cli.config.as_deref());
+    match cli.command {
+        Command::CheckConfig => cli::check_config(&file),
+        Command::Serve => pushgate::serve::run(&file),
+    }
+}

@@ -1,0 +1,56 @@
+//! The command line: `pushgate serve`, `pushgate check-config`, `--config`, `--version`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::settings::{Settings, SettingsError, SettingsFile};
+
+/// Exit code for settings that cannot be used.
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit code for a failure while running (database unreachable, port taken, …).
+pub const EXIT_RUNTIME: u8 = 1;
+
+/// XEP-0357 app server and UnifiedPush provider over one XMPP component.
+#[derive(Debug, Parser)]
+#[command(name = "pushgate", version, about)]
+pub struct Cli {
+    /// The settings file (default: $PUSHGATE_CONFIG, else ./pushgate.toml if present).
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the component links and the HTTP listener until SIGINT or SIGTERM.
+    Serve,
+    /// Check the settings and print the effective values, secrets redacted.
+    CheckConfig,
+}
+
+/// Runs `check-config`: prints the effective settings on stdout (exit 0), or the problems on
+/// stderr (exit 2).
+pub fn check_config(file: &SettingsFile) -> ExitCode {
+    match Settings::load(file).and_then(|settings| settings.to_redacted_toml()) {
+        Ok(rendered) => {
+            match file.path() {
+                Some(path) => println!("# effective settings: {} + environment", path.display()),
+                None => println!("# effective settings: built-in defaults + environment"),
+            }
+            print!("{rendered}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => report_settings_error(&error),
+    }
+}
+
+/// Prints a settings error and gives the exit code for it.
+pub fn report_settings_error(error: &SettingsError) -> ExitCode {
+    eprintln!("pushgate: {error}");
+    ExitCode::from(EXIT_CONFIG)
+}

@@ -1,0 +1,157 @@
+//! `pushgate serve`: the store, the component links and the HTTP listener on one runtime,
+//! stopped together through one [`CancellationToken`].
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pushgate_core::Store;
+use pushgate_store::{SqlStore, StoreConfig};
+use pushgate_up_http::{ServerConfig, push_routes};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{EXIT_CONFIG, EXIT_RUNTIME, report_settings_error};
+use crate::health::{HealthSources, LinkHealth, health_routes};
+use crate::settings::{DatabaseSettings, HttpSettings, Settings, SettingsFile};
+
+/// Why `serve` stopped before or instead of a clean shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The database could not be opened or migrated.
+    #[error("cannot open the database: {0}")]
+    Store(#[from] pushgate_store::StoreSetupError),
+    /// The HTTP listen address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// `[http] listen`.
+        address: std::net::SocketAddr,
+        /// The bind error.
+        source: std::io::Error,
+    },
+    /// The signal handlers could not be installed.
+    #[error("cannot watch for SIGINT/SIGTERM: {0}")]
+    Signals(std::io::Error),
+    /// A task ended by panicking.
+    #[error("the {task} task failed: {source}")]
+    Task {
+        /// Which task.
+        task: String,
+        /// The join error.
+        source: tokio::task::JoinError,
+    },
+}
+
+/// Runs `pushgate serve` to the end and gives the process exit code: 0 after a clean
+/// shutdown, 2 for unusable settings, 1 for any other failure.
+pub fn run(file: &SettingsFile) -> ExitCode {
+    let settings = match Settings::load(file) {
+        Ok(settings) => settings,
+        Err(error) => return report_settings_error(&error),
+    };
+    if let Err(error) = crate::logging::start(&settings.log) {
+        eprintln!("pushgate: {error}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    if let Ok(rendered) = settings.to_redacted_toml() {
+        tracing::debug!(settings = %rendered, "effective settings (secrets redacted)");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the async runtime");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    match runtime.block_on(serve(settings, CancellationToken::new())) {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!(%error, "pushgate stopped on an error");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+/// Serves until `shutdown` is cancelled (by SIGINT/SIGTERM or the caller), then stops every
+/// part and waits for all of them.
+pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<(), ServeError> {
+    let store = SqlStore::connect(&store_config(&settings.database)).await?;
+    tracing::info!(backend = store.backend().as_str(), "database ready");
+    let store = Arc::new(store);
+
+    let listener = TcpListener::bind(settings.http.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            address: settings.http.listen,
+            source,
+        })?;
+    let links: Vec<Arc<dyn LinkHealth>> = Vec::new();
+    let router = push_routes().merge(health_routes(HealthSources {
+        links,
+        store: Arc::clone(&store) as Arc<dyn Store>,
+        ping_timeout: settings.database.acquire_timeout.get() + Duration::from_secs(1),
+    }));
+    // Watch for signals only once setup succeeded: a failed setup returns with nothing to
+    // stop, and every task spawned from here on is awaited below.
+    let signals = tokio::spawn(crate::shutdown::cancel_on_signal(shutdown.clone()));
+    tracing::info!(address = %settings.http.listen, "HTTP listening");
+    let http = tokio::spawn(pushgate_up_http::serve(
+        listener,
+        router,
+        server_config(&settings.http),
+        shutdown.clone(),
+    ));
+
+    let mut tasks: Vec<(String, JoinHandle<()>)> = vec![("HTTP".to_owned(), http)];
+    shutdown.cancelled().await;
+
+    // Every task watches the same token; wait for all of them before closing the store they use.
+    let mut failure = None;
+    for (task, handle) in tasks.drain(..) {
+        if let Err(source) = handle.await {
+            failure.get_or_insert(ServeError::Task { task, source });
+        }
+    }
+    match signals.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            failure.get_or_insert(ServeError::Signals(error));
+        }
+        Err(source) => {
+            failure.get_or_insert(ServeError::Task {
+                task: "signal".to_owned(),
+                source,
+            });
+        }
+    }
+    store.close().await;
+    failure.map_or(Ok(()), Err)
+}
+
+/// The store's settings from `[database]`.
+pub fn store_config(database: &DatabaseSettings) -> StoreConfig {
+    StoreConfig {
+        url: database.url.clone(),
+        max_connections: database.max_connections,
+        acquire_timeout: database.acquire_timeout.get(),
+        sqlite_busy_timeout: database.sqlite_busy_timeout.get(),
+    }
+}
+
+/// The HTTP server's settings from `[http]`.
+pub fn server_config(http: &HttpSettings) -> ServerConfig {
+    ServerConfig {
+        request_timeout: http.request_timeout.get(),
+        header_read_timeout: http.header_read_timeout.get(),
+        max_connections: http.max_connections,
+        shutdown_grace: http.shutdown_grace.get(),
+        ..ServerConfig::default()
+    }
+}

@@ -1,0 +1,134 @@
+//! Settings: built-in defaults < the TOML file < `PUSHGATE_<SECTION>__<KEY>` environment
+//! variables. Every error names the key and where its value came from.
+
+mod problems;
+mod sections;
+mod validate;
+mod values;
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+
+pub use problems::{Problem, SettingsError};
+pub use sections::{
+    ComponentSettings, DatabaseSettings, FcmPriority, FcmSettings, HttpSettings, LogFormat,
+    LogSettings, UnifiedPushSettings, redact_url,
+};
+pub use values::{HumanDuration, REDACTED, SecretString};
+
+/// The environment variable naming the settings file when `--config` is not given.
+pub const CONFIG_ENV: &str = "PUSHGATE_CONFIG";
+/// The prefix of environment variables that set keys (`PUSHGATE_DATABASE__URL`).
+pub const ENV_PREFIX: &str = "PUSHGATE_";
+/// The file read when neither `--config` nor `PUSHGATE_CONFIG` is given, if it exists.
+pub const DEFAULT_FILE: &str = "pushgate.toml";
+
+/// All of pushgate's settings, one field per section.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// `[component]` or `[[component]]`: one XEP-0114 link each.
+    #[serde(deserialize_with = "sections::one_or_many")]
+    pub component: Vec<ComponentSettings>,
+    /// `[database]`.
+    #[serde(default)]
+    pub database: DatabaseSettings,
+    /// `[http]`.
+    #[serde(default)]
+    pub http: HttpSettings,
+    /// `[fcm]`; without it the XEP-0357 app server cannot wake devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fcm: Option<FcmSettings>,
+    /// `[unified_push]`.
+    #[serde(default)]
+    pub unified_push: UnifiedPushSettings,
+    /// `[log]`.
+    #[serde(default)]
+    pub log: LogSettings,
+}
+
+/// Which settings file is read, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SettingsFile {
+    /// Named by `--config`.
+    Flag(PathBuf),
+    /// Named by `PUSHGATE_CONFIG`.
+    Env(PathBuf),
+    /// `./pushgate.toml`, found in the working directory.
+    WorkingDirectory(PathBuf),
+    /// No file: defaults and environment only.
+    None,
+}
+
+impl SettingsFile {
+    /// `--config` if given, else `PUSHGATE_CONFIG`, else `./pushgate.toml` if it exists.
+    pub fn locate(flag: Option<&Path>) -> Self {
+        if let Some(path) = flag {
+            return Self::Flag(path.to_owned());
+        }
+        if let Some(path) = std::env::var_os(CONFIG_ENV).filter(|path| !path.is_empty()) {
+            return Self::Env(PathBuf::from(path));
+        }
+        let default = PathBuf::from(DEFAULT_FILE);
+        if default.is_file() {
+            Self::WorkingDirectory(default)
+        } else {
+            Self::None
+        }
+    }
+
+    /// The file's path, if there is one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Self::Flag(path) | Self::Env(path) | Self::WorkingDirectory(path) => Some(path),
+            Self::None => None,
+        }
+    }
+
+    fn origin(&self) -> &'static str {
+        match self {
+            Self::Flag(_) => "given by --config",
+            Self::Env(_) => "named by PUSHGATE_CONFIG",
+            Self::WorkingDirectory(_) => "in the working directory",
+            Self::None => "",
+        }
+    }
+}
+
+impl Settings {
+    /// Loads the settings from `file` and the process environment, reads the `*_file`
+    /// secrets, and checks everything.
+    pub fn load(file: &SettingsFile) -> Result<Self, SettingsError> {
+        let mut figment = Figment::new();
+        if let Some(path) = file.path() {
+            // figment silently skips a missing file; a named file that is not there is an error.
+            if let Err(source) = std::fs::metadata(path) {
+                return Err(SettingsError::File {
+                    path: path.to_owned(),
+                    origin: file.origin(),
+                    source,
+                });
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).ignore(&["CONFIG"]).split("__"));
+
+        let mut settings: Settings = figment
+            .extract()
+            .map_err(|error| SettingsError::Invalid(problems::from_figment(error)))?;
+        let findings = validate::resolve_and_check(&mut settings);
+        if findings.is_empty() {
+            Ok(settings)
+        } else {
+            Err(SettingsError::Invalid(problems::locate(&figment, findings)))
+        }
+    }
+
+    /// The effective settings as TOML, with every secret replaced by [`REDACTED`].
+    pub fn to_redacted_toml(&self) -> Result<String, SettingsError> {
+        toml::to_string_pretty(self).map_err(|error| SettingsError::Render(error.to_string()))
+    }
+}

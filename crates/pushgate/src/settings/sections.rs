@@ -1,0 +1,338 @@
+//! One struct per section of `pushgate.toml`, with the built-in defaults.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::values::{HumanDuration, SecretString, lenient_string};
+
+/// `[component]` (or one `[[component]]` entry): a XEP-0114 link to an XMPP server.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentSettings {
+    /// The component's JID, a bare domain (`push.example.test`).
+    pub jid: String,
+    /// The XMPP server's component listener host.
+    #[serde(
+        default = "default_component_host",
+        deserialize_with = "lenient_string"
+    )]
+    pub host: String,
+    /// The XMPP server's component listener port.
+    #[serde(default = "default_component_port")]
+    pub port: u16,
+    /// The shared secret of the XEP-0114 handshake (or `secret_file`).
+    #[serde(default)]
+    pub secret: SecretString,
+    /// A file holding the shared secret; its trailing newline is dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+    /// The longest a TCP connect to the server may take.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+    /// The longest from the TCP connection to the server's `<handshake/>` (XEP-0114 §3).
+    #[serde(default = "default_connect_timeout")]
+    pub handshake_timeout: HumanDuration,
+    /// After this long without traffic from the server, a keepalive ping is sent.
+    #[serde(default = "default_keepalive_idle")]
+    pub keepalive_idle: HumanDuration,
+    /// A keepalive ping unanswered this long means the link is dead and is reconnected.
+    #[serde(default = "default_keepalive_timeout")]
+    pub keepalive_timeout: HumanDuration,
+    /// The longest wait between reconnect attempts (the backoff starts under a second).
+    #[serde(default = "default_reconnect_max")]
+    pub reconnect_max: HumanDuration,
+    /// The largest stanza accepted from the server, in bytes.
+    #[serde(default = "default_max_stanza_bytes")]
+    pub max_stanza_bytes: usize,
+    /// How many IQ requests from the server are handled at once; past it they are answered
+    /// `resource-constraint` (wait).
+    #[serde(default = "default_max_concurrent_iqs")]
+    pub max_concurrent_iqs: usize,
+}
+
+fn default_component_host() -> String {
+    "127.0.0.1".to_owned()
+}
+fn default_component_port() -> u16 {
+    5347
+}
+fn default_connect_timeout() -> HumanDuration {
+    HumanDuration::secs(10)
+}
+fn default_keepalive_idle() -> HumanDuration {
+    HumanDuration::secs(60)
+}
+fn default_keepalive_timeout() -> HumanDuration {
+    HumanDuration::secs(20)
+}
+fn default_reconnect_max() -> HumanDuration {
+    // PROTOCOL.md A.1: backoff capped at 30 s.
+    HumanDuration::secs(30)
+}
+fn default_max_stanza_bytes() -> usize {
+    256 * 1024
+}
+fn default_max_concurrent_iqs() -> usize {
+    256
+}
+
+/// `[database]`: where registrations, revocations and stored messages live.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://…`, `postgres://…`, `mysql://…` or `mariadb://…`.
+    #[serde(
+        deserialize_with = "lenient_string",
+        serialize_with = "serialize_redacted_url"
+    )]
+    pub url: String,
+    /// The most connections the pool opens.
+    pub max_connections: u32,
+    /// The longest a query waits for a free connection.
+    pub acquire_timeout: HumanDuration,
+    /// SQLite only: how long a write waits for the database lock.
+    pub sqlite_busy_timeout: HumanDuration,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://pushgate.db?mode=rwc".to_owned(),
+            max_connections: 10,
+            acquire_timeout: HumanDuration::secs(5),
+            sqlite_busy_timeout: HumanDuration::secs(5),
+        }
+    }
+}
+
+/// `[http]`: the listener for UnifiedPush endpoints and `/health`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// The public base URL of the listener; endpoints are `{public_url}/push/{token}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// The longest a request may take to be answered.
+    pub request_timeout: HumanDuration,
+    /// The longest a client may take to send a request head.
+    pub header_read_timeout: HumanDuration,
+    /// The most connections served at once.
+    pub max_connections: usize,
+    /// On shutdown, how long in-flight requests may take to finish.
+    pub shutdown_grace: HumanDuration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            request_timeout: HumanDuration::secs(10),
+            header_read_timeout: HumanDuration::secs(10),
+            max_connections: 1024,
+            shutdown_grace: HumanDuration::secs(10),
+        }
+    }
+}
+
+/// The Android priority of FCM wake-ups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FcmPriority {
+    /// Delivered at once, even in Doze (the default: a delayed wake-up is useless).
+    High,
+    /// May be delayed by Doze.
+    Normal,
+}
+
+/// `[fcm]`: Firebase Cloud Messaging HTTP v1, for the XEP-0357 app server role.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FcmSettings {
+    /// The Google service-account JSON key file; OAuth2 tokens come from its `token_uri`.
+    pub service_account_file: PathBuf,
+    /// The FCM API base URL.
+    #[serde(default = "default_fcm_api_url")]
+    pub api_url: String,
+    /// Whether to set `collapse_key` (first 6 hex characters of the device hash).
+    #[serde(default = "default_true")]
+    pub collapse: bool,
+    /// `high` or `normal`.
+    #[serde(default = "default_fcm_priority")]
+    pub priority: FcmPriority,
+}
+
+fn default_fcm_api_url() -> String {
+    "https://fcm.googleapis.com".to_owned()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_fcm_priority() -> FcmPriority {
+    FcmPriority::High
+}
+
+/// `[unified_push]`: the UnifiedPush provider role.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UnifiedPushSettings {
+    /// Endpoint token keys, standard base64 of 32 bytes each: the first seals, all open. A
+    /// single string counts as a list of one (handy in the environment).
+    #[serde(deserialize_with = "one_or_more_keys")]
+    pub keys: Vec<SecretString>,
+    /// A file with one key per line, instead of `keys`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys_file: Option<PathBuf>,
+    /// How long an endpoint handed out at registration stays valid.
+    pub registration_ttl: HumanDuration,
+}
+
+impl Default for UnifiedPushSettings {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            keys_file: None,
+            registration_ttl: HumanDuration::secs(7 * 86_400),
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`: logging to standard error.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// A tracing filter (`info`, `pushgate=debug,info`); `RUST_LOG` overrides it.
+    #[serde(deserialize_with = "lenient_string")]
+    pub level: String,
+    /// `pretty` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Pretty,
+        }
+    }
+}
+
+/// Reads `[component]` (one table) or `[[component]]` (an array of tables) alike.
+pub(crate) fn one_or_many<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<ComponentSettings>, D::Error> {
+    struct Components;
+
+    impl<'de> Visitor<'de> for Components {
+        type Value = Vec<ComponentSettings>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a [component] table or [[component]] tables")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            let one = ComponentSettings::deserialize(de::value::MapAccessDeserializer::new(map))?;
+            Ok(vec![one])
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            Vec::deserialize(de::value::SeqAccessDeserializer::new(seq))
+        }
+    }
+
+    deserializer.deserialize_any(Components)
+}
+
+/// Reads `keys = ["…", "…"]` or `keys = "…"`.
+fn one_or_more_keys<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<SecretString>, D::Error> {
+    struct Keys;
+
+    impl<'de> Visitor<'de> for Keys {
+        type Value = Vec<SecretString>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of base64 keys")
+        }
+
+        fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+            Ok(vec![SecretString::new(value)])
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            Vec::deserialize(de::value::SeqAccessDeserializer::new(seq))
+        }
+    }
+
+    deserializer.deserialize_any(Keys)
+}
+
+/// The database URL with its password replaced, for printing.
+pub fn redact_url(url: &str) -> String {
+    // scheme://user:password@host/…; the last '@' before the query ends the userinfo, so a
+    // password holding an unencoded '/' or '@' is still hidden whole (better too much than a leak).
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let query_start = rest.find(['?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..query_start].rfind('@') else {
+        return url.to_owned();
+    };
+    let userinfo = &rest[..at];
+    let Some((user, _password)) = userinfo.split_once(':') else {
+        return url.to_owned();
+    };
+    format!(
+        "{scheme}://{user}:{}{}",
+        super::values::REDACTED,
+        &rest[at..]
+    )
+}
+
+fn serialize_redacted_url<S: Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&redact_url(url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://pushgate:s3cret@db.example:5432/pushgate"),
+            "postgres://pushgate:<redacted>@db.example:5432/pushgate"
+        );
+        assert_eq!(
+            redact_url("mysql://a:b:c@h/d?x=@"),
+            "mysql://a:<redacted>@h/d?x=@"
+        );
+        assert_eq!(redact_url("postgres://user@h/d"), "postgres://user@h/d");
+        assert_eq!(
+            redact_url("postgres://u:p/w@rd@h/d"),
+            "postgres://u:<redacted>@h/d"
+        );
+        assert_eq!(
+            redact_url("sqlite://pushgate.db?mode=rwc"),
+            "sqlite://pushgate.db?mode=rwc"
+        );
+        assert_eq!(redact_url("sqlite::memory:"), "sqlite::memory:");
+    }
+}

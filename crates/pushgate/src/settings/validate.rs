@@ -1,0 +1,407 @@
+//! The checks serde cannot express, and reading the `*_file` secrets.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+use super::Settings;
+use super::values::SecretString;
+
+/// One thing wrong with a key, before its source is known.
+#[derive(Debug)]
+pub(crate) struct Finding {
+    /// The key, dotted (`component.secret`, `component[1].jid`).
+    pub key: String,
+    /// The key used to find where the value came from (`component` for array entries).
+    pub lookup: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+#[derive(Default)]
+struct Findings(Vec<Finding>);
+
+impl Findings {
+    fn add(
+        &mut self,
+        key: impl Into<String>,
+        lookup: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        self.0.push(Finding {
+            key: key.into(),
+            lookup: lookup.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Reads the `*_file` secrets into their values, normalises `http.public_url`, and checks
+/// every rule; returns what is wrong (nothing when the settings are usable).
+pub(crate) fn resolve_and_check(settings: &mut Settings) -> Vec<Finding> {
+    let mut findings = Findings::default();
+    check_components(settings, &mut findings);
+    check_database(settings, &mut findings);
+    check_http(settings, &mut findings);
+    check_fcm(settings, &mut findings);
+    check_unified_push(settings, &mut findings);
+    check_log(settings, &mut findings);
+    findings.0
+}
+
+fn check_components(settings: &mut Settings, findings: &mut Findings) {
+    let many = settings.component.len() > 1;
+    if settings.component.is_empty() {
+        findings.add(
+            "component",
+            "component",
+            "at least one component is required",
+        );
+    }
+    let mut seen = HashSet::new();
+    for (index, component) in settings.component.iter_mut().enumerate() {
+        let key = |field: &str| {
+            if many {
+                format!("component[{index}].{field}")
+            } else {
+                format!("component.{field}")
+            }
+        };
+        let lookup = |field: &str| {
+            if many {
+                "component".to_owned()
+            } else {
+                format!("component.{field}")
+            }
+        };
+        match domain_jid(&component.jid) {
+            Ok(normalised) => {
+                if !seen.insert(normalised.clone()) {
+                    findings.add(
+                        key("jid"),
+                        lookup("jid"),
+                        format!("{normalised} is configured twice; each link needs its own JID"),
+                    );
+                }
+            }
+            Err(message) => findings.add(key("jid"), lookup("jid"), message),
+        }
+        if let Some(path) = &component.secret_file {
+            if !component.secret.expose().is_empty() {
+                findings.add(
+                    key("secret_file"),
+                    lookup("secret_file"),
+                    format!(
+                        "set either {} or {}, not both",
+                        key("secret"),
+                        key("secret_file")
+                    ),
+                );
+            } else {
+                match read_secret_file(path) {
+                    Ok(secret) => component.secret = SecretString::new(secret),
+                    Err(message) => {
+                        findings.add(key("secret_file"), lookup("secret_file"), message)
+                    }
+                }
+            }
+        }
+        if component.secret.expose().is_empty()
+            && findings.0.iter().all(|f| f.key != key("secret_file"))
+        {
+            findings.add(
+                key("secret"),
+                lookup("secret"),
+                "the component secret must not be empty (set secret or secret_file)",
+            );
+        }
+        if component.port == 0 {
+            findings.add(
+                key("port"),
+                lookup("port"),
+                "must be a port number from 1 to 65535",
+            );
+        }
+        if component.host.trim().is_empty() {
+            findings.add(key("host"), lookup("host"), "must not be empty");
+        }
+        for (field, value) in [
+            ("connect_timeout", component.connect_timeout),
+            ("handshake_timeout", component.handshake_timeout),
+            ("keepalive_idle", component.keepalive_idle),
+            ("keepalive_timeout", component.keepalive_timeout),
+            ("reconnect_max", component.reconnect_max),
+        ] {
+            if value.get().is_zero() {
+                findings.add(key(field), lookup(field), "must be longer than zero");
+            }
+        }
+        if component.max_concurrent_iqs == 0 {
+            findings.add(
+                key("max_concurrent_iqs"),
+                lookup("max_concurrent_iqs"),
+                "must be at least 1",
+            );
+        }
+        if component.max_stanza_bytes < 4096 {
+            findings.add(
+                key("max_stanza_bytes"),
+                lookup("max_stanza_bytes"),
+                "must be at least 4096 bytes",
+            );
+        }
+    }
+}
+
+/// The JID as written must be a bare domain JID, already in normal form.
+fn domain_jid(written: &str) -> Result<String, String> {
+    let jid = jid::Jid::new(written)
+        .map_err(|error| format!("{written:?} is not a valid JID: {error}"))?;
+    if jid.node().is_some() || jid.resource().is_some() {
+        return Err(format!(
+            "{written:?} must be a bare domain JID such as push.example.org (no user@ or /resource)"
+        ));
+    }
+    if jid.as_str() != written {
+        return Err(format!(
+            "{written:?} is not in normal form; write {:?}",
+            jid.as_str()
+        ));
+    }
+    Ok(jid.as_str().to_owned())
+}
+
+fn check_database(settings: &Settings, findings: &mut Findings) {
+    let scheme = settings
+        .database
+        .url
+        .split_once(':')
+        .map(|(scheme, _)| scheme);
+    if !matches!(
+        scheme,
+        Some("sqlite" | "postgres" | "postgresql" | "mysql" | "mariadb")
+    ) {
+        findings.add(
+            "database.url",
+            "database.url",
+            "the URL must start with sqlite:, postgres:, postgresql:, mysql: or mariadb:",
+        );
+    }
+    if settings.database.max_connections == 0 {
+        findings.add(
+            "database.max_connections",
+            "database.max_connections",
+            "must be at least 1",
+        );
+    }
+    if settings.database.acquire_timeout.get().is_zero() {
+        findings.add(
+            "database.acquire_timeout",
+            "database.acquire_timeout",
+            "must be longer than zero",
+        );
+    }
+}
+
+fn check_http(settings: &mut Settings, findings: &mut Findings) {
+    if let Some(url) = settings.http.public_url.take() {
+        match public_url(&url) {
+            Ok(normalised) => settings.http.public_url = Some(normalised),
+            Err(message) => {
+                findings.add("http.public_url", "http.public_url", message);
+                settings.http.public_url = Some(url);
+            }
+        }
+    } else if !settings.unified_push.keys.is_empty() || settings.unified_push.keys_file.is_some() {
+        findings.add(
+            "http.public_url",
+            "unified_push",
+            "required when unified_push keys are set: endpoints are {public_url}/push/{token}",
+        );
+    }
+    for (field, value) in [
+        ("request_timeout", settings.http.request_timeout),
+        ("header_read_timeout", settings.http.header_read_timeout),
+    ] {
+        if value.get().is_zero() {
+            let key = format!("http.{field}");
+            findings.add(key.clone(), key, "must be longer than zero");
+        }
+    }
+    if settings.http.max_connections == 0 {
+        findings.add(
+            "http.max_connections",
+            "http.max_connections",
+            "must be at least 1",
+        );
+    }
+}
+
+/// `http(s)://host[:port][/path]`, without query or fragment; a trailing `/` is dropped so
+/// `{public_url}/push/{token}` never has `//`.
+fn public_url(written: &str) -> Result<String, String> {
+    let trimmed = written.trim().trim_end_matches('/');
+    let rest = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"))
+        .ok_or_else(|| format!("{written:?} must start with https:// or http://"))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || host.contains('@') {
+        return Err(format!(
+            "{written:?} must name a host (and no user:password@)"
+        ));
+    }
+    if rest.contains(['?', '#', ' ']) {
+        return Err(format!(
+            "{written:?} must not hold a query, fragment or space"
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn check_fcm(settings: &Settings, findings: &mut Findings) {
+    let Some(fcm) = &settings.fcm else { return };
+    if let Err(message) = readable_service_account(&fcm.service_account_file) {
+        findings.add(
+            "fcm.service_account_file",
+            "fcm.service_account_file",
+            message,
+        );
+    }
+    if !(fcm.api_url.starts_with("https://") || fcm.api_url.starts_with("http://")) {
+        findings.add(
+            "fcm.api_url",
+            "fcm.api_url",
+            "must start with https:// or http://",
+        );
+    }
+}
+
+/// The file must be a JSON service-account key with the fields the OAuth2 grant needs.
+fn readable_service_account(path: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    let key: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|error| format!("{} is not JSON: {error}", path.display()))?;
+    let missing: Vec<&str> = ["client_email", "private_key", "token_uri"]
+        .into_iter()
+        .filter(|field| !key.get(field).is_some_and(serde_json::Value::is_string))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} is not a service-account key: missing {}",
+            path.display(),
+            missing.join(", ")
+        ))
+    }
+}
+
+fn check_unified_push(settings: &mut Settings, findings: &mut Findings) {
+    let up = &mut settings.unified_push;
+    let mut key_name = "unified_push.keys";
+    if let Some(path) = &up.keys_file {
+        key_name = "unified_push.keys_file";
+        if !up.keys.is_empty() {
+            findings.add(
+                key_name,
+                key_name,
+                "set either unified_push.keys or unified_push.keys_file, not both",
+            );
+        } else {
+            match read_secret_file(path) {
+                Ok(text) => {
+                    up.keys = text
+                        .lines()
+                        .map(str::trim)
+                        .filter(|line| !line.is_empty())
+                        .map(SecretString::new)
+                        .collect();
+                    if up.keys.is_empty() {
+                        findings.add(
+                            key_name,
+                            key_name,
+                            format!("{} holds no key", path.display()),
+                        );
+                    }
+                }
+                Err(message) => findings.add(key_name, key_name, message),
+            }
+        }
+    }
+    for (index, key) in up.keys.iter().enumerate() {
+        match STANDARD.decode(key.expose().trim()) {
+            Ok(bytes) if bytes.len() == 32 => {}
+            Ok(bytes) => findings.add(format!("{key_name}[{index}]"), key_name, format!("decodes to {} bytes; a key is exactly 32 bytes (e.g. `openssl rand -base64 32`)", bytes.len())),
+            Err(_) => findings.add(format!("{key_name}[{index}]"), key_name, "is not standard base64"),
+        }
+    }
+    // PROTOCOL.md B.5 trap 11: clients renew 24 h before expiry, so a lifetime near a day
+    // would make them renew all the time.
+    if up.registration_ttl.get() < std::time::Duration::from_secs(2 * 86_400) {
+        findings.add(
+            "unified_push.registration_ttl",
+            "unified_push.registration_ttl",
+            "must be at least 2 days (clients renew 24 hours before expiry)",
+        );
+    }
+}
+
+fn check_log(settings: &Settings, findings: &mut Findings) {
+    if let Err(error) = tracing_subscriber::EnvFilter::try_new(&settings.log.level) {
+        findings.add(
+            "log.level",
+            "log.level",
+            format!("{:?} is not a log filter: {error}", settings.log.level),
+        );
+    }
+}
+
+/// A secret file's content without its trailing line break.
+fn read_secret_file(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    let trimmed = text.strip_suffix('\n').unwrap_or(&text);
+    let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
+    Ok(trimmed.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn component_jids_must_be_normal_bare_domains() {
+        assert_eq!(
+            domain_jid("push.example.test"),
+            Ok("push.example.test".to_owned())
+        );
+        assert!(domain_jid("user@push.example.test").is_err());
+        assert!(domain_jid("push.example.test/res").is_err());
+        assert!(domain_jid("").is_err());
+        assert!(
+            domain_jid("Push.Example.Test")
+                .expect_err("not normal")
+                .contains("push.example.test")
+        );
+    }
+
+    #[test]
+    fn public_urls_lose_their_trailing_slash() {
+        assert_eq!(
+            public_url("https://up.example/"),
+            Ok("https://up.example".to_owned())
+        );
+        assert_eq!(
+            public_url("http://127.0.0.1:8080/up"),
+            Ok("http://127.0.0.1:8080/up".to_owned())
+        );
+        assert!(public_url("ftp://up.example").is_err());
+        assert!(public_url("https://").is_err());
+        assert!(public_url("https://up.example/?a=b").is_err());
+        assert!(public_url("https://u:p@up.example").is_err());
+    }
+}

@@ -1,0 +1,444 @@
+//! `pushgate check-config` as an operator runs it: the real binary, a settings file and
+//! environment variables, stdout and the exit code.
+
+mod common;
+
+use common::{KEY_A, KEY_B, MINIMAL, Workdir};
+
+/// Keeps the lines of `[section]` from check-config's output.
+fn section<'a>(output: &'a str, header: &str) -> Vec<&'a str> {
+    output
+        .lines()
+        .skip_while(|line| *line != header)
+        .skip(1)
+        .take_while(|line| !line.starts_with('['))
+        .filter(|line| !line.is_empty())
+        .collect()
+}
+
+#[test]
+fn defaults_fill_every_key_the_file_leaves_out() {
+    let dir = Workdir::new();
+    let file = dir.write("pushgate.toml", MINIMAL);
+    let out = dir
+        .run(
+            &["check-config", "--config", file.to_str().expect("utf-8")],
+            &[],
+        )
+        .ok();
+    let component = section(&out, "[[component]]");
+    assert!(component.contains(&r#"jid = "push.example.test""#), "{out}");
+    assert!(component.contains(&r#"host = "127.0.0.1""#), "{out}");
+    assert!(component.contains(&"port = 5347"), "{out}");
+    assert!(component.contains(&r#"keepalive_idle = "1m""#), "{out}");
+    let database = section(&out, "[database]");
+    assert!(
+        database.contains(&r#"url = "sqlite://pushgate.db?mode=rwc""#),
+        "{out}"
+    );
+    let http = section(&out, "[http]");
+    assert!(http.contains(&r#"listen = "127.0.0.1:8080""#), "{out}");
+    let up = section(&out, "[unified_push]");
+    assert!(up.contains(&r#"registration_ttl = "7days""#), "{out}");
+    let log = section(&out, "[log]");
+    assert_eq!(log, [r#"level = "info""#, r#"format = "pretty""#]);
+    assert!(
+        !out.contains("[fcm]"),
+        "no FCM section unless configured: {out}"
+    );
+}
+
+#[test]
+fn the_file_overrides_defaults_and_the_environment_overrides_the_file() {
+    let dir = Workdir::new();
+    let file = dir.write(
+        "settings.toml",
+        &format!(
+            "{MINIMAL}\n[http]\nlisten = \"127.0.0.1:9000\"\n[database]\nmax_connections = 3\n"
+        ),
+    );
+    let out = dir
+        .run(
+            &["check-config", "-c", file.to_str().expect("utf-8")],
+            &[
+                ("PUSHGATE_HTTP__LISTEN", "127.0.0.1:9100"),
+                (
+                    "PUSHGATE_DATABASE__URL",
+                    "postgres://pushgate@db.example/pushgate",
+                ),
+                ("PUSHGATE_LOG__FORMAT", "json"),
+            ],
+        )
+        .ok();
+    let http = section(&out, "[http]");
+    assert!(
+        http.contains(&r#"listen = "127.0.0.1:9100""#),
+        "env beats file: {out}"
+    );
+    let database = section(&out, "[database]");
+    assert!(
+        database.contains(&"max_connections = 3"),
+        "file beats default: {out}"
+    );
+    assert!(
+        database.contains(&r#"url = "postgres://pushgate@db.example/pushgate""#),
+        "{out}"
+    );
+    assert!(
+        database.contains(&r#"acquire_timeout = "5s""#),
+        "default kept: {out}"
+    );
+    assert!(
+        section(&out, "[log]").contains(&r#"format = "json""#),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_file_comes_from_the_flag_then_pushgate_config_then_the_working_directory() {
+    let dir = Workdir::new();
+    let by_flag = dir.write(
+        "flag.toml",
+        &MINIMAL.replace("push.example.test", "flag.example.test"),
+    );
+    let by_env = dir.write(
+        "env.toml",
+        &MINIMAL.replace("push.example.test", "env.example.test"),
+    );
+    dir.write(
+        "pushgate.toml",
+        &MINIMAL.replace("push.example.test", "cwd.example.test"),
+    );
+    let env = [("PUSHGATE_CONFIG", by_env.to_str().expect("utf-8"))];
+
+    let out = dir
+        .run(
+            &["check-config", "--config", by_flag.to_str().expect("utf-8")],
+            &env,
+        )
+        .ok();
+    assert!(out.contains("flag.example.test"), "{out}");
+    let out = dir.run(&["check-config"], &env).ok();
+    assert!(out.contains("env.example.test"), "{out}");
+    let out = dir.run(&["check-config"], &[]).ok();
+    assert!(out.contains("cwd.example.test"), "{out}");
+}
+
+#[test]
+fn without_any_file_the_environment_alone_suffices() {
+    let dir = Workdir::new();
+    let out = dir
+        .run(
+            &["check-config"],
+            &[
+                ("PUSHGATE_COMPONENT__JID", "push.example.test"),
+                ("PUSHGATE_COMPONENT__SECRET", "12345"),
+            ],
+        )
+        .ok();
+    assert!(out.contains("built-in defaults + environment"), "{out}");
+    assert!(out.contains(r#"jid = "push.example.test""#), "{out}");
+}
+
+#[test]
+fn a_missing_settings_file_is_an_error_naming_it() {
+    let dir = Workdir::new();
+    let err = dir
+        .run(&["check-config", "--config", "absent.toml"], &[])
+        .config_error();
+    assert!(
+        err.contains("absent.toml") && err.contains("--config"),
+        "{err}"
+    );
+    let err = dir
+        .run(&["check-config"], &[("PUSHGATE_CONFIG", "gone.toml")])
+        .config_error();
+    assert!(
+        err.contains("gone.toml") && err.contains("PUSHGATE_CONFIG"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_key_in_the_file_names_the_key_and_the_file() {
+    let dir = Workdir::new();
+    let file = dir.write("pushgate.toml", &format!("{MINIMAL}keepalive = \"5s\"\n"));
+    let err = dir.run(&["check-config"], &[]).config_error();
+    assert!(err.contains("`component.keepalive`"), "{err}");
+    assert!(
+        err.contains(file.file_name().and_then(|n| n.to_str()).expect("name")),
+        "{err}"
+    );
+    assert!(
+        err.contains("keepalive_idle"),
+        "lists the known keys: {err}"
+    );
+
+    dir.write(
+        "pushgate.toml",
+        &format!("{MINIMAL}[metrics]\nlisten = \"x\"\n"),
+    );
+    let err = dir.run(&["check-config"], &[]).config_error();
+    assert!(
+        err.contains("`metrics`") && err.contains("pushgate.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_environment_key_names_the_variable() {
+    let dir = Workdir::new();
+    dir.write("pushgate.toml", MINIMAL);
+    let err = dir
+        .run(
+            &["check-config"],
+            &[("PUSHGATE_HTTP__LISTN", "127.0.0.1:1")],
+        )
+        .config_error();
+    assert!(err.contains("`http.listn`"), "{err}");
+    assert!(
+        err.contains("environment variable PUSHGATE_HTTP__LISTN"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_value_names_the_key_and_where_it_came_from() {
+    let dir = Workdir::new();
+    dir.write("pushgate.toml", MINIMAL);
+    let err = dir
+        .run(&["check-config"], &[("PUSHGATE_COMPONENT__PORT", "many")])
+        .config_error();
+    assert!(
+        err.contains("`component.port` (from environment variable PUSHGATE_COMPONENT__PORT)"),
+        "{err}"
+    );
+
+    dir.write(
+        "pushgate.toml",
+        &format!("{MINIMAL}[fcm]\nservice_account_file = \"sa.json\"\npriority = \"urgent\"\n"),
+    );
+    let err = dir.run(&["check-config"], &[]).config_error();
+    assert!(
+        err.contains("`fcm.priority`") && err.contains("high, normal"),
+        "{err}"
+    );
+
+    dir.write(
+        "pushgate.toml",
+        &format!("{MINIMAL}[unified_push]\nkeys = [\"{KEY_A}\", \"c2hvcnQ=\"]\nregistration_ttl = \"7d\"\n[http]\npublic_url = \"https://up.example\"\n"),
+    );
+    let err = dir.run(&["check-config"], &[]).config_error();
+    assert!(
+        err.contains("`unified_push.keys[1]` (from pushgate.toml)"),
+        "{err}"
+    );
+    assert!(err.contains("decodes to 5 bytes"), "{err}");
+
+    let err = dir
+        .run(
+            &["check-config"],
+            &[("PUSHGATE_UNIFIED_PUSH__REGISTRATION_TTL", "1h")],
+        )
+        .config_error();
+    assert!(err.contains("`unified_push.registration_ttl` (from environment variable PUSHGATE_UNIFIED_PUSH__REGISTRATION_TTL)"), "{err}");
+
+    let err = dir
+        .run(
+            &["check-config"],
+            &[("PUSHGATE_COMPONENT__KEEPALIVE_IDLE", "soon")],
+        )
+        .config_error();
+    assert!(
+        err.contains("`component.keepalive_idle`") && err.contains("soon"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rule_violations_are_all_reported_at_once() {
+    let dir = Workdir::new();
+    dir.write(
+        "pushgate.toml",
+        r#"
+[component]
+jid = "alice@example.test"
+secret = ""
+[database]
+url = "redis://localhost"
+[http]
+public_url = "ftp://up.example"
+[log]
+level = "very=loud=please"
+"#,
+    );
+    let err = dir.run(&["check-config"], &[]).config_error();
+    for key in [
+        "component.jid",
+        "component.secret",
+        "database.url",
+        "http.public_url",
+        "log.level",
+    ] {
+        assert!(
+            err.contains(&format!("`{key}` (from pushgate.toml)")),
+            "{key}: {err}"
+        );
+    }
+}
+
+#[test]
+fn secrets_can_come_from_files_with_the_trailing_newline_dropped() {
+    let dir = Workdir::new();
+    let secret = dir.write("component.secret", "from-a-file\n");
+    let keys = dir.write("up.keys", &format!("{KEY_A}\n{KEY_B}\n"));
+    dir.write(
+        "pushgate.toml",
+        &format!(
+            "[component]\njid = \"push.example.test\"\nsecret_file = \"{}\"\n[unified_push]\nkeys_file = \"{}\"\n[http]\npublic_url = \"https://up.example\"\n",
+            secret.display(),
+            keys.display()
+        ),
+    );
+    let out = dir.run(&["check-config"], &[]).ok();
+    let up = section(&out, "[unified_push]").join("\n");
+    assert_eq!(
+        up.matches(r#""<redacted>""#).count(),
+        2,
+        "both keys read: {out}"
+    );
+    assert!(!out.contains("from-a-file"), "{out}");
+
+    // A file that holds only a newline is an empty secret.
+    std::fs::write(&secret, "\n").expect("write");
+    let err = dir.run(&["check-config"], &[]).config_error();
+    assert!(
+        err.contains("`component.secret`") && err.contains("must not be empty"),
+        "{err}"
+    );
+
+    // A bad key inside keys_file is named by its line.
+    std::fs::write(&secret, "ok").expect("write");
+    std::fs::write(&keys, format!("{KEY_A}\nnot base64!\n")).expect("write");
+    let err = dir.run(&["check-config"], &[]).config_error();
+    assert!(err.contains("`unified_push.keys_file[1]`"), "{err}");
+}
+
+#[test]
+fn a_secret_and_its_file_together_are_an_error() {
+    let dir = Workdir::new();
+    let secret = dir.write("component.secret", "a");
+    dir.write(
+        "pushgate.toml",
+        &format!("{MINIMAL}secret_file = \"{}\"\n", secret.display()),
+    );
+    let err = dir.run(&["check-config"], &[]).config_error();
+    assert!(
+        err.contains("`component.secret_file` (from pushgate.toml)"),
+        "{err}"
+    );
+    assert!(err.contains("not both"), "{err}");
+
+    let keys = dir.write("up.keys", KEY_A);
+    dir.write("pushgate.toml", MINIMAL);
+    let err = dir
+        .run(
+            &["check-config"],
+            &[
+                ("PUSHGATE_UNIFIED_PUSH__KEYS", KEY_B),
+                (
+                    "PUSHGATE_UNIFIED_PUSH__KEYS_FILE",
+                    keys.to_str().expect("utf-8"),
+                ),
+                ("PUSHGATE_HTTP__PUBLIC_URL", "https://up.example"),
+            ],
+        )
+        .config_error();
+    assert!(
+        err.contains("environment variable PUSHGATE_UNIFIED_PUSH__KEYS_FILE"),
+        "{err}"
+    );
+}
+
+#[test]
+fn several_components_are_an_array_of_tables_with_distinct_jids() {
+    let dir = Workdir::new();
+    dir.write(
+        "pushgate.toml",
+        r#"
+[[component]]
+jid = "p2.example.test"
+secret = "one"
+[[component]]
+jid = "up.example.test"
+port = 5348
+secret = "two"
+"#,
+    );
+    let out = dir.run(&["check-config"], &[]).ok();
+    assert_eq!(out.matches("[[component]]").count(), 2, "{out}");
+    assert!(
+        out.contains(r#"jid = "p2.example.test""#) && out.contains(r#"jid = "up.example.test""#),
+        "{out}"
+    );
+    assert!(out.contains("port = 5348"), "{out}");
+
+    let text = std::fs::read_to_string(dir.path().join("pushgate.toml")).expect("read");
+    dir.write(
+        "pushgate.toml",
+        &text.replace("up.example.test", "p2.example.test"),
+    );
+    let err = dir.run(&["check-config"], &[]).config_error();
+    assert!(
+        err.contains("`component[1].jid`") && err.contains("twice"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_config_never_prints_a_secret() {
+    let dir = Workdir::new();
+    dir.write(
+        "pushgate.toml",
+        &format!(
+            r#"
+[component]
+jid = "push.example.test"
+secret = "component-secret-value"
+[database]
+url = "postgres://pushgate:database-password@db.example/pushgate"
+[unified_push]
+keys = ["{KEY_A}", "{KEY_B}"]
+[http]
+public_url = "https://up.example/"
+"#
+        ),
+    );
+    let run = dir.run(&["check-config"], &[]);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    let out = run.ok();
+    for secret in ["component-secret-value", "database-password", KEY_A, KEY_B] {
+        assert!(!all.contains(secret), "{secret} leaked: {all}");
+    }
+    assert!(out.contains(r#"secret = "<redacted>""#), "{out}");
+    assert!(
+        out.contains(r#"url = "postgres://pushgate:<redacted>@db.example/pushgate""#),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"public_url = "https://up.example""#),
+        "trailing slash dropped: {out}"
+    );
+}
+
+#[test]
+fn version_and_usage() {
+    let dir = Workdir::new();
+    let out = dir.run(&["--version"], &[]).ok();
+    assert_eq!(
+        out.trim(),
+        format!("pushgate {}", env!("CARGO_PKG_VERSION"))
+    );
+    let run = dir.run(&["frobnicate"], &[]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+}

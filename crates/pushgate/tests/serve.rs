@@ -1,0 +1,180 @@
+//! `pushgate serve` as a process: it comes up healthy, answers HTTP, and stops cleanly on
+//! SIGTERM.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Workdir;
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+/// One HTTP/1.1 GET; returns the status code and the body.
+fn http_get(address: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let status = answer.get(9..12)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n")?.1.to_owned();
+    Some((status, body))
+}
+
+/// Polls `/health` until it answers 200.
+fn wait_healthy(address: SocketAddr, child: &mut Child) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some((200, body)) = http_get(address, "/health") {
+            return body;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("pushgate exited early: {status}");
+        }
+        assert!(Instant::now() < deadline, "pushgate did not become healthy");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn sigterm(child: &Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status.code().expect("exited, not killed by a signal");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("pushgate did not stop after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn spawn(dir: &Workdir, config: &str) -> Child {
+    let file = dir.write("pushgate.toml", config);
+    let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log file");
+    dir.command(
+        &["serve", "--config", file.to_str().expect("utf-8")],
+        &[("RUST_LOG", "debug")],
+    )
+    .stdout(Stdio::null())
+    .stderr(log)
+    .spawn()
+    .expect("start pushgate")
+}
+
+fn log(dir: &Workdir) -> String {
+    std::fs::read_to_string(dir.path().join("stderr.log")).expect("read log")
+}
+
+#[test]
+fn serve_comes_up_healthy_and_stops_cleanly_on_sigterm() {
+    let dir = Workdir::new();
+    let port = free_port();
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let database = dir.path().join("pushgate.db");
+    let mut child = spawn(
+        &dir,
+        &format!(
+            r#"
+[[component]]
+jid = "push.example.test"
+secret = "component-secret-value"
+[database]
+url = "sqlite://{}?mode=rwc"
+[http]
+listen = "{address}"
+"#,
+            database.display()
+        ),
+    );
+
+    let body = wait_healthy(address, &mut child);
+    let health: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["database"], "ok");
+    assert_eq!(
+        http_get(address, "/push/anything"),
+        Some((200, r#"{"unifiedpush":{"version":1}}"#.to_owned()))
+    );
+    assert_eq!(
+        http_get(address, "/nope").map(|(status, _)| status),
+        Some(404)
+    );
+
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child), 0, "log:\n{}", log(&dir));
+    assert!(
+        database.exists(),
+        "the SQLite database was created and migrated"
+    );
+    let log = log(&dir);
+    assert!(log.contains("SIGTERM"), "{log}");
+    assert!(
+        !log.contains("component-secret-value"),
+        "no secret in logs, even at debug:\n{log}"
+    );
+    assert!(TcpStream::connect(address).is_err(), "the listener is gone");
+}
+
+#[test]
+fn an_unopenable_database_exits_1() {
+    let dir = Workdir::new();
+    let mut child = spawn(
+        &dir,
+        &format!(
+            "{}[database]\nurl = \"sqlite://{}/no/such/dir/x.db?mode=rwc\"\n[http]\nlisten = \"127.0.0.1:{}\"\n",
+            common::MINIMAL,
+            dir.path().display(),
+            free_port()
+        ),
+    );
+    assert_eq!(wait_exit(&mut child), 1, "log:\n{}", log(&dir));
+    assert!(log(&dir).contains("database"), "{}", log(&dir));
+}
+
+#[test]
+fn a_taken_http_port_exits_1() {
+    let dir = Workdir::new();
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = taken.local_addr().expect("address");
+    let mut child = spawn(
+        &dir,
+        &format!(
+            "{}[database]\nurl = \"sqlite://{}/x.db?mode=rwc\"\n[http]\nlisten = \"{address}\"\n",
+            common::MINIMAL,
+            dir.path().display()
+        ),
+    );
+    assert_eq!(wait_exit(&mut child), 1, "log:\n{}", log(&dir));
+    assert!(log(&dir).contains(&address.to_string()), "{}", log(&dir));
+}
+
+#[test]
+fn serve_with_bad_settings_exits_2() {
+    let dir = Workdir::new();
+    let mut child = spawn(&dir, "[component]\njid = \"push.example.test\"\n");
+    assert_eq!(wait_exit(&mut child), 2);
+    assert!(log(&dir).contains("component.secret"), "{}", log(&dir));
+}
