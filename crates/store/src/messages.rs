@@ -46,7 +46,10 @@ impl SqlStore {
         }
 
         // Only unexpired messages count: expired ones are already gone to every reader and
-        // wait only for the next purge.
+        // wait only for the next purge. On SQLite writers are serialised, so the caps are exact;
+        // on PostgreSQL and MySQL (read committed / repeatable read) writers storing at the
+        // same instant can each see room for one more, so a cap may be passed by at most the
+        // number of concurrent writers.
         let owner_row = sqlx::query(statements.count_owner_messages.as_str())
             .bind(message.owner.as_str())
             .bind(now)
