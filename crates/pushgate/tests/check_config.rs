@@ -442,3 +442,16 @@ fn version_and_usage() {
     let run = dir.run(&["frobnicate"], &[]);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
 }
+
+#[test]
+fn the_shipped_example_is_valid_once_its_placeholder_key_is_replaced() {
+    let example = include_str!("../../../config/pushgate.toml");
+    let dir = Workdir::new();
+    dir.write("pushgate.toml", example);
+    let err = dir.run(&["check-config"], &[]).config_error();
+    assert!(err.contains("`unified_push.keys[0]`"), "the placeholder is refused: {err}");
+
+    dir.write("pushgate.toml", &example.replace("REPLACE-WITH-openssl-rand-base64-32=", KEY_A));
+    let out = dir.run(&["check-config"], &[]).ok();
+    assert!(out.contains(r#"jid = "push.example.org""#), "{out}");
+}
