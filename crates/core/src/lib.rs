@@ -5,14 +5,17 @@
 //! `ClientLink`). Every decision about what a request means is made here.
 
 pub mod app_server;
+pub mod client_link;
 pub mod clock;
 pub mod device;
 pub mod memory_store;
+pub mod provider;
 pub mod registration;
 pub mod store;
 pub mod unified_push;
 pub mod waker;
 
+pub use client_link::{ClientLink, PushDelivery, UpPush};
 pub use clock::{Clock, SystemClock, UnixMillis};
 pub use device::{DeviceHash, PushService};
 pub use registration::{Node, Registration, RegistrationRequest, Secret};

@@ -129,11 +129,12 @@ impl Store for MemoryStore {
         now: UnixMillis,
     ) -> Result<bool, StoreError> {
         let mut state = self.available()?;
-        let Some(registration) = state
-            .registrations
-            .iter_mut()
-            .find(|r| r.service == service && &r.device == device && r.token == token)
-        else {
+        let Some(registration) = state.registrations.iter_mut().find(|r| {
+            r.service == service
+                && &r.device == device
+                && r.token == token
+                && r.dead_since.is_none()
+        }) else {
             return Ok(false);
         };
         registration.dead_since = Some(now);

@@ -11,6 +11,10 @@ use crate::registration::{Node, Registration, RegistrationRequest, Secret};
 use crate::store::{Store, StoreError};
 use crate::waker::{WakeOutcome, WakeRequest, Waker};
 
+/// The longest push token accepted (FCM tokens are about 160 bytes, APNs tokens 64 hex digits;
+/// the store keeps up to this many).
+pub const MAX_PUSH_TOKEN_LEN: usize = 4096;
+
 /// A `register-push-*` command as the client sent it (fields already taken from the form).
 #[derive(Clone, Debug, Default)]
 pub struct RegisterCommand<'a> {
@@ -34,6 +38,9 @@ pub enum CommandError {
     /// No non-blank `token` field.
     #[error("the form has no token")]
     MissingToken,
+    /// A `token` longer than any push service issues ([`MAX_PUSH_TOKEN_LEN`]).
+    #[error("the token is longer than {MAX_PUSH_TOKEN_LEN} bytes")]
+    TokenTooLong,
     /// Neither `device-id` nor `android-id`.
     #[error("the form has no device-id or android-id")]
     MissingDeviceId,
@@ -111,6 +118,9 @@ impl AppServer {
             return Err(CommandError::MucUnsupported);
         }
         let token = non_blank(command.token).ok_or(CommandError::MissingToken)?;
+        if token.len() > MAX_PUSH_TOKEN_LEN {
+            return Err(CommandError::TokenTooLong);
+        }
         let device_id = device_id(&command).ok_or(CommandError::MissingDeviceId)?;
         let request = RegistrationRequest {
             service,

@@ -156,6 +156,15 @@ async fn bad_register_forms_are_refused() {
         f.server.register(PushService::Fcm, no_device).await,
         Err(CommandError::MissingDeviceId)
     ));
+    let long = "x".repeat(MAX_PUSH_TOKEN_LEN + 1);
+    let too_long = RegisterCommand {
+        token: Some(&long),
+        ..conversations_register("x")
+    };
+    assert!(matches!(
+        f.server.register(PushService::Fcm, too_long).await,
+        Err(CommandError::TokenTooLong)
+    ));
     let muc = RegisterCommand {
         has_muc: true,
         ..conversations_register("x")

@@ -1,0 +1,202 @@
+//! Store and forward: sending kept messages when their owner can take them (PROTOCOL.md A.3).
+
+use std::collections::HashSet;
+
+use super::{Provider, lock};
+use crate::client_link::{PushDelivery, UpPush};
+use crate::store::{OwnerKey, StoredMessage};
+
+/// How many stored messages are read per query.
+const PAGE: u32 = 100;
+
+/// What a flush did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlushReport {
+    /// Messages the client took.
+    pub delivered: u64,
+    /// Messages dropped because the client revoked their endpoint.
+    pub revoked: u64,
+    /// Messages dropped because their endpoint token no longer opens (expired, key retired).
+    pub unopenable: u64,
+    /// Whether the owner stopped answering, leaving messages for a later flush.
+    pub interrupted: bool,
+}
+
+impl FlushReport {
+    fn add(&mut self, other: Self) {
+        self.delivered += other.delivered;
+        self.revoked += other.revoked;
+        self.unopenable += other.unopenable;
+        self.interrupted |= other.interrupted;
+    }
+}
+
+/// Removes the owner from the set of owners being flushed, however the flush ends.
+struct FlushGuard<'a> {
+    provider: &'a Provider,
+    owner: OwnerKey,
+}
+
+impl Drop for FlushGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.provider.flushing).remove(&self.owner);
+    }
+}
+
+impl Provider {
+    /// Sends `owner`'s kept messages, oldest first, stopping at the first one not delivered.
+    /// Called when the owner (a full JID) sends available presence.
+    pub async fn flush_owner(&self, owner: &str) -> FlushReport {
+        let key = OwnerKey::of_jid(owner);
+        if !lock(&self.flushing).insert(key.clone()) {
+            // Another flush of this owner is running; it sends everything there is.
+            return FlushReport::default();
+        }
+        let _guard = FlushGuard {
+            provider: self,
+            owner: key.clone(),
+        };
+        let mut report = FlushReport::default();
+        // Endpoints revoked during this flush: their later messages are already deleted.
+        let mut revoked: HashSet<(String, String)> = HashSet::new();
+        loop {
+            let now = self.clock.now();
+            let page = match self.store.messages_for_owner(&key, now, PAGE).await {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::warn!(%error, "flush: reading stored messages failed");
+                    report.interrupted = true;
+                    return report;
+                }
+            };
+            if page.is_empty() {
+                lock(&self.pending_owners).remove(&key);
+                return report;
+            }
+            for stored in page {
+                let endpoint = (
+                    stored.message.application.clone(),
+                    stored.message.instance.clone(),
+                );
+                if revoked.contains(&endpoint) {
+                    continue;
+                }
+                match self.forward(owner, &key, &stored).await {
+                    Some(step) => {
+                        if step.revoked > 0 {
+                            revoked.insert(endpoint);
+                        }
+                        report.add(step);
+                    }
+                    None => {
+                        report.interrupted = true;
+                        return report;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends every kept message: after start, and each time the link comes back.
+    pub async fn flush_all(&self) -> FlushReport {
+        let mut owners = Vec::new();
+        let mut seen = HashSet::new();
+        let mut report = FlushReport::default();
+        let mut after = 0;
+        loop {
+            let now = self.clock.now();
+            let page = match self.store.messages_after(after, now, PAGE).await {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::warn!(%error, "flush: reading stored messages failed");
+                    report.interrupted = true;
+                    return report;
+                }
+            };
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            for stored in page {
+                match self.keys.open(&stored.message.endpoint_token, now) {
+                    Ok(claims) => {
+                        if seen.insert(stored.message.owner.clone()) {
+                            lock(&self.pending_owners).insert(stored.message.owner.clone());
+                            owners.push(claims.owner);
+                        }
+                    }
+                    Err(_) => {
+                        self.delete(stored.id).await;
+                        report.unopenable += 1;
+                    }
+                }
+            }
+        }
+        for owner in owners {
+            report.add(self.flush_owner(&owner).await);
+        }
+        report
+    }
+
+    /// Deletes expired messages and revocations; run now and then.
+    pub async fn purge_expired(&self) {
+        let now = self.clock.now();
+        if let Err(error) = self.store.purge_expired_messages(now).await {
+            tracing::warn!(%error, "purging expired messages failed");
+        }
+        if let Err(error) = self.store.purge_expired_revocations(now).await {
+            tracing::warn!(%error, "purging expired revocations failed");
+        }
+    }
+
+    /// Sends one kept message. `None` when the owner did not take it (stop flushing).
+    async fn forward(
+        &self,
+        owner: &str,
+        key: &OwnerKey,
+        stored: &StoredMessage,
+    ) -> Option<FlushReport> {
+        let message = &stored.message;
+        let Ok(claims) = self.keys.open(&message.endpoint_token, self.clock.now()) else {
+            self.delete(stored.id).await;
+            return Some(FlushReport {
+                unopenable: 1,
+                ..FlushReport::default()
+            });
+        };
+        let delivery = self
+            .link
+            .push(UpPush {
+                owner,
+                application: &message.application,
+                instance: &message.instance,
+                body: &message.body,
+            })
+            .await;
+        match delivery {
+            PushDelivery::Delivered => {
+                self.delete(stored.id).await;
+                Some(FlushReport {
+                    delivered: 1,
+                    ..FlushReport::default()
+                })
+            }
+            PushDelivery::Revoked => {
+                self.revoke(&message.endpoint_token, &claims, key).await;
+                Some(FlushReport {
+                    revoked: 1,
+                    ..FlushReport::default()
+                })
+            }
+            PushDelivery::NotDelivered(reason) => {
+                tracing::debug!(%reason, "flush stopped: owner not reachable");
+                None
+            }
+        }
+    }
+
+    async fn delete(&self, id: i64) {
+        if let Err(error) = self.store.delete_message(id).await {
+            // At least once: the message may be sent again by a later flush.
+            tracing::warn!(%error, "deleting a forwarded message failed");
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! The UnifiedPush provider (the up role): registrations that yield stateless endpoints, and
+//! messages posted to them that are relayed to the client, or kept until it can take them.
+//! Every decision of PROTOCOL.md A.3 is made here; the HTTP and XMPP adapters map outcomes.
+//!
+//! Delivery is at least once: a client whose answer is lost (timeout, link drop) gets the
+//! message again with the next flush.
+
+mod flush;
+pub mod headers;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use crate::client_link::{ClientLink, PushDelivery, UpPush};
+use crate::clock::{Clock, UnixMillis};
+use crate::store::{
+    EndpointId, MessageStoreLimits, NewStoredMessage, OwnerKey, Store, StoreError, StoreFullScope,
+};
+use crate::unified_push::{EndpointClaims, EndpointKeys, InvalidUpId, SealError, UpId};
+
+pub use flush::FlushReport;
+pub use headers::{HeaderError, Topic, Urgency, parse_ttl};
+
+/// How the provider behaves; built from the `[unified_push]` settings.
+#[derive(Clone, Debug)]
+pub struct ProviderConfig {
+    /// Endpoints are `{public_url}/push/{token}`; no trailing slash.
+    pub public_url: String,
+    /// How long a registration (and its endpoint token) lives, in milliseconds.
+    pub registration_ttl_ms: i64,
+    /// The longest an undelivered message is kept, in seconds, whatever its `TTL` asks.
+    pub max_message_ttl_secs: u32,
+    /// Caps on stored messages.
+    pub store_limits: MessageStoreLimits,
+    /// When set, only accounts of these domains may register.
+    pub allowed_domains: Option<Vec<String>>,
+}
+
+/// A registration handed back to the client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpRegistration {
+    /// `{public_url}/push/{token}`.
+    pub endpoint: String,
+    /// When the registration (and the token) expire.
+    pub expires_at: UnixMillis,
+}
+
+/// Why a registration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UpRegisterError {
+    /// `application` or `instance` is not base64 of 32 bytes (XMPP: bad-request).
+    #[error("{field} is not base64 of 32 bytes: {source}")]
+    BadId {
+        /// `application` or `instance`.
+        field: &'static str,
+        /// What was wrong.
+        source: InvalidUpId,
+    },
+    /// The account's domain is not on the allow-list (XMPP: forbidden).
+    #[error("this provider does not serve that domain")]
+    DomainNotAllowed,
+    /// The JID is too long to fit in a token (XMPP: bad-request).
+    #[error(transparent)]
+    Seal(#[from] SealError),
+}
+
+/// A message posted to an endpoint, its headers already validated.
+#[derive(Clone, Debug, Default)]
+pub struct IncomingMessage {
+    /// The body (the HTTP side enforces the size limit).
+    pub body: Vec<u8>,
+    /// Requested `TTL` in seconds; none means the service's maximum.
+    pub ttl_secs: Option<u32>,
+    /// `Topic`, for replacement of an undelivered message.
+    pub topic: Option<Topic>,
+    /// `Urgency`.
+    pub urgency: Option<Urgency>,
+}
+
+/// What became of a posted message; one variant per row of the table in PROTOCOL.md A.3.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AcceptOutcome {
+    /// The client took it (201). `ttl_secs` is what the `TTL` response header says.
+    Delivered {
+        /// The effective TTL.
+        ttl_secs: u32,
+    },
+    /// Not delivered now; kept for `ttl_secs` (201).
+    Stored {
+        /// How long it is kept.
+        ttl_secs: u32,
+    },
+    /// `TTL: 0` and not deliverable now: dropped as the sender asked (201, `TTL: 0`).
+    Dropped,
+    /// Unknown, malformed, foreign, expired or revoked endpoint (404).
+    NotFound,
+    /// The owner has too many undelivered messages (429).
+    OwnerFull,
+    /// pushgate cannot accept it now: store full or database down (503).
+    Unavailable,
+}
+
+/// The UnifiedPush provider.
+pub struct Provider {
+    keys: EndpointKeys,
+    store: Arc<dyn Store>,
+    link: Arc<dyn ClientLink>,
+    clock: Arc<dyn Clock>,
+    config: ProviderConfig,
+    /// Owners that may have stored messages, so a delivery knows whether to flush.
+    pending_owners: Mutex<HashSet<OwnerKey>>,
+    /// Owners being flushed now, so two flushes never send the same messages twice at once.
+    flushing: Mutex<HashSet<OwnerKey>>,
+}
+
+impl Provider {
+    /// A provider sealing with `keys`, keeping state in `store`, reaching clients over `link`.
+    pub fn new(
+        keys: EndpointKeys,
+        store: Arc<dyn Store>,
+        link: Arc<dyn ClientLink>,
+        clock: Arc<dyn Clock>,
+        config: ProviderConfig,
+    ) -> Self {
+        Self {
+            keys,
+            store,
+            link,
+            clock,
+            config,
+            pending_owners: Mutex::new(HashSet::new()),
+            flushing: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &ProviderConfig {
+        &self.config
+    }
+
+    /// A `<register/>` from `owner` (the full JID, as received).
+    pub fn register(
+        &self,
+        owner: &str,
+        owner_domain: &str,
+        application: &str,
+        instance: &str,
+    ) -> Result<UpRegistration, UpRegisterError> {
+        let application = UpId::parse(application).map_err(|source| UpRegisterError::BadId {
+            field: "application",
+            source,
+        })?;
+        let instance = UpId::parse(instance).map_err(|source| UpRegisterError::BadId {
+            field: "instance",
+            source,
+        })?;
+        if let Some(allowed) = &self.config.allowed_domains
+            && !allowed
+                .iter()
+                .any(|domain| domain.eq_ignore_ascii_case(owner_domain))
+        {
+            return Err(UpRegisterError::DomainNotAllowed);
+        }
+        let expires_at = self
+            .clock
+            .now()
+            .saturating_add(self.config.registration_ttl_ms);
+        let token = self.keys.seal(&EndpointClaims {
+            owner: owner.to_owned(),
+            expires_at,
+            application,
+            instance,
+        })?;
+        Ok(UpRegistration {
+            endpoint: format!("{}/push/{token}", self.config.public_url),
+            expires_at,
+        })
+    }
+
+    /// Checks an endpoint for `GET`/`POST`: its claims, unless it is unknown, expired or
+    /// revoked (all 404). A database failure is `Err`.
+    pub async fn open_endpoint(&self, token: &str) -> Result<Option<EndpointClaims>, StoreError> {
+        let now = self.clock.now();
+        let Ok(claims) = self.keys.open(token, now) else {
+            return Ok(None);
+        };
+        if self
+            .store
+            .is_endpoint_revoked(&EndpointId::of_token(token), now)
+            .await?
+        {
+            return Ok(None);
+        }
+        Ok(Some(claims))
+    }
+
+    /// A message POSTed to `{public_url}/push/{token}`.
+    pub async fn accept(&self, token: &str, message: IncomingMessage) -> AcceptOutcome {
+        let claims = match self.open_endpoint(token).await {
+            Ok(Some(claims)) => claims,
+            Ok(None) => return AcceptOutcome::NotFound,
+            Err(error) => {
+                tracing::warn!(%error, "push: revocation check failed");
+                return AcceptOutcome::Unavailable;
+            }
+        };
+        let ttl_secs = message
+            .ttl_secs
+            .unwrap_or(self.config.max_message_ttl_secs)
+            .min(self.config.max_message_ttl_secs);
+        let owner_key = OwnerKey::of_jid(&claims.owner);
+        let delivery = self
+            .link
+            .push(UpPush {
+                owner: &claims.owner,
+                application: claims.application.as_str(),
+                instance: claims.instance.as_str(),
+                body: &message.body,
+            })
+            .await;
+        match delivery {
+            PushDelivery::Delivered => {
+                if self.has_pending(&owner_key) {
+                    // The client is reachable again: what waited for it goes out now.
+                    self.flush_owner(&claims.owner).await;
+                }
+                AcceptOutcome::Delivered { ttl_secs }
+            }
+            PushDelivery::Revoked => {
+                self.revoke(token, &claims, &owner_key).await;
+                AcceptOutcome::NotFound
+            }
+            PushDelivery::NotDelivered(reason) => {
+                tracing::debug!(%reason, "push not delivered");
+                if ttl_secs == 0 {
+                    return AcceptOutcome::Dropped;
+                }
+                self.keep(token, &claims, owner_key, message, ttl_secs)
+                    .await
+            }
+        }
+    }
+
+    async fn keep(
+        &self,
+        token: &str,
+        claims: &EndpointClaims,
+        owner: OwnerKey,
+        message: IncomingMessage,
+        ttl_secs: u32,
+    ) -> AcceptOutcome {
+        let now = self.clock.now();
+        // Never past the endpoint's own expiry: after it, the owner cannot be told anyway.
+        let expires_at = now
+            .saturating_add(i64::from(ttl_secs) * 1000)
+            .min(claims.expires_at);
+        let kept_secs = u32::try_from((expires_at - now).max(0) / 1000).unwrap_or(u32::MAX);
+        let stored = NewStoredMessage {
+            owner: owner.clone(),
+            endpoint_token: token.to_owned(),
+            application: claims.application.as_str().to_owned(),
+            instance: claims.instance.as_str().to_owned(),
+            topic: message.topic.map(|topic| topic.as_str().to_owned()),
+            urgency: message.urgency.map(|urgency| urgency.as_str().to_owned()),
+            body: message.body,
+            received_at: now,
+            expires_at,
+        };
+        match self
+            .store
+            .store_message(stored, self.config.store_limits)
+            .await
+        {
+            Ok(_) => {
+                self.mark_pending(owner);
+                AcceptOutcome::Stored {
+                    ttl_secs: kept_secs,
+                }
+            }
+            Err(StoreError::Full(StoreFullScope::Owner)) => AcceptOutcome::OwnerFull,
+            Err(StoreError::Full(StoreFullScope::Total)) => AcceptOutcome::Unavailable,
+            Err(error) => {
+                tracing::warn!(%error, "push: storing an undelivered message failed");
+                AcceptOutcome::Unavailable
+            }
+        }
+    }
+
+    async fn revoke(&self, token: &str, claims: &EndpointClaims, owner: &OwnerKey) {
+        tracing::info!("client revoked an endpoint");
+        let endpoint = EndpointId::of_token(token);
+        if let Err(error) = self
+            .store
+            .revoke_endpoint(&endpoint, claims.expires_at)
+            .await
+        {
+            tracing::warn!(%error, "recording a revocation failed");
+        }
+        let deleted = self
+            .store
+            .delete_endpoint_messages(owner, claims.application.as_str(), claims.instance.as_str())
+            .await;
+        if let Err(error) = deleted {
+            tracing::warn!(%error, "deleting a revoked endpoint's messages failed");
+        }
+    }
+
+    fn has_pending(&self, owner: &OwnerKey) -> bool {
+        lock(&self.pending_owners).contains(owner)
+    }
+
+    fn mark_pending(&self, owner: OwnerKey) {
+        lock(&self.pending_owners).insert(owner);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The sets hold no invariant a panic elsewhere could break.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,471 @@
+//! The provider against an in-memory store and a scripted client: PROTOCOL.md A.3 row by row.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::clock::FixedClock;
+use crate::memory_store::MemoryStore;
+use crate::unified_push::EndpointKey;
+
+const NOW: i64 = 1_800_000_000_000;
+const APP: &str = "XrfnJea6xD8qkGQ3qnvggAgd54an0S97lkm+R7adbKA=";
+const INSTANCE: &str = "YhKgbKyLUPep9KJmf7gXhyLL9I5eWSIZO11vXZQT0ew=";
+const OWNER: &str = "alice@example.test/Conversations.r4nD";
+
+/// What the client received: owner, application, instance, body.
+type Received = (String, String, String, Vec<u8>);
+
+/// A client that answers from a script (default: delivered) and records what it got.
+#[derive(Default)]
+struct ScriptedClient {
+    answers: Mutex<VecDeque<PushDelivery>>,
+    default: Mutex<Option<PushDelivery>>,
+    received: Mutex<Vec<Received>>,
+}
+
+impl ScriptedClient {
+    fn always(&self, delivery: PushDelivery) {
+        *self.default.lock().unwrap() = Some(delivery);
+    }
+    fn received_bodies(&self) -> Vec<Vec<u8>> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.3.clone())
+            .collect()
+    }
+}
+
+#[async_trait]
+impl ClientLink for ScriptedClient {
+    async fn push(&self, push: UpPush<'_>) -> PushDelivery {
+        self.received.lock().unwrap().push((
+            push.owner.to_owned(),
+            push.application.to_owned(),
+            push.instance.to_owned(),
+            push.body.to_vec(),
+        ));
+        let scripted = self.answers.lock().unwrap().pop_front();
+        scripted
+            .or_else(|| self.default.lock().unwrap().clone())
+            .unwrap_or(PushDelivery::Delivered)
+    }
+}
+
+struct Fixture {
+    clock: Arc<FixedClock>,
+    store: Arc<MemoryStore>,
+    client: Arc<ScriptedClient>,
+    provider: Provider,
+}
+
+fn fixture_with(config: impl FnOnce(&mut ProviderConfig)) -> Fixture {
+    let clock = Arc::new(FixedClock::new(NOW));
+    let store = Arc::new(MemoryStore::new());
+    let client = Arc::new(ScriptedClient::default());
+    let mut settings = ProviderConfig {
+        public_url: "https://up.example".into(),
+        registration_ttl_ms: 7 * 86_400_000,
+        max_message_ttl_secs: 86_400,
+        store_limits: MessageStoreLimits {
+            max_per_owner: 3,
+            max_total: 5,
+        },
+        allowed_domains: None,
+    };
+    config(&mut settings);
+    let provider = Provider::new(
+        EndpointKeys::single(EndpointKey::generate()),
+        store.clone(),
+        client.clone(),
+        clock.clone(),
+        settings,
+    );
+    Fixture {
+        clock,
+        store,
+        client,
+        provider,
+    }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(|_| {})
+}
+
+fn token_of(registration: &UpRegistration) -> &str {
+    registration
+        .endpoint
+        .strip_prefix("https://up.example/push/")
+        .unwrap()
+}
+
+fn body(text: &str) -> IncomingMessage {
+    IncomingMessage {
+        body: text.as_bytes().to_vec(),
+        ..IncomingMessage::default()
+    }
+}
+
+#[test]
+fn registration_yields_an_endpoint_that_names_nothing() {
+    let f = fixture();
+    let registration = f
+        .provider
+        .register(OWNER, "example.test", APP, INSTANCE)
+        .unwrap();
+    assert_eq!(registration.expires_at, NOW + 7 * 86_400_000);
+    let token = token_of(&registration);
+    assert!(token.starts_with("v2.local."));
+    assert!(!registration.endpoint.contains("alice"));
+    let again = f
+        .provider
+        .register(OWNER, "example.test", APP, INSTANCE)
+        .unwrap();
+    assert_ne!(
+        again.endpoint, registration.endpoint,
+        "each registration gets a fresh nonce"
+    );
+}
+
+#[test]
+fn registration_refuses_bad_ids_and_foreign_domains() {
+    let f = fixture_with(|c| c.allowed_domains = Some(vec!["example.test".into()]));
+    assert!(matches!(
+        f.provider
+            .register(OWNER, "example.test", "short", INSTANCE),
+        Err(UpRegisterError::BadId {
+            field: "application",
+            ..
+        })
+    ));
+    assert!(matches!(
+        f.provider
+            .register(OWNER, "example.test", APP, "bm90IDMyIGJ5dGVz"),
+        Err(UpRegisterError::BadId {
+            field: "instance",
+            ..
+        })
+    ));
+    assert!(matches!(
+        f.provider
+            .register("eve@evil.example/x", "evil.example", APP, INSTANCE),
+        Err(UpRegisterError::DomainNotAllowed)
+    ));
+    assert!(
+        f.provider
+            .register(OWNER, "EXAMPLE.test", APP, INSTANCE)
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn a_delivered_message_reaches_the_owner() {
+    let f = fixture();
+    let registration = f
+        .provider
+        .register(OWNER, "example.test", APP, INSTANCE)
+        .unwrap();
+    let outcome = f
+        .provider
+        .accept(token_of(&registration), body("hello"))
+        .await;
+    assert_eq!(outcome, AcceptOutcome::Delivered { ttl_secs: 86_400 });
+    let received = f.client.received.lock().unwrap().clone();
+    assert_eq!(
+        received,
+        vec![(OWNER.into(), APP.into(), INSTANCE.into(), b"hello".to_vec())]
+    );
+}
+
+#[tokio::test]
+async fn unknown_and_expired_endpoints_are_not_found() {
+    let f = fixture();
+    assert_eq!(
+        f.provider.accept("v2.local.AAAA", body("x")).await,
+        AcceptOutcome::NotFound
+    );
+    assert_eq!(
+        f.provider.accept("", body("x")).await,
+        AcceptOutcome::NotFound
+    );
+    let registration = f
+        .provider
+        .register(OWNER, "example.test", APP, INSTANCE)
+        .unwrap();
+    f.clock.set(registration.expires_at);
+    assert_eq!(
+        f.provider.accept(token_of(&registration), body("x")).await,
+        AcceptOutcome::NotFound
+    );
+    assert!(f.client.received_bodies().is_empty());
+}
+
+#[tokio::test]
+async fn a_revoked_endpoint_is_not_found_without_asking_the_client_again() {
+    let f = fixture();
+    let registration = f
+        .provider
+        .register(OWNER, "example.test", APP, INSTANCE)
+        .unwrap();
+    f.client.always(PushDelivery::Revoked);
+    assert_eq!(
+        f.provider.accept(token_of(&registration), body("1")).await,
+        AcceptOutcome::NotFound
+    );
+    assert_eq!(
+        f.provider.accept(token_of(&registration), body("2")).await,
+        AcceptOutcome::NotFound
+    );
+    assert_eq!(f.client.received_bodies(), vec![b"1".to_vec()]);
+    // A new registration of the same app is a new endpoint and works.
+    f.client.always(PushDelivery::Delivered);
+    let fresh = f
+        .provider
+        .register(OWNER, "example.test", APP, INSTANCE)
+        .unwrap();
+    assert!(matches!(
+        f.provider.accept(token_of(&fresh), body("3")).await,
+        AcceptOutcome::Delivered { .. }
+    ));
+}
+
+#[tokio::test]
+async fn undelivered_messages_are_kept_for_the_capped_ttl() {
+    let f = fixture();
+    let registration = f
+        .provider
+        .register(OWNER, "example.test", APP, INSTANCE)
+        .unwrap();
+    f.client
+        .always(PushDelivery::NotDelivered("offline".into()));
+    let short = IncomingMessage {
+        ttl_secs: Some(60),
+        ..body("a")
+    };
+    assert_eq!(
+        f.provider.accept(token_of(&registration), short).await,
+        AcceptOutcome::Stored { ttl_secs: 60 }
+    );
+    let long = IncomingMessage {
+        ttl_secs: Some(10_000_000),
+        ..body("b")
+    };
+    assert_eq!(
+        f.provider.accept(token_of(&registration), long).await,
+        AcceptOutcome::Stored { ttl_secs: 86_400 }
+    );
+    let now_or_never = IncomingMessage {
+        ttl_secs: Some(0),
+        ..body("c")
+    };
+    assert_eq!(
+        f.provider
+            .accept(token_of(&registration), now_or_never)
+            .await,
+        AcceptOutcome::Dropped
+    );
+    let stored = f.store.messages_after(0, NOW, 10).await.unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0].message.expires_at, NOW + 60_000);
+}
+
+#[tokio::test]
+async fn a_message_is_never_kept_past_its_endpoint() {
+    let f = fixture_with(|c| c.registration_ttl_ms = 30_000);
+    let registration = f
+        .provider
+        .register(OWNER, "example.test", APP, INSTANCE)
+        .unwrap();
+    f.client
+        .always(PushDelivery::NotDelivered("offline".into()));
+    assert_eq!(
+        f.provider.accept(token_of(&registration), body("a")).await,
+        AcceptOutcome::Stored { ttl_secs: 30 }
+    );
+}
+
+#[tokio::test]
+async fn caps_give_owner_full_then_unavailable_and_topics_replace() {
+    let f = fixture();
+    f.client
+        .always(PushDelivery::NotDelivered("offline".into()));
+    let alice = f
+        .provider
+        .register(OWNER, "example.test", APP, INSTANCE)
+        .unwrap();
+    let topic = |text: &str| IncomingMessage {
+        topic: Some(Topic::parse("mail").unwrap()),
+        ..body(text)
+    };
+    for text in ["1", "2"] {
+        assert!(matches!(
+            f.provider.accept(token_of(&alice), body(text)).await,
+            AcceptOutcome::Stored { .. }
+        ));
+    }
+    assert!(matches!(
+        f.provider.accept(token_of(&alice), topic("t1")).await,
+        AcceptOutcome::Stored { .. }
+    ));
+    // Replacing the topic message does not count twice.
+    assert!(matches!(
+        f.provider.accept(token_of(&alice), topic("t2")).await,
+        AcceptOutcome::Stored { .. }
+    ));
+    assert_eq!(
+        f.provider.accept(token_of(&alice), body("4")).await,
+        AcceptOutcome::OwnerFull
+    );
+    let bob = f
+        .provider
+        .register("bob@example.test/x", "example.test", APP, INSTANCE)
+        .unwrap();
+    for text in ["b1", "b2"] {
+        assert!(matches!(
+            f.provider.accept(token_of(&bob), body(text)).await,
+            AcceptOutcome::Stored { .. }
+        ));
+    }
+    assert_eq!(
+        f.provider.accept(token_of(&bob), body("b3")).await,
+        AcceptOutcome::Unavailable
+    );
+    let alice_messages = f
+        .store
+        .messages_for_owner(&OwnerKey::of_jid(OWNER), NOW, 10)
+        .await
+        .unwrap();
+    let bodies: Vec<_> = alice_messages
+        .iter()
+        .map(|m| m.message.body.clone())
+        .collect();
+    assert_eq!(bodies, vec![b"1".to_vec(), b"2".to_vec(), b"t2".to_vec()]);
+}
+
+#[tokio::test]
+async fn presence_flushes_in_order_and_stops_at_the_first_failure() {
+    let f = fixture();
+    let registration = f
+        .provider
+        .register(OWNER, "example.test", APP, INSTANCE)
+        .unwrap();
+    f.client
+        .always(PushDelivery::NotDelivered("offline".into()));
+    for text in ["1", "2", "3"] {
+        f.provider.accept(token_of(&registration), body(text)).await;
+    }
+    f.client.received.lock().unwrap().clear();
+    f.client.answers.lock().unwrap().extend([
+        PushDelivery::Delivered,
+        PushDelivery::NotDelivered("gone".into()),
+    ]);
+    let report = f.provider.flush_owner(OWNER).await;
+    assert_eq!(report.delivered, 1);
+    assert!(report.interrupted);
+    f.client.always(PushDelivery::Delivered);
+    let report = f.provider.flush_owner(OWNER).await;
+    assert_eq!(report.delivered, 2);
+    assert!(!report.interrupted);
+    assert_eq!(
+        f.client.received_bodies(),
+        vec![b"1".to_vec(), b"2".to_vec(), b"2".to_vec(), b"3".to_vec()]
+    );
+    assert!(f.store.messages_after(0, NOW, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_delivery_flushes_what_was_kept_before() {
+    let f = fixture();
+    let registration = f
+        .provider
+        .register(OWNER, "example.test", APP, INSTANCE)
+        .unwrap();
+    f.client
+        .always(PushDelivery::NotDelivered("offline".into()));
+    f.provider
+        .accept(token_of(&registration), body("old"))
+        .await;
+    f.client.always(PushDelivery::Delivered);
+    f.provider
+        .accept(token_of(&registration), body("new"))
+        .await;
+    assert_eq!(
+        f.client.received_bodies(),
+        vec![b"old".to_vec(), b"new".to_vec(), b"old".to_vec()]
+    );
+    assert!(f.store.messages_after(0, NOW, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn link_return_flushes_every_owner_and_drops_unopenable_tokens() {
+    let f = fixture();
+    let alice = f
+        .provider
+        .register(OWNER, "example.test", APP, INSTANCE)
+        .unwrap();
+    let bob = f
+        .provider
+        .register("bob@example.test/y", "example.test", APP, INSTANCE)
+        .unwrap();
+    f.client
+        .always(PushDelivery::NotDelivered("link down".into()));
+    f.provider.accept(token_of(&alice), body("a")).await;
+    f.provider.accept(token_of(&bob), body("b")).await;
+    f.client.always(PushDelivery::Delivered);
+    f.client.received.lock().unwrap().clear();
+    let report = f.provider.flush_all().await;
+    assert_eq!(report.delivered, 2);
+    let owners: Vec<_> = f
+        .client
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.0.clone())
+        .collect();
+    assert_eq!(
+        owners,
+        vec![OWNER.to_owned(), "bob@example.test/y".to_owned()]
+    );
+}
+
+#[tokio::test]
+async fn a_revocation_during_flush_drops_that_endpoints_messages() {
+    let f = fixture();
+    let registration = f
+        .provider
+        .register(OWNER, "example.test", APP, INSTANCE)
+        .unwrap();
+    f.client
+        .always(PushDelivery::NotDelivered("offline".into()));
+    for text in ["1", "2"] {
+        f.provider.accept(token_of(&registration), body(text)).await;
+    }
+    f.client.always(PushDelivery::Revoked);
+    let report = f.provider.flush_owner(OWNER).await;
+    assert_eq!(report.revoked, 1);
+    assert!(f.store.messages_after(0, NOW, 10).await.unwrap().is_empty());
+    assert_eq!(
+        f.provider.accept(token_of(&registration), body("3")).await,
+        AcceptOutcome::NotFound
+    );
+}
+
+#[tokio::test]
+async fn a_database_failure_is_unavailable() {
+    let f = fixture();
+    let registration = f
+        .provider
+        .register(OWNER, "example.test", APP, INSTANCE)
+        .unwrap();
+    f.store.set_unavailable(true);
+    assert_eq!(
+        f.provider.accept(token_of(&registration), body("x")).await,
+        AcceptOutcome::Unavailable
+    );
+}
