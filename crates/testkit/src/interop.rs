@@ -6,6 +6,8 @@
 //! - `required`: a missing server fails the test (CI sets this so nothing is skipped silently);
 //! - `off`: skip all interop tests, with a printed reason.
 
+use std::io::Write as _;
+
 use crate::server_process::HarnessError;
 
 /// The environment variable that selects the interop mode.
@@ -40,7 +42,7 @@ impl InteropMode {
 pub fn interop_off(test: &str) -> bool {
     let off = InteropMode::from_env() == InteropMode::Off;
     if off {
-        eprintln!("SKIPPED {test}: {INTEROP_VAR}=off");
+        notice(&format!("SKIPPED {test}: {INTEROP_VAR}=off"));
     }
     off
 }
@@ -54,9 +56,17 @@ pub fn start_or_skip<T>(test: &str, started: Result<T, HarnessError>) -> Option<
         Err(e @ HarnessError::NotInstalled { .. })
             if InteropMode::from_env() != InteropMode::Required =>
         {
-            eprintln!("SKIPPED {test}: {e} (set {INTEROP_VAR}=required to fail instead)");
+            notice(&format!(
+                "SKIPPED {test}: {e} (set {INTEROP_VAR}=required to fail instead)"
+            ));
             None
         }
         Err(e) => panic!("{test}: {e}"),
     }
+}
+
+/// Writes one line straight to the process's stderr: the test harness captures `eprintln!` of
+/// passing tests, and skips and measured numbers must be visible in a normal `cargo test` run.
+pub fn notice(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }

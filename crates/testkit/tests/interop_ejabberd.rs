@@ -7,7 +7,7 @@ use std::time::Instant;
 use pushgate_testkit::c2s_client::stanza::{self, stanza_type};
 use pushgate_testkit::c2s_client::{C2sClient, C2sConfig, C2sError};
 use pushgate_testkit::ejabberd::{EjabberdInstance, EjabberdOptions};
-use pushgate_testkit::interop::{interop_off, start_or_skip};
+use pushgate_testkit::interop::{interop_off, notice, start_or_skip};
 
 const DOMAIN: &str = "example.test";
 
@@ -32,11 +32,11 @@ async fn ejabberd(test: &str) -> Option<EjabberdInstance> {
         })
         .await,
     )?;
-    eprintln!(
+    notice(&format!(
         "{test}: ejabberd ready in {} ms (ports open {} ms after spawn)",
         started.elapsed().as_millis(),
         server.last_start_duration().as_millis()
-    );
+    ));
     Some(server)
 }
 
@@ -114,10 +114,10 @@ async fn restart_keeps_ports_and_accounts() {
     let alice = login(&server, "alice", "alicepass").await;
     let started = Instant::now();
     server.restart().await.unwrap();
-    eprintln!(
+    notice(&format!(
         "restart_keeps_ports_and_accounts: ejabberd restart took {} ms",
         started.elapsed().as_millis()
-    );
+    ));
     // The old session ends with the server.
     let mut alice = alice;
     assert!(alice.recv_where(|_| false).await.is_err());

@@ -5,7 +5,7 @@
 //! so the test client works on plain elements.
 
 use tokio_xmpp::minidom::rxml::{Namespace, NcName};
-use tokio_xmpp::minidom::{Element, Error as XmlError};
+pub use tokio_xmpp::minidom::{Element, Error as XmlError};
 
 /// The default namespace of a client stream (RFC 6120 §4.8.3).
 pub const NS_CLIENT: &str = "jabber:client";
