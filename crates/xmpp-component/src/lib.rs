@@ -1,1 +1,30 @@
-//! pushgate's XEP-0114 component link and the stanza handlers of both roles
+//! pushgate's XEP-0114 component link and the stanza handlers of both roles.
+//!
+//! [`ComponentLink::spawn`] connects to the XMPP server's component port, authenticates
+//! (XEP-0114 §3), and keeps the link up: reconnection with backoff, keepalive pings, limits on
+//! incoming XML. It answers disco and ping itself, tracks answers to its own IQs
+//! ([`ComponentLink::send_iq`]) and hands every other stanza to a [`StanzaHandler`].
+
+mod backoff;
+mod builtin;
+pub mod config;
+mod dispatch;
+mod error;
+mod handler;
+mod handshake;
+mod inbound;
+mod iq_tracker;
+mod link;
+mod session;
+mod state;
+mod transport;
+mod writer;
+
+pub use config::{ComponentConfig, LinkTimeouts, ReconnectPolicy, XmlLimits, generate_instance_id};
+pub use error::{IqError, LinkError};
+pub use handler::{IqReply, StanzaHandler, stanza_error};
+pub use link::{ComponentLink, ConfigError};
+pub use state::LinkState;
+
+/// The XMPP types of this crate's API, re-exported so that users need no direct dependency.
+pub use xmpp_parsers;

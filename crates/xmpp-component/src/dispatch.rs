@@ -1,0 +1,232 @@
+//! Routing of each element the reader receives: built-in answers, IQ answers to our own
+//! requests, handler tasks, and replies to broken stanzas.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+use tokio_xmpp::xmlstream::XmppStreamElement;
+use xmpp_parsers::iq::{Iq, IqHeader, IqRequestPayload};
+use xmpp_parsers::jid::Jid;
+use xmpp_parsers::ping::Ping;
+use xmpp_parsers::stanza::Stanza;
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
+use xmpp_parsers::stream_error::DefinedCondition as StreamCondition;
+
+use crate::builtin;
+use crate::config::ComponentConfig;
+use crate::error::SessionError;
+use crate::handler::{IqReply, StanzaHandler};
+use crate::inbound::{ElementKind, Inbound, IqHeaderAttrs};
+use crate::iq_tracker::Resolution;
+use crate::link::ComponentLink;
+
+/// Routes the elements of one session.
+pub(crate) struct Dispatcher {
+    link: ComponentLink,
+    handler: Arc<dyn StanzaHandler>,
+    tasks: TaskTracker,
+    permits: Arc<Semaphore>,
+    keepalive_timeout: Duration,
+    ping_targets: Vec<Jid>,
+}
+
+/// Where keepalive pings go: the component's own JID, which both Prosody and ejabberd route
+/// back to us, and the parent domain (the usual host of a component), which answers even
+/// when ejabberd spreads our own JID's traffic over several connections. Any answer, or any
+/// other input, proves the link alive.
+fn ping_targets(link: &ComponentLink) -> Vec<Jid> {
+    let own = link.address().clone();
+    let parent = link
+        .jid()
+        .domain()
+        .as_str()
+        .split_once('.')
+        .and_then(|(_, parent)| Jid::new(parent).ok());
+    std::iter::once(own).chain(parent).collect()
+}
+
+impl Dispatcher {
+    pub(crate) fn new(
+        link: &ComponentLink,
+        handler: &Arc<dyn StanzaHandler>,
+        tasks: &TaskTracker,
+        permits: &Arc<Semaphore>,
+        config: &ComponentConfig,
+    ) -> Self {
+        Self {
+            link: link.clone(),
+            handler: Arc::clone(handler),
+            tasks: tasks.clone(),
+            permits: Arc::clone(permits),
+            keepalive_timeout: config.timeouts.keepalive_timeout,
+            ping_targets: ping_targets(link),
+        }
+    }
+
+    /// Handles one element; `Some` ends the session.
+    pub(crate) async fn dispatch(&self, inbound: Inbound) -> Option<SessionError> {
+        match inbound {
+            Inbound::Element(XmppStreamElement::Stanza(stanza)) => match stanza {
+                Stanza::Iq(iq) => self.on_iq(iq).await,
+                Stanza::Message(message) => {
+                    let (handler, link) = (Arc::clone(&self.handler), self.link.clone());
+                    self.spawn_bounded(async move { handler.handle_message(&link, message).await })
+                        .await;
+                }
+                Stanza::Presence(presence) => {
+                    let (handler, link) = (Arc::clone(&self.handler), self.link.clone());
+                    self.spawn_bounded(
+                        async move { handler.handle_presence(&link, presence).await },
+                    )
+                    .await;
+                }
+            },
+            Inbound::Element(XmppStreamElement::StreamError(error)) => {
+                return Some(match error.0.condition {
+                    StreamCondition::Conflict => SessionError::Conflict,
+                    other => SessionError::StreamError(other),
+                });
+            }
+            Inbound::Element(other) => {
+                tracing::debug!(element = ?other, "ignoring an unexpected nonza");
+            }
+            Inbound::Invalid {
+                kind,
+                header,
+                error,
+            } => {
+                tracing::warn!(?kind, %error, "malformed stanza");
+                count_rejected("malformed");
+                self.reject(kind, header).await;
+            }
+            Inbound::Skipped {
+                kind,
+                header,
+                reason,
+            } => {
+                tracing::warn!(?kind, reason = reason.as_str(), "stanza skipped");
+                count_rejected(reason.as_str());
+                self.reject(kind, header).await;
+            }
+        }
+        None
+    }
+
+    async fn on_iq(&self, iq: Iq) {
+        let (header, payload) = match iq {
+            Iq::Get {
+                from,
+                to,
+                id,
+                payload,
+            } => (IqHeader { from, to, id }, IqRequestPayload::Get(payload)),
+            Iq::Set {
+                from,
+                to,
+                id,
+                payload,
+            } => (IqHeader { from, to, id }, IqRequestPayload::Set(payload)),
+            answer @ (Iq::Result { .. } | Iq::Error { .. }) => {
+                match self.link.shared_tracker().resolve(answer) {
+                    Resolution::Answered => (),
+                    Resolution::Unsolicited => {
+                        tracing::debug!("dropping an IQ answer nobody asked for");
+                    }
+                    Resolution::WrongSender => {
+                        tracing::warn!("dropping an IQ answer from a sender that was not asked");
+                        count_rejected("spoofed answer");
+                    }
+                }
+                return;
+            }
+        };
+        if let Some(reply) = builtin::answer(&*self.handler, &payload) {
+            self.reply(header, reply).await;
+            return;
+        }
+        let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+            // Too many requests in flight: a `wait` error makes the sender retry later
+            // without counting it against us (PROTOCOL A.2).
+            count_rejected("overloaded");
+            let busy = IqReply::error(ErrorType::Wait, DefinedCondition::ResourceConstraint);
+            self.reply(header, busy).await;
+            return;
+        };
+        let (handler, link) = (Arc::clone(&self.handler), self.link.clone());
+        self.tasks.spawn(async move {
+            let reply = handler
+                .handle_iq(&link, &header, payload)
+                .await
+                .unwrap_or_else(|| {
+                    IqReply::error(ErrorType::Cancel, DefinedCondition::ServiceUnavailable)
+                });
+            send_reply(&link, header, reply).await;
+            drop(permit);
+        });
+    }
+
+    /// Answers a broken IQ get/set `bad-request`, when it can be addressed at all.
+    async fn reject(&self, kind: ElementKind, header: IqHeaderAttrs) {
+        if kind != ElementKind::Iq || !header.is_request() {
+            return;
+        }
+        let IqHeaderAttrs { id, from, to, .. } = header;
+        let (Some(id), Some(from)) = (id, from.and_then(|f| Jid::new(&f).ok())) else {
+            return;
+        };
+        let to = to.and_then(|t| Jid::new(&t).ok());
+        let header = IqHeader {
+            from: Some(from),
+            to,
+            id,
+        };
+        let bad = IqReply::error(ErrorType::Modify, DefinedCondition::BadRequest);
+        self.reply(header, bad).await;
+    }
+
+    async fn reply(&self, header: IqHeader, reply: IqReply) {
+        send_reply(&self.link, header, reply).await;
+    }
+
+    async fn spawn_bounded(&self, work: impl Future<Output = ()> + Send + 'static) {
+        // Waiting for a permit here slows the reader down instead of dropping the stanza.
+        let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
+            return;
+        };
+        self.tasks.spawn(async move {
+            work.await;
+            drop(permit);
+        });
+    }
+
+    /// After read silence: ping, so that a live server answers before the hard timeout.
+    pub(crate) fn keepalive(&self) {
+        tracing::debug!("read silence: sending keepalive pings");
+        for target in &self.ping_targets {
+            let ping = Iq::from_get(String::new(), Ping).with_to(target.clone());
+            let (link, deadline) = (self.link.clone(), self.keepalive_timeout);
+            self.tasks.spawn(async move {
+                if let Err(error) = link.send_iq(ping, deadline).await {
+                    tracing::debug!(%error, "keepalive ping unanswered");
+                }
+            });
+        }
+    }
+}
+
+async fn send_reply(link: &ComponentLink, header: IqHeader, reply: IqReply) {
+    if header.from.is_none() {
+        // A stanza without `to` would make ejabberd close the stream (improper-addressing).
+        tracing::debug!("not answering an IQ without a sender");
+        return;
+    }
+    if let Err(error) = link.send(reply.into_iq(header)).await {
+        tracing::debug!(%error, "IQ reply not sent");
+    }
+}
+
+fn count_rejected(reason: &'static str) {
+    metrics::counter!("pushgate_xmpp_stanzas_rejected_total", "reason" => reason).increment(1);
+}

@@ -1,0 +1,280 @@
+//! The handle every task uses to send through a component link, and the task that keeps the
+//! link connected.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::stanza::Stanza;
+
+use crate::backoff::Backoff;
+use crate::config::ComponentConfig;
+use crate::error::{IqError, LinkError, SessionError};
+use crate::handler::StanzaHandler;
+use crate::handshake;
+use crate::iq_tracker::IqTracker;
+use crate::session::{self, SessionEnd};
+use crate::state::LinkState;
+
+/// A configuration that cannot work.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The component JID does not parse.
+    #[error("invalid component JID {0:?}")]
+    InvalidJid(String),
+    /// A component JID is a bare domain (XEP-0114), without `@` or `/`.
+    #[error("the component JID {0:?} must be a bare domain")]
+    NotADomain(String),
+    /// The instance id goes into every IQ id, so it must be short and plain.
+    #[error("instance_id must be 1 to 32 ASCII letters or digits")]
+    BadInstanceId,
+    /// `outbound_queue` or `max_concurrent_iqs` is zero.
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+}
+
+pub(crate) struct Shared {
+    jid: BareJid,
+    address: Jid,
+    tracker: Arc<IqTracker>,
+    state: watch::Sender<LinkState>,
+    // The current session's queue; `None` while the link is down.
+    outbound: Mutex<Option<mpsc::Sender<Stanza>>>,
+}
+
+/// A handle on one XEP-0114 component link. Cheap to clone; every clone sends through the same
+/// connection.
+#[derive(Clone)]
+pub struct ComponentLink {
+    shared: Arc<Shared>,
+}
+
+fn validate(config: &ComponentConfig) -> Result<BareJid, ConfigError> {
+    let jid = BareJid::new(&config.jid).map_err(|_| ConfigError::InvalidJid(config.jid.clone()))?;
+    if jid.node().is_some() {
+        return Err(ConfigError::NotADomain(config.jid.clone()));
+    }
+    let id = &config.instance_id;
+    if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(ConfigError::BadInstanceId);
+    }
+    if config.outbound_queue == 0 {
+        return Err(ConfigError::Zero("outbound_queue"));
+    }
+    if config.max_concurrent_iqs == 0 {
+        return Err(ConfigError::Zero("max_concurrent_iqs"));
+    }
+    Ok(jid)
+}
+
+impl ComponentLink {
+    /// Starts the link: connects, authenticates, and reconnects forever until `shutdown` is
+    /// cancelled. The returned task ends after a clean close of the stream.
+    pub fn spawn(
+        config: ComponentConfig,
+        handler: Arc<dyn StanzaHandler>,
+        shutdown: CancellationToken,
+    ) -> Result<(ComponentLink, JoinHandle<()>), ConfigError> {
+        let jid = validate(&config)?;
+        let (state, _) = watch::channel(LinkState::Connecting);
+        let link = ComponentLink {
+            shared: Arc::new(Shared {
+                address: Jid::from(jid.clone()),
+                jid,
+                tracker: Arc::new(IqTracker::new(config.instance_id.clone())),
+                state,
+                outbound: Mutex::new(None),
+            }),
+        };
+        let task = tokio::spawn(supervise(link.clone(), config, handler, shutdown));
+        Ok((link, task))
+    }
+
+    /// The component JID.
+    pub fn jid(&self) -> &BareJid {
+        &self.shared.jid
+    }
+
+    /// The component JID as a [`Jid`], the `from` of everything the link sends.
+    pub fn address(&self) -> &Jid {
+        &self.shared.address
+    }
+
+    /// The current state.
+    pub fn state(&self) -> LinkState {
+        self.shared.state.borrow().clone()
+    }
+
+    /// A receiver that sees every state change.
+    pub fn watch_state(&self) -> watch::Receiver<LinkState> {
+        self.shared.state.subscribe()
+    }
+
+    /// Outgoing IQs waiting for their answer.
+    pub fn pending_iqs(&self) -> usize {
+        self.shared.tracker.len()
+    }
+
+    /// A fresh IQ id, `<instance>.<counter>`.
+    pub fn next_iq_id(&self) -> String {
+        self.shared.tracker.next_id()
+    }
+
+    /// Queues a stanza, waiting for queue space. A missing `from` becomes the component JID.
+    pub async fn send(&self, stanza: impl Into<Stanza>) -> Result<(), LinkError> {
+        let mut stanza = stanza.into();
+        self.stamp_from(&mut stanza);
+        let queue = self.queue()?;
+        queue.send(stanza).await.map_err(|_| LinkError::Down)
+    }
+
+    /// Queues a stanza without waiting: [`LinkError::QueueFull`] when the queue is full.
+    pub fn try_send(&self, stanza: impl Into<Stanza>) -> Result<(), LinkError> {
+        let mut stanza = stanza.into();
+        self.stamp_from(&mut stanza);
+        let queue = self.queue()?;
+        queue.try_send(stanza).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => LinkError::QueueFull,
+            mpsc::error::TrySendError::Closed(_) => LinkError::Down,
+        })
+    }
+
+    /// Sends an IQ get/set and waits for its answer (a result or an error IQ) until `timeout`.
+    ///
+    /// The id is replaced by a fresh `<instance>.<counter>`. Only an answer from the request's
+    /// `to` counts. If the link drops meanwhile, this fails at once with
+    /// [`IqError::LinkDown`].
+    pub async fn send_iq(&self, mut iq: Iq, timeout: Duration) -> Result<Iq, IqError> {
+        if !matches!(iq, Iq::Get { .. } | Iq::Set { .. }) {
+            return Err(IqError::NotARequest);
+        }
+        let Some(to) = iq.to().cloned() else {
+            return Err(IqError::NotARequest);
+        };
+        let id = self.shared.tracker.next_id();
+        *iq.id_mut() = id.clone();
+        let (_pending, answer) = self.shared.tracker.register(id, to);
+        let exchange = async {
+            self.send(iq).await?;
+            answer.await.unwrap_or(Err(IqError::LinkDown))
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .unwrap_or(Err(IqError::Timeout))
+    }
+
+    fn stamp_from(&self, stanza: &mut Stanza) {
+        let from = match stanza {
+            Stanza::Iq(iq) => iq.from_mut(),
+            Stanza::Message(message) => &mut message.from,
+            Stanza::Presence(presence) => &mut presence.from,
+        };
+        if from.is_none() {
+            *from = Some(self.shared.address.clone());
+        }
+    }
+
+    fn outbound(&self) -> MutexGuard<'_, Option<mpsc::Sender<Stanza>>> {
+        self.shared
+            .outbound
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn queue(&self) -> Result<mpsc::Sender<Stanza>, LinkError> {
+        self.outbound().clone().ok_or(LinkError::Down)
+    }
+
+    pub(crate) fn attach(&self, queue: mpsc::Sender<Stanza>) {
+        *self.outbound() = Some(queue);
+        self.set_state(LinkState::Connected);
+    }
+
+    /// Stops accepting stanzas; the writer sees the queue close once in-flight sends finish.
+    pub(crate) fn detach(&self) {
+        self.outbound().take();
+    }
+
+    pub(crate) fn shared_tracker(&self) -> &Arc<IqTracker> {
+        &self.shared.tracker
+    }
+
+    pub(crate) fn set_state(&self, state: LinkState) {
+        self.shared.state.send_replace(state);
+    }
+}
+
+async fn supervise(
+    link: ComponentLink,
+    config: ComponentConfig,
+    handler: Arc<dyn StanzaHandler>,
+    shutdown: CancellationToken,
+) {
+    let tasks = TaskTracker::new();
+    let permits = Arc::new(Semaphore::new(config.max_concurrent_iqs));
+    let mut backoff = Backoff::new(config.reconnect);
+    let component = link.jid().to_string();
+    while !shutdown.is_cancelled() {
+        link.set_state(LinkState::Connecting);
+        let opened = tokio::select! {
+            () = shutdown.cancelled() => break,
+            opened = handshake::open(&config) => opened,
+        };
+        let reason = match opened {
+            Ok(stream) => {
+                let started = Instant::now();
+                let context = session::Context {
+                    link: &link,
+                    config: &config,
+                    handler: &handler,
+                    tasks: &tasks,
+                    permits: &permits,
+                    shutdown: &shutdown,
+                };
+                let end = session::run(stream, context).await;
+                backoff.session_ended(started.elapsed());
+                match end {
+                    SessionEnd::Shutdown => break,
+                    SessionEnd::Failed(reason) => reason,
+                }
+            }
+            Err(reason) => reason,
+        };
+        let delay = backoff.next_delay();
+        match &reason {
+            SessionError::HandshakeRejected => tracing::error!(
+                %component, retry_in = ?delay,
+                "component link: the server rejected the handshake; check the component secret"
+            ),
+            other => tracing::warn!(
+                %component, reason = %other, retry_in = ?delay, "component link down"
+            ),
+        }
+        metrics::counter!("pushgate_xmpp_link_down_total").increment(1);
+        link.set_state(LinkState::Down {
+            reason: reason.to_string(),
+        });
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(delay) => (),
+        }
+    }
+    link.detach();
+    link.shared.tracker.fail_all();
+    tasks.close();
+    if tokio::time::timeout(config.timeouts.shutdown_grace, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(%component, "component link: handlers still running after the grace period");
+    }
+    link.set_state(LinkState::Down {
+        reason: "shut down".to_owned(),
+    });
+    tracing::info!(%component, "component link closed");
+}

@@ -1,0 +1,331 @@
+//! The life of a link: handshake, IQ tracking, reconnection, keepalive, several links,
+//! shutdown.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use pushgate_testkit::fake_xmpp_server::{FakeXmppServer, FromComponent};
+use pushgate_xmpp::xmpp_parsers::iq::Iq;
+use pushgate_xmpp::xmpp_parsers::minidom::Element;
+use pushgate_xmpp::xmpp_parsers::ping::Ping;
+use pushgate_xmpp::{IqError, LinkError, LinkState, ReconnectPolicy};
+use support::*;
+
+fn down() -> LinkState {
+    LinkState::Down {
+        reason: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn handshake_succeeds_and_the_link_is_up() {
+    let (server, running, session) = connected(|_| ()).await;
+    assert_eq!(server.handshakes(), 1);
+    assert_eq!(session.stream_to(), Some(JID));
+    assert_eq!(running.link.state(), LinkState::Connected);
+    assert_eq!(running.link.state().name(), "up");
+    assert_eq!(running.link.jid().to_string(), JID);
+}
+
+#[tokio::test]
+async fn wrong_secret_is_reported_distinctly_and_retried() {
+    let server = FakeXmppServer::start(JID, "another-secret").await.unwrap();
+    let mut config = config(&server, JID);
+    config.reconnect = ReconnectPolicy {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(50),
+        stable_after: Duration::from_secs(30),
+    };
+    let running = start(config, TestHandler::with_feature("f"));
+    let LinkState::Down { reason } = wait_state(&running.link.watch_state(), down()).await else {
+        unreachable!()
+    };
+    assert!(reason.contains("not-authorized"), "{reason}");
+    assert!(reason.contains("secret"), "{reason}");
+    tokio::time::timeout(STEP, async {
+        while server.rejected_handshakes() < 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("handshake not retried");
+    assert_eq!(server.handshakes(), 0);
+    assert_eq!(
+        running.link.send(Iq::empty_result(jid("a@b"), "x")).await,
+        Err(LinkError::Down)
+    );
+}
+
+fn user_ping() -> Iq {
+    Iq::from_get(String::new(), Ping).with_to(jid("alice@example.test/phone"))
+}
+
+#[tokio::test]
+async fn send_iq_is_answered_by_id_and_sender() {
+    let (_server, running, mut session) = connected(|_| ()).await;
+    let link = running.link.clone();
+    let asked = tokio::spawn(async move { link.send_iq(user_ping(), STEP).await });
+    let request = session.recv_iq(STEP).await.expect("IQ not sent");
+    let id = request.id().to_owned();
+    assert!(id.starts_with("t1."), "id {id} lacks the instance");
+    assert_eq!(request.from(), Some(&jid(JID)));
+    // A spoofed answer: right id, wrong sender. It must be ignored.
+    let mut spoofed =
+        Iq::empty_result(jid(JID), id.clone()).with_from(jid("mallory@example.test/x"));
+    spoofed = spoofed.with_id(id.clone());
+    session.send(spoofed);
+    // An answer nobody asked for: dropped.
+    session.send(Iq::empty_result(jid(JID), "t1.999").with_from(jid("alice@example.test/phone")));
+    let answer = Iq::Result {
+        from: Some(jid("alice@example.test/phone")),
+        to: Some(jid(JID)),
+        id,
+        payload: Some(Element::builder("marker", TEST_NS).build()),
+    };
+    session.send(answer.clone());
+    assert_eq!(asked.await.unwrap(), Ok(answer));
+    assert_eq!(running.link.pending_iqs(), 0);
+}
+
+#[tokio::test]
+async fn send_iq_error_answers_are_returned() {
+    let (_server, running, mut session) = connected(|_| ()).await;
+    let link = running.link.clone();
+    let asked = tokio::spawn(async move { link.send_iq(user_ping(), STEP).await });
+    let request = session.recv_iq(STEP).await.expect("IQ not sent");
+    session.send_raw(format!(
+        "<iq type='error' from='alice@example.test/phone' to='{JID}' id='{}'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+        request.id()
+    ));
+    let answer = asked.await.unwrap().unwrap();
+    assert_eq!(
+        error_of(&answer),
+        Some(("item-not-found".into(), "cancel".into()))
+    );
+}
+
+#[tokio::test]
+async fn send_iq_times_out() {
+    let (_server, running, mut session) = connected(|_| ()).await;
+    let started = Instant::now();
+    let result = running
+        .link
+        .send_iq(user_ping(), Duration::from_millis(200))
+        .await;
+    assert_eq!(result, Err(IqError::Timeout));
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert!(session.recv_iq(STEP).await.is_some(), "the IQ was sent");
+    assert_eq!(running.link.pending_iqs(), 0);
+}
+
+#[tokio::test]
+async fn send_iq_fails_at_once_when_the_link_drops() {
+    let (_server, running, mut session) = connected(|_| ()).await;
+    let link = running.link.clone();
+    let asked =
+        tokio::spawn(async move { link.send_iq(user_ping(), Duration::from_secs(30)).await });
+    session.recv_iq(STEP).await.expect("IQ not sent");
+    let dropped = Instant::now();
+    session.drop_connection();
+    let result = tokio::time::timeout(Duration::from_secs(1), asked)
+        .await
+        .expect("still waiting");
+    assert_eq!(result.unwrap(), Err(IqError::LinkDown));
+    eprintln!("pending IQ failed {:?} after the drop", dropped.elapsed());
+}
+
+#[tokio::test]
+async fn send_iq_needs_a_request_with_an_address() {
+    let (_server, running, _session) = connected(|_| ()).await;
+    let no_to = Iq::from_get(String::new(), Ping);
+    assert_eq!(
+        running.link.send_iq(no_to, STEP).await,
+        Err(IqError::NotARequest)
+    );
+    let result = Iq::empty_result(jid("a@example.test"), "x");
+    assert_eq!(
+        running.link.send_iq(result, STEP).await,
+        Err(IqError::NotARequest)
+    );
+}
+
+#[tokio::test]
+async fn reconnects_within_a_second_after_the_server_drops_the_link() {
+    // Default policy: the first retry must come within 1 s (PROTOCOL A.1).
+    let (server, running, session) = connected(|_| ()).await;
+    let states = running.link.watch_state();
+    let dropped = Instant::now();
+    session.drop_connection();
+    wait_state(&states, down()).await;
+    let mut again = server.next_session(STEP).await.expect("no reconnect");
+    let delay = dropped.elapsed();
+    eprintln!("reconnected {delay:?} after the drop");
+    assert!(delay < Duration::from_secs(1), "reconnect took {delay:?}");
+    wait_state(&states, LinkState::Connected).await;
+    again.send(ping_request("p"));
+    assert!(again.recv_iq(STEP).await.is_some());
+    assert_eq!(*running.handler.link_ups.lock().unwrap(), 2);
+}
+
+#[tokio::test]
+async fn keeps_retrying_while_the_server_refuses() {
+    let (server, running, session) = connected(|c| {
+        c.reconnect = ReconnectPolicy {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(40),
+            stable_after: Duration::from_secs(30),
+        }
+    })
+    .await;
+    server.refuse_next(4);
+    session.close_stream();
+    let _again = server
+        .next_session(STEP)
+        .await
+        .expect("no reconnect after refusals");
+    assert_eq!(server.connections(), 6);
+    wait_state(&running.link.watch_state(), LinkState::Connected).await;
+}
+
+#[tokio::test]
+async fn server_stream_close_is_answered_and_reconnected() {
+    let (server, running, mut session) = connected(|_| ()).await;
+    let states = running.link.watch_state();
+    session.close_stream();
+    assert!(matches!(
+        session.next_event(STEP).await,
+        Some(FromComponent::StreamEnd)
+    ));
+    let LinkState::Down { reason } = wait_state(&states, down()).await else {
+        unreachable!()
+    };
+    assert!(reason.contains("closed the stream"), "{reason}");
+    assert!(server.next_session(STEP).await.is_some());
+}
+
+#[tokio::test]
+async fn keepalive_pings_and_declares_a_silent_link_dead() {
+    let (server, running, mut session) = connected(|c| {
+        c.timeouts.keepalive_idle = Duration::from_millis(200);
+        c.timeouts.keepalive_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let states = running.link.watch_state();
+    let quiet = Instant::now();
+    let first = session.recv_iq(STEP).await.expect("no keepalive ping");
+    let second = session
+        .recv_iq(STEP)
+        .await
+        .expect("no second keepalive ping");
+    let pinged = quiet.elapsed();
+    let mut targets: Vec<String> = [&first, &second]
+        .iter()
+        .map(|iq| iq.to().map(|to| to.to_string()).unwrap_or_default())
+        .collect();
+    targets.sort();
+    assert_eq!(targets, ["example.test", JID]);
+    assert!(matches!(first, Iq::Get { .. }));
+    let LinkState::Down { reason } = wait_state(&states, down()).await else {
+        unreachable!()
+    };
+    let dead = quiet.elapsed();
+    eprintln!("pinged after {pinged:?}, declared dead after {dead:?}");
+    assert!(reason.contains("keepalive"), "{reason}");
+    assert!(
+        dead >= Duration::from_millis(500),
+        "declared dead too early: {dead:?}"
+    );
+    assert!(
+        server.next_session(STEP).await.is_some(),
+        "no reconnect after a dead link"
+    );
+}
+
+#[tokio::test]
+async fn answered_keepalive_keeps_the_link_up() {
+    let (server, running, _session) = connected(|c| {
+        c.timeouts.keepalive_idle = Duration::from_millis(100);
+        c.timeouts.keepalive_timeout = Duration::from_millis(200);
+    })
+    .await;
+    server.answer_pings(true);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(running.link.state(), LinkState::Connected);
+    assert_eq!(server.handshakes(), 1);
+    assert_eq!(running.link.pending_iqs(), 0);
+}
+
+#[tokio::test]
+async fn two_links_in_one_process_keep_separate_state() {
+    let server_a = FakeXmppServer::start("p2.example.test", SECRET)
+        .await
+        .unwrap();
+    let server_b = FakeXmppServer::start("up.example.test", SECRET)
+        .await
+        .unwrap();
+    let mut config_a = config(&server_a, "p2.example.test");
+    config_a.instance_id = "ia".into();
+    let mut config_b = config(&server_b, "up.example.test");
+    config_b.instance_id = "ib".into();
+    let a = start(config_a, TestHandler::with_feature("urn:a"));
+    let b = start(config_b, TestHandler::with_feature("urn:b"));
+    let session_a = server_a.next_session(STEP).await.unwrap();
+    let mut session_b = server_b.next_session(STEP).await.unwrap();
+    wait_state(&a.link.watch_state(), LinkState::Connected).await;
+    wait_state(&b.link.watch_state(), LinkState::Connected).await;
+
+    session_a.drop_connection();
+    wait_state(&a.link.watch_state(), down()).await;
+    assert_eq!(b.link.state(), LinkState::Connected);
+
+    let link_b = b.link.clone();
+    let asked = tokio::spawn(async move { link_b.send_iq(user_ping(), STEP).await });
+    let request = session_b.recv_iq(STEP).await.unwrap();
+    assert!(request.id().starts_with("ib."));
+    assert_eq!(request.from(), Some(&jid("up.example.test")));
+    session_b.send(
+        Iq::empty_result(jid("up.example.test"), request.id())
+            .with_from(jid("alice@example.test/phone")),
+    );
+    assert!(asked.await.unwrap().is_ok());
+
+    assert!(server_a.next_session(STEP).await.is_some());
+    assert_eq!((server_a.handshakes(), server_b.handshakes()), (2, 1));
+}
+
+#[tokio::test]
+async fn shutdown_lets_handlers_answer_then_closes_the_stream() {
+    let (_server, running, mut session) = connected(|_| ()).await;
+    session.send(request(
+        "slow1",
+        true,
+        Element::builder("slow", TEST_NS).build(),
+    ));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    running.shutdown.cancel();
+    let reply = session
+        .recv_iq(STEP)
+        .await
+        .expect("in-flight handler reply lost");
+    assert_eq!(reply.id(), "slow1");
+    assert!(matches!(
+        session.next_event(STEP).await,
+        Some(FromComponent::StreamEnd)
+    ));
+    assert!(matches!(
+        session.next_event(STEP).await,
+        Some(FromComponent::Closed)
+    ));
+    tokio::time::timeout(STEP, running.task)
+        .await
+        .expect("link task did not end")
+        .unwrap();
+    assert_eq!(running.link.state().name(), "down");
+    assert_eq!(
+        running.link.send(ping_request("late")).await,
+        Err(LinkError::Down)
+    );
+}
