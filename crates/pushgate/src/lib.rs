@@ -1,11 +1,13 @@
 //! pushgate: a XEP-0357 app server and a UnifiedPush provider over one XMPP component link.
 //!
 //! The binary's parts: the command line ([`cli`]), the settings ([`settings`]), logging
-//! ([`logging`]), the `/health` route ([`health`]) and the wiring of everything under one
+//! ([`logging`]), the component links ([`links`]), the `/health` route ([`health`]) and the wiring of everything under one
 //! shutdown token ([`serve`]).
 
 pub mod cli;
+pub mod fcm;
 pub mod health;
+pub mod links;
 pub mod logging;
 pub mod serve;
 pub mod settings;

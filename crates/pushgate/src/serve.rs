@@ -1,5 +1,7 @@
 //! `pushgate serve`: the store, the component links and the HTTP listener on one runtime,
-//! stopped together through one [`CancellationToken`].
+//! stopped together through one [`CancellationToken`]: on cancellation the links close their
+//! streams (`</stream:stream>`), the HTTP server stops accepting and drains, and every task is
+//! awaited before the store closes.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -30,6 +32,9 @@ pub enum ServeError {
         /// The bind error.
         source: std::io::Error,
     },
+    /// A component link refused its settings.
+    #[error("cannot start a component link: {0}")]
+    Link(#[from] pushgate_xmpp::ConfigError),
     /// The signal handlers could not be installed.
     #[error("cannot watch for SIGINT/SIGTERM: {0}")]
     Signals(std::io::Error),
@@ -92,7 +97,14 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
             address: settings.http.listen,
             source,
         })?;
-    let links: Vec<Arc<dyn LinkHealth>> = Vec::new();
+    let started = crate::links::spawn_links(&settings.component, &shutdown).await?;
+    let mut tasks: Vec<(String, JoinHandle<()>)> = Vec::new();
+    let mut links: Vec<Arc<dyn LinkHealth>> = Vec::new();
+    for (link, task) in started {
+        tracing::info!(jid = %link.jid(), "component link started");
+        tasks.push((format!("component link {}", link.jid()), task));
+        links.push(Arc::new(link));
+    }
     let router = push_routes().merge(health_routes(HealthSources {
         links,
         store: Arc::clone(&store) as Arc<dyn Store>,
@@ -109,7 +121,7 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
         shutdown.clone(),
     ));
 
-    let mut tasks: Vec<(String, JoinHandle<()>)> = vec![("HTTP".to_owned(), http)];
+    tasks.push(("HTTP".to_owned(), http));
     shutdown.cancelled().await;
 
     // Every task watches the same token; wait for all of them before closing the store they use.

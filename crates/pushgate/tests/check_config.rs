@@ -449,9 +449,54 @@ fn the_shipped_example_is_valid_once_its_placeholder_key_is_replaced() {
     let dir = Workdir::new();
     dir.write("pushgate.toml", example);
     let err = dir.run(&["check-config"], &[]).config_error();
-    assert!(err.contains("`unified_push.keys[0]`"), "the placeholder is refused: {err}");
+    assert!(
+        err.contains("`unified_push.keys[0]`"),
+        "the placeholder is refused: {err}"
+    );
 
-    dir.write("pushgate.toml", &example.replace("REPLACE-WITH-openssl-rand-base64-32=", KEY_A));
+    dir.write(
+        "pushgate.toml",
+        &example.replace("REPLACE-WITH-openssl-rand-base64-32=", KEY_A),
+    );
     let out = dir.run(&["check-config"], &[]).ok();
     assert!(out.contains(r#"jid = "push.example.org""#), "{out}");
+}
+
+#[test]
+fn fcm_settings_are_checked_including_the_service_account_key() {
+    let dir = Workdir::new();
+    let key = dir.write("sa.json", include_str!("data/service-account.json"));
+    let fcm = format!("[fcm]\nservice_account_file = \"{}\"\n", key.display());
+    dir.write("pushgate.toml", &format!("{MINIMAL}{fcm}"));
+    let out = dir
+        .run(&["check-config"], &[("PUSHGATE_FCM__PRIORITY", "normal")])
+        .ok();
+    let section = section(&out, "[fcm]");
+    assert!(
+        section.contains(&r#"api_url = "https://fcm.googleapis.com""#),
+        "{out}"
+    );
+    assert!(section.contains(&"collapse = true"), "{out}");
+    assert!(section.contains(&r#"priority = "normal""#), "{out}");
+    assert!(section.contains(&r#"request_deadline = "10s""#), "{out}");
+    assert!(!out.contains("PRIVATE KEY"), "{out}");
+
+    std::fs::write(&key, r#"{"type": "service_account"}"#).expect("write");
+    let err = dir.run(&["check-config"], &[]).config_error();
+    assert!(
+        err.contains("`fcm.service_account_file` (from pushgate.toml)"),
+        "{err}"
+    );
+    assert!(err.contains("sa.json"), "names the key file: {err}");
+
+    let err = dir
+        .run(
+            &["check-config"],
+            &[("PUSHGATE_FCM__API_URL", "fcm.example")],
+        )
+        .config_error();
+    assert!(
+        err.contains("`fcm.api_url` (from environment variable PUSHGATE_FCM__API_URL)"),
+        "{err}"
+    );
 }

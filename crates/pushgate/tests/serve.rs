@@ -9,6 +9,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Workdir;
+use pushgate_testkit::fake_xmpp_server::{FakeXmppServer, FromComponent};
 
 /// A loopback port that was free a moment ago.
 fn free_port() -> u16 {
@@ -88,32 +89,54 @@ fn log(dir: &Workdir) -> String {
     std::fs::read_to_string(dir.path().join("stderr.log")).expect("read log")
 }
 
-#[test]
-fn serve_comes_up_healthy_and_stops_cleanly_on_sigterm() {
-    let dir = Workdir::new();
-    let port = free_port();
-    let address = SocketAddr::from(([127, 0, 0, 1], port));
-    let database = dir.path().join("pushgate.db");
-    let mut child = spawn(
-        &dir,
-        &format!(
-            r#"
+/// Settings for one component at `port` with its secret in a file, SQLite in `dir`, HTTP on
+/// `address`.
+fn settings(dir: &Workdir, component_port: u16, address: SocketAddr) -> String {
+    let secret = dir.write("component.secret", "component-secret-value\n");
+    format!(
+        r#"
 [[component]]
 jid = "push.example.test"
-secret = "component-secret-value"
+port = {component_port}
+secret_file = "{}"
+reconnect_max = "200ms"
 [database]
-url = "sqlite://{}?mode=rwc"
+url = "sqlite://{}/pushgate.db?mode=rwc"
 [http]
 listen = "{address}"
 "#,
-            database.display()
-        ),
-    );
+        secret.display(),
+        dir.path().display()
+    )
+}
 
-    let body = wait_healthy(address, &mut child);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_links_up_reports_healthy_and_closes_the_stream_on_sigterm() {
+    let server = FakeXmppServer::start("push.example.test", "component-secret-value")
+        .await
+        .expect("fake XMPP server");
+    let dir = Workdir::new();
+    let address = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut child = spawn(&dir, &settings(&dir, server.port(), address));
+
+    // The handshake only succeeds with the secret read from secret_file, newline dropped.
+    let mut session = server
+        .next_session(Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|| panic!("no component session; log:\n{}", log(&dir)));
+    assert_eq!(session.stream_to(), Some("push.example.test"));
+    assert_eq!(server.rejected_handshakes(), 0);
+
+    let body = tokio::task::block_in_place(|| wait_healthy(address, &mut child));
     let health: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-    assert_eq!(health["status"], "ok");
-    assert_eq!(health["database"], "ok");
+    assert_eq!(
+        health,
+        serde_json::json!({
+            "status": "ok",
+            "links": [{"jid": "push.example.test", "state": "up"}],
+            "database": "ok",
+        })
+    );
     assert_eq!(
         http_get(address, "/push/anything"),
         Some((200, r#"{"unifiedpush":{"version":1}}"#.to_owned()))
@@ -123,12 +146,42 @@ listen = "{address}"
         Some(404)
     );
 
-    sigterm(&child);
-    assert_eq!(wait_exit(&mut child), 0, "log:\n{}", log(&dir));
-    assert!(
-        database.exists(),
-        "the SQLite database was created and migrated"
+    // No role is plugged in yet: an IQ request is answered service-unavailable (cancel).
+    session.send_raw(
+        "<iq type='get' id='q1' from='example.test' to='push.example.test'>\
+         <query xmlns='urn:example:unknown'/></iq>",
     );
+    let answer = session
+        .recv(Duration::from_secs(5))
+        .await
+        .expect("an answer");
+    assert_eq!(answer.attr("type"), Some("error"), "{answer:?}");
+    assert_eq!(answer.attr("id"), Some("q1"));
+    let error = answer
+        .get_child("error", "jabber:component:accept")
+        .expect("error element");
+    assert_eq!(error.attr("type"), Some("cancel"));
+    assert!(error.has_child("service-unavailable", "urn:ietf:params:xml:ns:xmpp-stanzas"));
+
+    sigterm(&child);
+    let mut stream_closed = false;
+    while let Some(event) = session.next_event(Duration::from_secs(10)).await {
+        match event {
+            FromComponent::StreamEnd => {
+                stream_closed = true;
+                break;
+            }
+            FromComponent::Closed => break,
+            FromComponent::Stanza(_) => {}
+        }
+    }
+    assert!(
+        stream_closed,
+        "the fake server saw </stream:stream>; log:\n{}",
+        log(&dir)
+    );
+    let code = tokio::task::block_in_place(|| wait_exit(&mut child));
+    assert_eq!(code, 0, "log:\n{}", log(&dir));
     let log = log(&dir);
     assert!(log.contains("SIGTERM"), "{log}");
     assert!(
@@ -136,6 +189,38 @@ listen = "{address}"
         "no secret in logs, even at debug:\n{log}"
     );
     assert!(TcpStream::connect(address).is_err(), "the listener is gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_that_cannot_connect_makes_health_503_and_sigterm_still_exits_0() {
+    let dir = Workdir::new();
+    let address = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    // Nothing listens on this port: the link keeps reconnecting.
+    let mut child = spawn(&dir, &settings(&dir, free_port(), address));
+    let health = tokio::task::block_in_place(|| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some((status, body)) = http_get(address, "/health") {
+                return (status, body);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no HTTP answer; log:\n{}",
+                log(&dir)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    assert_eq!(health.0, 503, "{}", health.1);
+    let body: serde_json::Value = serde_json::from_str(&health.1).expect("JSON");
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["database"], "ok");
+    assert_eq!(body["links"][0]["jid"], "push.example.test");
+    assert_ne!(body["links"][0]["state"], "up");
+
+    sigterm(&child);
+    let code = tokio::task::block_in_place(|| wait_exit(&mut child));
+    assert_eq!(code, 0, "log:\n{}", log(&dir));
 }
 
 #[test]

@@ -166,6 +166,13 @@ pub struct FcmSettings {
     /// `high` or `normal`.
     #[serde(default = "default_fcm_priority")]
     pub priority: FcmPriority,
+    /// The most one wake-up may take, retries included, so the publish IQ is answered well
+    /// before the XMPP server gives up on it.
+    #[serde(default = "default_fcm_request_deadline")]
+    pub request_deadline: HumanDuration,
+    /// The most FCM requests in flight at once.
+    #[serde(default = "default_fcm_max_concurrent")]
+    pub max_concurrent: usize,
 }
 
 fn default_fcm_api_url() -> String {
@@ -176,6 +183,12 @@ fn default_true() -> bool {
 }
 fn default_fcm_priority() -> FcmPriority {
     FcmPriority::High
+}
+fn default_fcm_request_deadline() -> HumanDuration {
+    HumanDuration::secs(10)
+}
+fn default_fcm_max_concurrent() -> usize {
+    64
 }
 
 /// `[unified_push]`: the UnifiedPush provider role.

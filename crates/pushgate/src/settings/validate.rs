@@ -6,6 +6,8 @@ use std::path::Path;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
+use pushgate_fcm::FcmConfigError;
+
 use super::Settings;
 use super::values::SecretString;
 
@@ -263,40 +265,15 @@ fn public_url(written: &str) -> Result<String, String> {
 
 fn check_fcm(settings: &Settings, findings: &mut Findings) {
     let Some(fcm) = &settings.fcm else { return };
-    if let Err(message) = readable_service_account(&fcm.service_account_file) {
-        findings.add(
-            "fcm.service_account_file",
-            "fcm.service_account_file",
-            message,
-        );
-    }
-    if !(fcm.api_url.starts_with("https://") || fcm.api_url.starts_with("http://")) {
-        findings.add(
-            "fcm.api_url",
-            "fcm.api_url",
-            "must start with https:// or http://",
-        );
-    }
-}
-
-/// The file must be a JSON service-account key with the fields the OAuth2 grant needs.
-fn readable_service_account(path: &Path) -> Result<(), String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
-    let key: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|error| format!("{} is not JSON: {error}", path.display()))?;
-    let missing: Vec<&str> = ["client_email", "private_key", "token_uri"]
-        .into_iter()
-        .filter(|field| !key.get(field).is_some_and(serde_json::Value::is_string))
-        .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} is not a service-account key: missing {}",
-            path.display(),
-            missing.join(", ")
-        ))
+    // The FCM crate owns the rules for its settings and the key file (PROTOCOL.md A.2 OAuth2).
+    if let Err(error) = crate::fcm::fcm_config(fcm).check() {
+        let key = match &error {
+            FcmConfigError::BadApiUrl { .. } => "fcm.api_url",
+            FcmConfigError::ZeroDeadline => "fcm.request_deadline",
+            FcmConfigError::ZeroConcurrency => "fcm.max_concurrent",
+            _ => "fcm.service_account_file",
+        };
+        findings.add(key, key, error.to_string());
     }
 }
 
