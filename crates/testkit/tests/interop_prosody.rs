@@ -2,6 +2,8 @@
 //! when Prosody is not installed, unless `PUSHGATE_INTEROP=required`).
 #![allow(clippy::unwrap_used)]
 
+mod component_link;
+
 use std::time::Instant;
 
 use pushgate_testkit::c2s_client::stanza::{self, stanza_type};
@@ -124,4 +126,48 @@ async fn restart_keeps_ports_and_accounts() {
     assert_eq!(server.c2s_port(), port);
     let alice = login(&server, "alice", "alicepass").await;
     assert_eq!(stanza_type(&alice.ping(DOMAIN).await.unwrap()), "result");
+}
+
+impl component_link::RealServer for ProsodyInstance {
+    fn c2s_port(&self) -> u16 {
+        ProsodyInstance::c2s_port(self)
+    }
+    fn component_port(&self) -> u16 {
+        ProsodyInstance::component_port(self)
+    }
+    async fn stop(&mut self) {
+        ProsodyInstance::stop(self).await;
+    }
+    async fn start_again(&mut self) {
+        ProsodyInstance::start_again(self).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn component_link_connects_and_answers_disco_and_ping() {
+    let Some(server) = prosody("component_link_connects_and_answers_disco_and_ping").await else {
+        return;
+    };
+    component_link::link_connects_and_answers_disco_and_ping(&server).await;
+}
+
+#[tokio::test]
+async fn component_answers_unhandled_iq_with_service_unavailable() {
+    let Some(server) = prosody("component_answers_unhandled_iq_with_service_unavailable").await
+    else {
+        return;
+    };
+    component_link::unhandled_iq_gets_service_unavailable(&server).await;
+}
+
+#[tokio::test]
+async fn component_link_survives_server_restart() {
+    let Some(mut server) = prosody("component_link_survives_server_restart").await else {
+        return;
+    };
+    let reconnect = component_link::link_survives_server_restart(&mut server).await;
+    notice(&format!(
+        "component_link_survives_server_restart: prosody link reconnected {} ms after the ports were back",
+        reconnect.as_millis()
+    ));
 }
