@@ -1,13 +1,25 @@
 //! Firebase Cloud Messaging HTTP v1 sender: OAuth2, HTTP/2 client, error classification.
 //!
-//! So far: the `[fcm]` settings ([`FcmConfig`]) and the service-account key they point at
-//! ([`ServiceAccount`]), checked up front so `pushgate check-config` can report a bad key
-//! before the first wake-up fails.
+//! [`FcmSender`] implements `pushgate_core::Waker`: it signs the OAuth2 JWT bearer grant with
+//! the service account's key ([`ServiceAccount`]), caches the access token, posts the wake-up
+//! message ([`wake_message`]) and classifies FCM's answer into a `WakeOutcome`, retrying what
+//! is worth retrying ([`RetryPolicy`]) within one deadline ([`FcmConfig::request_deadline`]).
 
+mod access_token;
+mod classify;
 pub mod config;
+mod grant;
+mod message;
 pub mod private_key;
+mod response_body;
+pub mod retry;
+mod sender;
 pub mod service_account;
 
 pub use config::{AndroidPriority, DEFAULT_API_URL, FcmConfig, FcmConfigError};
+pub use grant::{ASSERTION_LIFETIME_SECS, FCM_SCOPE, JWT_BEARER_GRANT_TYPE, UnusableKey};
+pub use message::wake_message;
 pub use private_key::{PrivateKeyPem, PrivateKeyProblem};
+pub use retry::RetryPolicy;
+pub use sender::{FcmSender, FcmSetupError};
 pub use service_account::{ServiceAccount, ServiceAccountError, ServiceAccountProblem};

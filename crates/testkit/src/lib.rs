@@ -4,6 +4,7 @@
 
 pub mod c2s_client;
 pub mod ejabberd;
+pub mod fake_fcm;
 pub mod fake_xmpp_server;
 pub mod free_port;
 pub mod interop;

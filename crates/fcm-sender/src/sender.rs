@@ -1,0 +1,231 @@
+//! [`FcmSender`]: pushgate's [`Waker`] for FCM HTTP v1. One pooled HTTP client (HTTP/2 by
+//! ALPN on https), one cached OAuth2 token, a global limit on requests in flight, and bounded
+//! retries, all inside one deadline per wake-up so the publish IQ is never answered late.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pushgate_core::{PushService, WakeOutcome, WakeRequest, Waker};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, sleep, timeout_at};
+
+use crate::access_token::{AccessToken, AccessTokens};
+use crate::classify::{Verdict, classify_answer};
+use crate::config::{AndroidPriority, FcmConfig, FcmConfigError};
+use crate::grant::{GrantSigner, UnusableKey};
+use crate::message::wake_message;
+use crate::response_body::{BodyError, read_capped, transport_failure};
+use crate::retry::RetryPolicy;
+use crate::service_account::ServiceAccount;
+
+/// Why an [`FcmSender`] cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum FcmSetupError {
+    /// The settings or the key file are unusable.
+    #[error(transparent)]
+    Config(#[from] FcmConfigError),
+    /// The key parsed but cannot sign.
+    #[error(transparent)]
+    Key(#[from] UnusableKey),
+    /// The HTTP client could not be set up (e.g. no TLS root certificates).
+    #[error("cannot set up the HTTP client for FCM: {0}")]
+    HttpClient(#[source] reqwest::Error),
+}
+
+/// Sends wake-ups through FCM HTTP v1 (PROTOCOL.md A.2).
+#[derive(Debug)]
+pub struct FcmSender {
+    http: reqwest::Client,
+    send_url: String,
+    collapse: bool,
+    priority: AndroidPriority,
+    deadline: Duration,
+    permits: Semaphore,
+    tokens: AccessTokens,
+    retry: RetryPolicy,
+}
+
+impl FcmSender {
+    /// A sender for `service_account`'s project with `config`'s settings; the OAuth2 token
+    /// endpoint is the key's `token_uri`. Checks the settings; sends nothing yet.
+    pub fn new(config: &FcmConfig, service_account: ServiceAccount) -> Result<Self, FcmSetupError> {
+        config.validate()?;
+        let signer = GrantSigner::new(&service_account)?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("pushgate/", env!("CARGO_PKG_VERSION")))
+            // A redirect would carry the bearer token elsewhere; FCM never sends one.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(config.request_deadline)
+            .pool_idle_timeout(Duration::from_secs(90))
+            // Keeps the HTTP/2 connection to FCM warm between quiet spells.
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .http2_keep_alive_while_idle(true)
+            .build()
+            .map_err(FcmSetupError::HttpClient)?;
+        let tokens = AccessTokens::new(signer, service_account.token_uri.clone(), http.clone());
+        Ok(Self {
+            send_url: config.send_url(&service_account.project_id),
+            http,
+            collapse: config.collapse,
+            priority: config.priority,
+            deadline: config.request_deadline,
+            permits: Semaphore::new(config.max_concurrent.min(Semaphore::MAX_PERMITS)),
+            tokens,
+            retry: RetryPolicy::default(),
+        })
+    }
+
+    /// Reads the key file named in `config` and builds the sender.
+    pub fn from_config(config: &FcmConfig) -> Result<Self, FcmSetupError> {
+        let service_account = config.check()?;
+        Self::new(config, service_account)
+    }
+
+    /// Replaces the retry schedule (default: [`RetryPolicy::default`]).
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Refreshes the access token once less than `margin` of its life is left (default five
+    /// minutes).
+    pub fn with_token_refresh_margin(mut self, margin: Duration) -> Self {
+        self.tokens.set_refresh_margin(margin);
+        self
+    }
+
+    /// The URL wake-ups are posted to.
+    pub fn send_url(&self) -> &str {
+        &self.send_url
+    }
+
+    async fn wake_before(&self, request: WakeRequest<'_>, deadline: Instant) -> WakeOutcome {
+        let body = wake_message(request.token, request.device, self.collapse, self.priority)
+            .to_string()
+            .into_bytes();
+        let secrets = [request.token, request.device.as_str()];
+        let mut attempts = 0;
+        let mut bearer_refreshed = false;
+        loop {
+            attempts += 1;
+            let token = match self.tokens.get(deadline).await {
+                Ok(token) => token,
+                Err(error) => return WakeOutcome::Transient(error.to_string()),
+            };
+            let verdict = {
+                // Waiting for a permit counts against the deadline like everything else.
+                let Ok(_permit) = self.permits.acquire().await else {
+                    return WakeOutcome::Transient("the FCM sender is shut down".to_owned());
+                };
+                self.send_once(&token, body.clone(), &secrets).await
+            };
+            match verdict {
+                Verdict::Done(outcome) => return outcome,
+                Verdict::RefreshBearer if !bearer_refreshed => {
+                    // The token expired early or was revoked: one fresh token, one more try.
+                    tracing::debug!("FCM refused the OAuth2 token; fetching a new one");
+                    self.tokens.invalidate(&token);
+                    bearer_refreshed = true;
+                    attempts -= 1;
+                }
+                Verdict::RefreshBearer => {
+                    return WakeOutcome::Transient(
+                        "FCM refused a freshly fetched OAuth2 token (HTTP 401)".to_owned(),
+                    );
+                }
+                Verdict::Retry {
+                    reason,
+                    retry_after,
+                } => {
+                    if attempts >= self.retry.max_attempts {
+                        return WakeOutcome::Transient(reason);
+                    }
+                    let pause = retry_after.unwrap_or_else(|| self.retry.backoff(attempts));
+                    if Instant::now() + pause >= deadline {
+                        return WakeOutcome::Transient(format!("{reason}; no time left to retry"));
+                    }
+                    tracing::debug!(device = ?request.device, %reason, ?pause, "retrying an FCM send");
+                    metrics::counter!("pushgate_fcm_retries_total").increment(1);
+                    sleep(pause).await;
+                }
+            }
+        }
+    }
+
+    /// One POST to FCM, classified.
+    async fn send_once(&self, token: &AccessToken, body: Vec<u8>, secrets: &[&str]) -> Verdict {
+        let sent = self
+            .http
+            .post(&self.send_url)
+            .header(AUTHORIZATION, token.header_value())
+            .header(CONTENT_TYPE, "application/json; charset=UTF-8")
+            .body(body)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) => {
+                return Verdict::Retry {
+                    reason: format!("FCM {}", transport_failure(&error)),
+                    retry_after: None,
+                };
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        match read_capped(response).await {
+            Ok(body) => classify_answer(status, retry_after.as_deref(), &body, secrets),
+            // The status line is enough to classify; the detail is lost.
+            Err(BodyError::TooLarge) => {
+                classify_answer(status, retry_after.as_deref(), b"", secrets)
+            }
+            Err(BodyError::Transport(_)) if (200..300).contains(&status) => {
+                Verdict::Done(WakeOutcome::Accepted)
+            }
+            Err(BodyError::Transport(error)) => Verdict::Retry {
+                reason: format!("FCM HTTP {status}, then {}", transport_failure(&error)),
+                retry_after: None,
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl Waker for FcmSender {
+    async fn wake(&self, request: WakeRequest<'_>) -> WakeOutcome {
+        let outcome = if request.service == PushService::Fcm {
+            let deadline = Instant::now() + self.deadline;
+            match timeout_at(deadline, self.wake_before(request, deadline)).await {
+                Ok(outcome) => outcome,
+                Err(_) => WakeOutcome::Transient(format!(
+                    "no answer from FCM within {} ms",
+                    self.deadline.as_millis()
+                )),
+            }
+        } else {
+            WakeOutcome::Transient(format!(
+                "the FCM sender cannot send to {}",
+                request.service.as_str()
+            ))
+        };
+        let label = match &outcome {
+            WakeOutcome::Accepted => "accepted",
+            WakeOutcome::TokenDead => "token_dead",
+            WakeOutcome::Transient(_) => "transient",
+            WakeOutcome::Rejected(_) => "rejected",
+        };
+        metrics::counter!("pushgate_fcm_wakes_total", "outcome" => label).increment(1);
+        match &outcome {
+            WakeOutcome::Transient(reason) | WakeOutcome::Rejected(reason) => {
+                tracing::info!(device = ?request.device, outcome = label, %reason, "FCM wake-up not sent");
+            }
+            _ => tracing::debug!(device = ?request.device, outcome = label, "FCM wake-up"),
+        }
+        outcome
+    }
+}
