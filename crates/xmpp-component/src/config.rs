@@ -69,8 +69,7 @@ pub struct LinkTimeouts {
     pub keepalive_idle: Duration,
     /// Silence after the keepalive ping after which the link is declared dead.
     pub keepalive_timeout: Duration,
-    /// Default deadline for outgoing IQs of the link itself (keepalive pings); callers of
-    /// `send_iq` pass their own.
+    /// Deadline of `ComponentLink::request` (`send_iq` takes its own).
     pub iq: Duration,
     /// How long in-flight handlers may run on shutdown before the stream is closed anyway.
     pub shutdown_grace: Duration,

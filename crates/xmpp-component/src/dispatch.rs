@@ -65,9 +65,13 @@ impl Dispatcher {
         }
     }
 
-    /// Handles one element; `Some` ends the session.
-    pub(crate) async fn dispatch(&self, inbound: Inbound) -> Option<SessionError> {
+    /// Handles one element; `Some` ends the session. While `draining` (shutdown), only
+    /// answers to our own IQs are taken; new requests are turned away.
+    pub(crate) async fn dispatch(&self, inbound: Inbound, draining: bool) -> Option<SessionError> {
         match inbound {
+            Inbound::Element(XmppStreamElement::Stanza(stanza)) if draining => {
+                self.turn_away(stanza).await;
+            }
             Inbound::Element(XmppStreamElement::Stanza(stanza)) => match stanza {
                 Stanza::Iq(iq) => self.on_iq(iq).await,
                 Stanza::Message(message) => {
@@ -112,6 +116,23 @@ impl Dispatcher {
             }
         }
         None
+    }
+
+    async fn turn_away(&self, stanza: Stanza) {
+        match stanza {
+            Stanza::Iq(Iq::Get { from, to, id, .. } | Iq::Set { from, to, id, .. }) => {
+                // A `wait` error: the sender may retry, and no server counts it against a
+                // push registration (PROTOCOL A.2).
+                let busy = IqReply::error(ErrorType::Wait, DefinedCondition::ResourceConstraint);
+                self.reply(IqHeader { from, to, id }, busy).await;
+            }
+            Stanza::Iq(answer) => {
+                self.link.shared_tracker().resolve(answer);
+            }
+            Stanza::Message(_) | Stanza::Presence(_) => {
+                tracing::debug!("shutting down: dropping an incoming message or presence");
+            }
+        }
     }
 
     async fn on_iq(&self, iq: Iq) {

@@ -13,6 +13,10 @@ pub enum LinkError {
     /// The outbound queue is full (only from `try_send`).
     #[error("the outbound queue of the component link is full")]
     QueueFull,
+    /// The stanza has no `to`, or a `from` outside the component's domain; the server would
+    /// close the whole stream for it (ejabberd: improper-addressing, Prosody: invalid-from).
+    #[error("stanza not sent: {0}")]
+    Misaddressed(&'static str),
 }
 
 /// An outgoing IQ got no usable answer.
@@ -27,11 +31,17 @@ pub enum IqError {
     /// The IQ was not a get/set with a `to` address, so no answer could be matched.
     #[error("only an IQ get or set with a `to` address can be tracked")]
     NotARequest,
+    /// The IQ's `from` is outside the component's domain.
+    #[error("IQ not sent: {0}")]
+    Misaddressed(&'static str),
 }
 
 impl From<LinkError> for IqError {
-    fn from(_: LinkError) -> Self {
-        Self::LinkDown
+    fn from(e: LinkError) -> Self {
+        match e {
+            LinkError::Down | LinkError::QueueFull => Self::LinkDown,
+            LinkError::Misaddressed(why) => Self::Misaddressed(why),
+        }
     }
 }
 

@@ -40,6 +40,7 @@ pub enum ConfigError {
 
 pub(crate) struct Shared {
     jid: BareJid,
+    iq_timeout: Duration,
     address: Jid,
     tracker: Arc<IqTracker>,
     state: watch::Sender<LinkState>,
@@ -52,6 +53,15 @@ pub(crate) struct Shared {
 #[derive(Clone)]
 pub struct ComponentLink {
     shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ComponentLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComponentLink")
+            .field("jid", &self.shared.jid.as_str())
+            .field("state", &*self.shared.state.borrow())
+            .finish()
+    }
 }
 
 fn validate(config: &ComponentConfig) -> Result<BareJid, ConfigError> {
@@ -84,6 +94,7 @@ impl ComponentLink {
         let (state, _) = watch::channel(LinkState::Connecting);
         let link = ComponentLink {
             shared: Arc::new(Shared {
+                iq_timeout: config.timeouts.iq,
                 address: Jid::from(jid.clone()),
                 jid,
                 tracker: Arc::new(IqTracker::new(config.instance_id.clone())),
@@ -125,10 +136,11 @@ impl ComponentLink {
         self.shared.tracker.next_id()
     }
 
-    /// Queues a stanza, waiting for queue space. A missing `from` becomes the component JID.
+    /// Queues a stanza, waiting for queue space. A missing `from` becomes the component JID;
+    /// a stanza without `to`, or from outside the component's domain, is refused.
     pub async fn send(&self, stanza: impl Into<Stanza>) -> Result<(), LinkError> {
         let mut stanza = stanza.into();
-        self.stamp_from(&mut stanza);
+        self.address_check(&mut stanza)?;
         let queue = self.queue()?;
         queue.send(stanza).await.map_err(|_| LinkError::Down)
     }
@@ -136,7 +148,7 @@ impl ComponentLink {
     /// Queues a stanza without waiting: [`LinkError::QueueFull`] when the queue is full.
     pub fn try_send(&self, stanza: impl Into<Stanza>) -> Result<(), LinkError> {
         let mut stanza = stanza.into();
-        self.stamp_from(&mut stanza);
+        self.address_check(&mut stanza)?;
         let queue = self.queue()?;
         queue.try_send(stanza).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => LinkError::QueueFull,
@@ -168,15 +180,35 @@ impl ComponentLink {
             .unwrap_or(Err(IqError::Timeout))
     }
 
-    fn stamp_from(&self, stanza: &mut Stanza) {
-        let from = match stanza {
-            Stanza::Iq(iq) => iq.from_mut(),
-            Stanza::Message(message) => &mut message.from,
-            Stanza::Presence(presence) => &mut presence.from,
+    /// XEP-0114 §4: the server checks the addresses of what a component sends and closes the
+    /// stream on a bad one, so one bad stanza is refused here instead.
+    /// [`Self::send_iq`] with the configured default deadline (`LinkTimeouts::iq`).
+    pub async fn request(&self, iq: Iq) -> Result<Iq, IqError> {
+        self.send_iq(iq, self.shared.iq_timeout).await
+    }
+
+    fn address_check(&self, stanza: &mut Stanza) -> Result<(), LinkError> {
+        let (from, to) = match stanza {
+            Stanza::Iq(iq) => {
+                let to = iq.to().is_some();
+                (iq.from_mut(), to)
+            }
+            Stanza::Message(message) => (&mut message.from, message.to.is_some()),
+            Stanza::Presence(presence) => (&mut presence.from, presence.to.is_some()),
         };
-        if from.is_none() {
-            *from = Some(self.shared.address.clone());
+        if !to {
+            return Err(LinkError::Misaddressed("no `to` address"));
         }
+        match from {
+            None => *from = Some(self.shared.address.clone()),
+            Some(jid) if jid.domain() != self.shared.jid.domain() => {
+                return Err(LinkError::Misaddressed(
+                    "`from` outside the component's domain",
+                ));
+            }
+            Some(_) => (),
+        }
+        Ok(())
     }
 
     fn outbound(&self) -> MutexGuard<'_, Option<mpsc::Sender<Stanza>>> {

@@ -67,23 +67,30 @@ pub(crate) async fn run(mut stream: LinkStream, cx: Context<'_>) -> SessionEnd {
             _ => SessionError::Protocol("the writer stopped"),
         }),
     };
-    let graceful = match end {
+    let graceful = match &end {
         ReadEnd::Shutdown => {
-            // Stop reading, let in-flight handlers answer, then close the stream.
+            // Take no new requests, let in-flight handlers answer (still reading, so that the
+            // answers to their own IQs arrive), then close the stream.
             cx.link.set_state(LinkState::Down {
                 reason: "shutting down".to_owned(),
             });
             cx.tasks.close();
-            if tokio::time::timeout(cx.config.timeouts.shutdown_grace, cx.tasks.wait())
-                .await
-                .is_err()
-            {
-                tracing::warn!(%component, "handlers still running after the grace period");
+            tokio::select! {
+                () = cx.tasks.wait() => (),
+                () = drain(&mut stream, &dispatcher, cx.config) => (),
+                () = tokio::time::sleep(cx.config.timeouts.shutdown_grace) => {
+                    tracing::warn!(%component, "handlers still running after the grace period");
+                }
             }
             true
         }
         ReadEnd::ServerClosed => true,
-        ReadEnd::Failed(_) => false,
+        ReadEnd::Failed(reason) => {
+            cx.link.set_state(LinkState::Down {
+                reason: reason.to_string(),
+            });
+            false
+        }
     };
     cx.link.detach();
     if graceful && !writer.is_finished() {
@@ -128,7 +135,7 @@ async fn read_loop(
         match next {
             Some(Ok(inbound)) => {
                 stream.get_stream().element_done();
-                if let Some(reason) = dispatcher.dispatch(inbound).await {
+                if let Some(reason) = dispatcher.dispatch(inbound, false).await {
                     return ReadEnd::Failed(reason);
                 }
             }
@@ -152,4 +159,25 @@ async fn read_loop(
             Some(Err(ReadError::StreamFooterReceived)) | None => return ReadEnd::ServerClosed,
         }
     }
+}
+
+/// Reads during shutdown until the stream ends: answers to our IQs still count, new requests
+/// are turned away.
+async fn drain(stream: &mut LinkStream, dispatcher: &Dispatcher, config: &ComponentConfig) {
+    loop {
+        match next_inbound(stream, config.limits).await {
+            Some(Ok(inbound)) => {
+                stream.get_stream().element_done();
+                if dispatcher.dispatch(inbound, true).await.is_some() {
+                    break;
+                }
+            }
+            Some(Err(ReadError::SoftTimeout | ReadError::ParseError(_))) => {
+                stream.get_stream().element_done();
+            }
+            Some(Err(ReadError::HardError(_) | ReadError::StreamFooterReceived)) | None => break,
+        }
+    }
+    // Nothing more to read: keep waiting for the handlers (the caller's select bounds it).
+    std::future::pending().await
 }

@@ -252,10 +252,24 @@ async fn answered_keepalive_keeps_the_link_up() {
     })
     .await;
     server.answer_pings(true);
+    let mut states = running.link.watch_state();
+    states.borrow_and_update();
+    // Ten idle periods, each longer than idle + timeout would allow without answers.
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(running.link.state(), LinkState::Connected);
+    assert!(
+        !states.has_changed().unwrap(),
+        "state changed: {:?}",
+        running.link.state()
+    );
     assert_eq!(server.handshakes(), 1);
-    assert_eq!(running.link.pending_iqs(), 0);
+    // Pings come and go; each is answered, so the table empties between them.
+    tokio::time::timeout(STEP, async {
+        while running.link.pending_iqs() > 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("keepalive pings left unanswered");
 }
 
 #[tokio::test]
@@ -324,8 +338,92 @@ async fn shutdown_lets_handlers_answer_then_closes_the_stream() {
         .expect("link task did not end")
         .unwrap();
     assert_eq!(running.link.state().name(), "down");
+    assert_eq!(running.link.send(user_ping()).await, Err(LinkError::Down));
+}
+
+#[tokio::test]
+async fn shutdown_still_takes_answers_but_turns_new_requests_away() {
+    let (_server, running, mut session) = connected(|_| ()).await;
+    session.send(request(
+        "ask1",
+        true,
+        Element::builder("ask", TEST_NS).build(),
+    ));
+    let question = session.recv_iq(STEP).await.expect("handler did not ask");
+    running.shutdown.cancel();
+    wait_state(&running.link.watch_state(), down()).await;
+    session.send(request(
+        "late",
+        true,
+        Element::builder("echo", TEST_NS).build(),
+    ));
+    let turned_away = session
+        .recv_iq(STEP)
+        .await
+        .expect("late request not answered");
+    assert_eq!(turned_away.id(), "late");
     assert_eq!(
-        running.link.send(ping_request("late")).await,
-        Err(LinkError::Down)
+        error_of(&turned_away),
+        Some(("resource-constraint".into(), "wait".into()))
     );
+    session
+        .send(Iq::empty_result(jid(JID), question.id()).with_from(jid("alice@example.test/phone")));
+    let reply = session.recv_iq(STEP).await.expect("handler reply lost");
+    assert!(
+        matches!(&reply, Iq::Result { id, .. } if id == "ask1"),
+        "{reply:?}"
+    );
+    assert!(matches!(
+        session.next_event(STEP).await,
+        Some(FromComponent::StreamEnd)
+    ));
+    tokio::time::timeout(STEP, running.task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn misaddressed_stanzas_are_refused_and_the_link_stays_up() {
+    let (_server, running, mut session) = connected(|_| ()).await;
+    let no_to = Iq::from_get("x".to_owned(), Ping);
+    assert!(matches!(
+        running.link.send(no_to).await,
+        Err(LinkError::Misaddressed(_))
+    ));
+    let foreign = user_ping().with_from(jid("other.example.test"));
+    assert!(matches!(
+        running.link.try_send(foreign),
+        Err(LinkError::Misaddressed(_))
+    ));
+    let foreign = user_ping().with_from(jid("other.example.test"));
+    assert!(matches!(
+        running.link.send_iq(foreign, STEP).await,
+        Err(IqError::Misaddressed(_))
+    ));
+    // A user-part address in the component's domain is fine.
+    let own_user = user_ping()
+        .with_id("u".into())
+        .with_from(jid("someone@push.example.test"));
+    running.link.send(own_user).await.unwrap();
+    let sent = session.recv_iq(STEP).await.expect("not sent");
+    assert_eq!(sent.from(), Some(&jid("someone@push.example.test")));
+    assert_eq!(running.link.state(), LinkState::Connected);
+}
+
+#[tokio::test]
+async fn request_uses_the_configured_iq_deadline() {
+    let (_server, running, _session) =
+        connected(|c| c.timeouts.iq = Duration::from_millis(150)).await;
+    let started = Instant::now();
+    assert_eq!(
+        running.link.request(user_ping()).await,
+        Err(IqError::Timeout)
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(150) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+    assert!(format!("{:?}", running.link).contains("push.example.test"));
 }

@@ -64,13 +64,22 @@ impl StanzaHandler for TestHandler {
 
     async fn handle_iq(
         &self,
-        _link: &ComponentLink,
+        link: &ComponentLink,
         _request: &IqHeader,
         payload: IqRequestPayload,
     ) -> Option<IqReply> {
         let IqRequestPayload::Set(element) = payload else {
             return None;
         };
+        if element.is("ask", TEST_NS) {
+            // Asks the user something and relays the answer's payload.
+            let question = Iq::from_get(String::new(), pushgate_xmpp::xmpp_parsers::ping::Ping)
+                .with_to(jid("alice@example.test/phone"));
+            return match link.send_iq(question, Duration::from_secs(2)).await {
+                Ok(Iq::Result { .. }) => Some(IqReply::result(element)),
+                _ => None,
+            };
+        }
         if element.is("slow", TEST_NS) {
             tokio::time::sleep(Duration::from_millis(300)).await;
             return Some(IqReply::result(element));
