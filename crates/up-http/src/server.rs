@@ -1,10 +1,13 @@
 //! Accepting connections and serving the router on them until shutdown.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{ConnectInfo, DefaultBodyLimit};
+use axum::http::Request;
 use axum::middleware;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -12,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt as _;
 
 use crate::errors::{method_not_allowed, not_found};
 use crate::limits::{ServerConfig, cap_body, deadline};
@@ -69,7 +73,7 @@ pub async fn serve(
         let config = config.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
-            serve_connection(stream, app, &config, &shutdown).await;
+            serve_connection(stream, peer, app, &config, &shutdown).await;
             drop(permit);
         });
     }
@@ -83,6 +87,7 @@ pub async fn serve(
 
 async fn serve_connection(
     stream: TcpStream,
+    peer: SocketAddr,
     app: Router,
     config: &ServerConfig,
     shutdown: &CancellationToken,
@@ -91,6 +96,12 @@ async fn serve_connection(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout);
+    // Every request learns the peer address as axum's `ConnectInfo`, as
+    // `into_make_service_with_connect_info` would give it (the per-client rate limit needs it).
+    let app = app.map_request(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        request
+    });
     let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
     let mut connection = std::pin::pin!(connection);
 
