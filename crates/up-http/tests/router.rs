@@ -1,5 +1,7 @@
 //! The router as a client sees it: a request in, a status and a JSON body out.
 
+mod support;
+
 use std::time::Duration;
 
 use axum::Router;
@@ -7,7 +9,8 @@ use axum::body::{Body, Bytes};
 use axum::http::{Request, StatusCode, header};
 use axum::routing::{get, post};
 use http_body_util::BodyExt;
-use pushgate_up_http::{ServerConfig, app, push_routes};
+use pushgate_up_http::{ServerConfig, app};
+use support::Fixture;
 use tower::ServiceExt;
 
 fn config() -> ServerConfig {
@@ -15,6 +18,16 @@ fn config() -> ServerConfig {
         request_timeout: Duration::from_millis(200),
         ..ServerConfig::default()
     }
+}
+
+/// The push routes of a real provider (without the plumbing: `send` adds it).
+fn push_routes() -> Router {
+    let fixture = Fixture::new();
+    pushgate_up_http::push_routes(
+        fixture.provider.clone(),
+        support::endpoint_config(pushgate_up_http::RateLimits::default()),
+    )
+    .expect("valid configuration")
 }
 
 async fn send(router: Router, request: Request<Body>) -> (StatusCode, serde_json::Value) {
