@@ -15,6 +15,7 @@ mod handshake;
 mod inbound;
 mod iq_tracker;
 mod link;
+pub mod roles;
 mod session;
 mod state;
 mod transport;
@@ -24,6 +25,7 @@ pub use config::{ComponentConfig, LinkTimeouts, ReconnectPolicy, XmlLimits, gene
 pub use error::{IqError, LinkError};
 pub use handler::{IqReply, StanzaHandler, stanza_error};
 pub use link::{ComponentLink, ConfigError};
+pub use roles::{AlreadyAttached, DEFAULT_PUSH_DEADLINE, PushRoles, XmppClientLink};
 pub use state::LinkState;
 
 /// The XMPP types of this crate's API, re-exported so that users need no direct dependency.

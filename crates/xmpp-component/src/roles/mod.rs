@@ -1,0 +1,206 @@
+//! The two push roles on a component link: the XEP-0357 app server (p2) and the UnifiedPush
+//! provider (up). [`PushRoles`] is the link's [`StanzaHandler`]: it reads the stanzas, calls
+//! `pushgate-core`'s [`AppServer`] and [`Provider`], and writes their outcomes back as stanzas.
+//! [`XmppClientLink`] is the provider's way back to the clients.
+
+mod client_link;
+mod commands;
+mod forms;
+mod publish;
+mod register_push;
+mod up_register;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pushgate_core::app_server::AppServer;
+use pushgate_core::provider::Provider;
+use tokio_util::task::TaskTracker;
+use xmpp_parsers::disco::{DiscoInfoResult, Identity, Item as DiscoItem};
+use xmpp_parsers::iq::{IqHeader, IqRequestPayload};
+use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::ns;
+use xmpp_parsers::presence::{self, Presence};
+
+use crate::handler::{IqReply, StanzaHandler};
+use crate::link::ComponentLink;
+
+pub use client_link::{AlreadyAttached, DEFAULT_PUSH_DEADLINE, XmppClientLink};
+pub use commands::COMMANDS;
+
+/// The namespace of the UnifiedPush elements (`register`, `registered`, `push`).
+pub const UNIFIED_PUSH: &str = "http://gultsch.de/xmpp/drafts/unified-push";
+
+/// The stanza handler of one component link serving either role or both.
+///
+/// A role that is off is not announced in disco, and its requests are answered
+/// `service-unavailable` like any unknown request (PROTOCOL.md A.1). Store-and-forward flushes
+/// (on available presence and on each link-up) run on tasks of their own, so the reader never
+/// waits for a client; [`PushRoles::close_and_wait`] awaits them on shutdown.
+pub struct PushRoles {
+    component: BareJid,
+    app_server: Option<Arc<AppServer>>,
+    provider: Option<Arc<Provider>>,
+    tasks: TaskTracker,
+}
+
+impl std::fmt::Debug for PushRoles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushRoles")
+            .field("component", &self.component.as_str())
+            .field("app_server", &self.app_server.is_some())
+            .field("provider", &self.provider.is_some())
+            .finish()
+    }
+}
+
+/// Which role a request payload belongs to.
+enum Request {
+    Command,
+    Pubsub,
+    UpRegister,
+}
+
+impl Request {
+    fn of(payload: &xmpp_parsers::minidom::Element) -> Option<Self> {
+        if payload.is("pubsub", ns::PUBSUB) {
+            Some(Self::Pubsub)
+        } else if payload.is("command", COMMANDS) {
+            Some(Self::Command)
+        } else if payload.is("register", UNIFIED_PUSH) {
+            Some(Self::UpRegister)
+        } else {
+            None
+        }
+    }
+}
+
+impl PushRoles {
+    /// The handler of the link whose JID is `component` (named in the command list of
+    /// disco#items), with the app server role when `app_server` is given and the provider
+    /// role when `provider` is given.
+    pub fn new(
+        component: BareJid,
+        app_server: Option<Arc<AppServer>>,
+        provider: Option<Arc<Provider>>,
+    ) -> Self {
+        Self {
+            component,
+            app_server,
+            provider,
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Flushes still running (for tests and shutdown reports).
+    pub fn running_flushes(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Waits for the running flushes. Call it after the link has stopped: without a link
+    /// every push fails at once, so each flush ends at its next message.
+    pub async fn close_and_wait(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    fn spawn_flush(&self, provider: &Arc<Provider>, owner: Option<Jid>) {
+        let provider = Arc::clone(provider);
+        self.tasks.spawn(async move {
+            let report = match owner {
+                Some(owner) => provider.flush_owner(owner.as_str()).await,
+                None => provider.flush_all().await,
+            };
+            if report.delivered + report.revoked + report.unopenable > 0 || report.interrupted {
+                tracing::debug!(?report, "stored UnifiedPush messages flushed");
+            }
+        });
+    }
+}
+
+#[async_trait]
+impl StanzaHandler for PushRoles {
+    fn identities(&self) -> Vec<Identity> {
+        // XEP-0357 §6: an app server is a pubsub service of type `push`.
+        let (category, type_) = if self.app_server.is_some() {
+            ("pubsub", "push")
+        } else {
+            ("component", "generic")
+        };
+        vec![Identity::new_anonymous::<_, _, String, String>(
+            category, type_,
+        )]
+    }
+
+    fn features(&self) -> Vec<String> {
+        let mut features = Vec::new();
+        if self.app_server.is_some() {
+            features.push(COMMANDS.to_owned());
+            features.push(ns::PUSH.to_owned());
+        }
+        if self.provider.is_some() {
+            features.push(UNIFIED_PUSH.to_owned());
+        }
+        features
+    }
+
+    fn node_info(&self, node: &str) -> Option<DiscoInfoResult> {
+        self.app_server.as_ref()?;
+        commands::node_info(node)
+    }
+
+    fn items(&self, node: Option<&str>) -> Vec<DiscoItem> {
+        match node {
+            Some(COMMANDS) if self.app_server.is_some() => commands::items(&self.component),
+            _ => Vec::new(),
+        }
+    }
+
+    async fn handle_iq(
+        &self,
+        link: &ComponentLink,
+        request: &IqHeader,
+        payload: IqRequestPayload,
+    ) -> Option<IqReply> {
+        let (is_set, payload) = match payload {
+            IqRequestPayload::Get(payload) => (false, payload),
+            IqRequestPayload::Set(payload) => (true, payload),
+        };
+        let reply = match Request::of(&payload)? {
+            Request::Pubsub => {
+                let app_server = self.app_server.as_ref()?;
+                publish::handle(app_server, request, is_set, &payload).await
+            }
+            Request::Command => {
+                let app_server = self.app_server.as_ref()?;
+                register_push::execute(app_server, link.jid(), request, is_set, &payload).await
+            }
+            Request::UpRegister => {
+                let provider = self.provider.as_ref()?;
+                up_register::handle(provider, request, is_set, &payload)
+            }
+        };
+        Some(reply)
+    }
+
+    async fn handle_presence(&self, _link: &ComponentLink, presence: Presence) {
+        let Some(provider) = &self.provider else {
+            return;
+        };
+        // RFC 6121 §4.2: available presence has no type. Unavailable presence, probes and
+        // subscription requests change nothing here.
+        if presence.type_ != presence::Type::None {
+            return;
+        }
+        // Messages are kept per full JID (the owner in the endpoint token).
+        if let Some(owner) = presence.from.filter(Jid::is_full) {
+            self.spawn_flush(provider, Some(owner));
+        }
+    }
+
+    async fn link_up(&self, _link: &ComponentLink) {
+        if let Some(provider) = &self.provider {
+            self.spawn_flush(provider, None);
+        }
+    }
+}
