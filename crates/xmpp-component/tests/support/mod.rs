@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod roles;
+
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
