@@ -4,6 +4,9 @@
 //! (XEP-0114 §3), and keeps the link up: reconnection with backoff, keepalive pings, limits on
 //! incoming XML. It answers disco and ping itself, tracks answers to its own IQs
 //! ([`ComponentLink::send_iq`]) and hands every other stanza to a [`StanzaHandler`].
+//!
+//! [`PushRoles`] is that handler for pushgate's two roles (the XEP-0357 app server and the
+//! UnifiedPush provider), and [`XmppClientLink`] carries the provider's pushes to clients.
 
 mod backoff;
 mod builtin;

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod app_server;
 pub mod roles;
 
 use std::sync::Arc;
