@@ -121,7 +121,7 @@ impl PushRoles {
 #[async_trait]
 impl StanzaHandler for PushRoles {
     fn identities(&self) -> Vec<Identity> {
-        // XEP-0357 §6: an app server is a pubsub service of type `push`.
+        // XEP-0357: an app server is a pubsub service of type `push`.
         let (category, type_) = if self.app_server.is_some() {
             ("pubsub", "push")
         } else {
