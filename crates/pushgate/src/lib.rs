@@ -10,5 +10,6 @@ pub mod health;
 pub mod links;
 pub mod logging;
 pub mod serve;
+pub mod services;
 pub mod settings;
 pub mod shutdown;

@@ -1,17 +1,19 @@
-//! The component links: their settings from `[component]`, their stanza handler, and how
-//! `/health` sees them.
+//! The component links: their settings from `[component]`, their stanza handler (the push
+//! roles each one serves), and how `/health` sees them.
 
 use std::sync::Arc;
 
+use pushgate_xmpp::xmpp_parsers::jid::BareJid;
 use pushgate_xmpp::{
-    ComponentConfig, ComponentLink, ConfigError, LinkTimeouts, ReconnectPolicy, StanzaHandler,
-    XmlLimits,
+    ComponentConfig, ComponentLink, ConfigError, LinkTimeouts, PushRoles, ReconnectPolicy,
+    StanzaHandler, XmlLimits,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::health::LinkHealth;
-use crate::settings::ComponentSettings;
+use crate::services::Services;
+use crate::settings::{ComponentSettings, Role};
 
 /// The link's settings from one `[component]` table.
 pub fn component_config(settings: &ComponentSettings) -> ComponentConfig {
@@ -40,40 +42,71 @@ pub fn component_config(settings: &ComponentSettings) -> ComponentConfig {
     config
 }
 
-/// The handler of a link whose push roles are not plugged in: it declares no features beyond
-/// the link's own (disco, ping), and every other IQ request is answered `service-unavailable`
-/// (PROTOCOL.md A.1), which is the trait's default.
-#[derive(Debug, Default)]
-pub struct NoRoles;
+/// A running link with its stanza handler, which owns the link's background flushes.
+pub struct RunningLink {
+    /// The link.
+    pub link: ComponentLink,
+    /// Its task; ends after the link closed its stream on shutdown.
+    pub task: JoinHandle<()>,
+    /// Its handler; [`PushRoles::close_and_wait`] awaits its flushes.
+    pub roles: Arc<PushRoles>,
+}
 
-impl StanzaHandler for NoRoles {}
-
-/// Starts one link per `[component]` under `shutdown`. If one refuses its settings, the ones
-/// already started are stopped (through `shutdown`) and awaited before the error is returned.
+/// Starts one link per `[component]` under `shutdown`, each serving the roles its settings
+/// name. The link with the `unified_push` role carries the provider's pushes. If one link
+/// refuses its settings, the ones already started are stopped (through `shutdown`) and awaited
+/// before the error is returned.
 pub async fn spawn_links(
     components: &[ComponentSettings],
+    services: &Services,
     shutdown: &CancellationToken,
-) -> Result<Vec<(ComponentLink, JoinHandle<()>)>, ConfigError> {
-    let handler: Arc<dyn StanzaHandler> = Arc::new(NoRoles);
-    let mut started = Vec::with_capacity(components.len());
+) -> Result<Vec<RunningLink>, ConfigError> {
+    let mut started: Vec<RunningLink> = Vec::with_capacity(components.len());
     for settings in components {
-        match ComponentLink::spawn(
-            component_config(settings),
-            Arc::clone(&handler),
-            shutdown.clone(),
-        ) {
-            Ok(link) => started.push(link),
+        let spawned = spawn_link(settings, services, shutdown);
+        match spawned {
+            Ok(running) => started.push(running),
             Err(error) => {
                 shutdown.cancel();
-                for (_, task) in started {
+                for running in started {
                     // A link task that panicked has nothing left to stop.
-                    let _ = task.await;
+                    let _ = running.task.await;
+                    running.roles.close_and_wait().await;
                 }
                 return Err(error);
             }
         }
     }
     Ok(started)
+}
+
+fn spawn_link(
+    settings: &ComponentSettings,
+    services: &Services,
+    shutdown: &CancellationToken,
+) -> Result<RunningLink, ConfigError> {
+    let jid =
+        BareJid::new(&settings.jid).map_err(|error| ConfigError::InvalidJid(error.to_string()))?;
+    let app_server = settings
+        .roles
+        .contains(&Role::AppServer)
+        .then(|| services.app_server.clone())
+        .flatten();
+    let unified_push = settings.roles.contains(&Role::UnifiedPush);
+    let provider = unified_push.then(|| services.provider.clone()).flatten();
+    let roles = Arc::new(PushRoles::new(jid, app_server, provider));
+    let (link, task) = ComponentLink::spawn(
+        component_config(settings),
+        Arc::clone(&roles) as Arc<dyn StanzaHandler>,
+        shutdown.clone(),
+    )?;
+    if unified_push && let Some(client_link) = &services.client_link {
+        // Settings allow one unified_push link, so the slot is still free.
+        if client_link.attach(link.clone()).is_err() {
+            tracing::warn!(jid = %link.jid(), "a second unified_push link is ignored");
+        }
+    }
+    Ok(RunningLink { link, task, roles })
 }
 
 impl LinkHealth for ComponentLink {

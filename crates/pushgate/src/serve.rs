@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pushgate_core::Store;
+use pushgate_core::{Clock, Store, SystemClock};
 use pushgate_store::{SqlStore, StoreConfig};
 use pushgate_up_http::{ServerConfig, push_routes};
 use tokio::net::TcpListener;
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{EXIT_CONFIG, EXIT_RUNTIME, report_settings_error};
 use crate::health::{HealthSources, LinkHealth, health_routes};
+use crate::services::{Services, push_endpoint_config};
 use crate::settings::{DatabaseSettings, HttpSettings, Settings, SettingsFile};
 
 /// Why `serve` stopped before or instead of a clean shutdown.
@@ -35,6 +36,12 @@ pub enum ServeError {
     /// A component link refused its settings.
     #[error("cannot start a component link: {0}")]
     Link(#[from] pushgate_xmpp::ConfigError),
+    /// A push service could not be built.
+    #[error(transparent)]
+    Services(#[from] crate::services::ServicesError),
+    /// The push endpoint refused its settings.
+    #[error("cannot set up the push endpoint: {0}")]
+    PushEndpoint(#[from] pushgate_up_http::PushEndpointError),
     /// The signal handlers could not be installed.
     #[error("cannot watch for SIGINT/SIGTERM: {0}")]
     Signals(std::io::Error),
@@ -97,19 +104,37 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
             address: settings.http.listen,
             source,
         })?;
-    let started = crate::links::spawn_links(&settings.component, &shutdown).await?;
+    let services = Services::build(&settings, Arc::clone(&store) as Arc<dyn Store>)?;
+    let mut router = axum::Router::new();
+    if let (Some(provider), Some(public_url)) = (&services.provider, &settings.http.public_url) {
+        router = push_routes(
+            Arc::clone(provider),
+            push_endpoint_config(&settings, public_url),
+        )?;
+    }
+    let started = crate::links::spawn_links(&settings.component, &services, &shutdown).await?;
     let mut tasks: Vec<(String, JoinHandle<()>)> = Vec::new();
     let mut links: Vec<Arc<dyn LinkHealth>> = Vec::new();
-    for (link, task) in started {
-        tracing::info!(jid = %link.jid(), "component link started");
-        tasks.push((format!("component link {}", link.jid()), task));
-        links.push(Arc::new(link));
+    let mut handlers = Vec::new();
+    for running in started {
+        tracing::info!(jid = %running.link.jid(), "component link started");
+        tasks.push((
+            format!("component link {}", running.link.jid()),
+            running.task,
+        ));
+        links.push(Arc::new(running.link));
+        handlers.push(running.roles);
     }
-    let router = push_routes().merge(health_routes(HealthSources {
-        links,
-        store: Arc::clone(&store) as Arc<dyn Store>,
-        ping_timeout: settings.database.acquire_timeout.get() + Duration::from_secs(1),
-    }));
+    let router = router.merge(health_routes_for(&settings, &store, links));
+    tasks.push((
+        "maintenance".to_owned(),
+        tokio::spawn(maintenance(
+            Arc::clone(&store) as Arc<dyn Store>,
+            services.provider.clone(),
+            settings.app_server.purge_dead_after.get(),
+            shutdown.clone(),
+        )),
+    ));
     // Watch for signals only once setup succeeded: a failed setup returns with nothing to
     // stop, and every task spawned from here on is awaited below.
     let signals = tokio::spawn(crate::shutdown::cancel_on_signal(shutdown.clone()));
@@ -124,12 +149,16 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
     tasks.push(("HTTP".to_owned(), http));
     shutdown.cancelled().await;
 
-    // Every task watches the same token; wait for all of them before closing the store they use.
+    // Every task watches the same token; wait for all of them, then for the flushes the
+    // handlers started, before closing the store they use.
     let mut failure = None;
     for (task, handle) in tasks.drain(..) {
         if let Err(source) = handle.await {
             failure.get_or_insert(ServeError::Task { task, source });
         }
+    }
+    for handler in handlers {
+        handler.close_and_wait().await;
     }
     match signals.await {
         Ok(Ok(())) => {}
@@ -145,6 +174,50 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
     }
     store.close().await;
     failure.map_or(Ok(()), Err)
+}
+
+fn health_routes_for(
+    settings: &Settings,
+    store: &Arc<SqlStore>,
+    links: Vec<Arc<dyn LinkHealth>>,
+) -> axum::Router {
+    health_routes(HealthSources {
+        links,
+        store: Arc::clone(store) as Arc<dyn Store>,
+        ping_timeout: settings.database.acquire_timeout.get() + Duration::from_secs(1),
+    })
+}
+
+/// How often expired messages, revocations and long-dead registrations are deleted.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Deletes what has expired, now and then, until `shutdown`.
+async fn maintenance(
+    store: Arc<dyn Store>,
+    provider: Option<Arc<pushgate_core::provider::Provider>>,
+    purge_dead_after: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut every = tokio::time::interval(MAINTENANCE_EVERY);
+    loop {
+        tokio::select! {
+            // Shutdown wins over a due round: the store is about to close.
+            biased;
+            () = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        if let Some(provider) = &provider {
+            provider.purge_expired().await;
+        }
+        let now = SystemClock.now();
+        let dead_before =
+            now.saturating_sub(i64::try_from(purge_dead_after.as_millis()).unwrap_or(i64::MAX));
+        match store.purge_dead_registrations(dead_before).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "deleted registrations with long-dead tokens"),
+            Err(error) => tracing::warn!(%error, "purging dead registrations failed"),
+        }
+    }
 }
 
 /// The store's settings from `[database]`.

@@ -8,7 +8,10 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use pushgate::health::{HealthSources, LinkHealth, health_routes};
 use pushgate_core::memory_store::MemoryStore;
-use pushgate_up_http::{ServerConfig, app, push_routes};
+use pushgate_core::provider::{Provider, ProviderConfig};
+use pushgate_core::{EndpointKey, EndpointKeys, MessageStoreLimits, SystemClock};
+use pushgate_up_http::{PushEndpointConfig, ServerConfig, app, push_routes};
+use pushgate_xmpp::XmppClientLink;
 use serde_json::json;
 use tower::ServiceExt;
 
@@ -42,7 +45,28 @@ fn router(links: Vec<Arc<Link>>, store: Arc<MemoryStore>) -> axum::Router {
         .into_iter()
         .map(|link| link as Arc<dyn LinkHealth>)
         .collect();
-    let routes = push_routes().merge(health_routes(HealthSources {
+    let provider = Provider::new(
+        EndpointKeys::single(EndpointKey::generate()),
+        store.clone(),
+        Arc::new(XmppClientLink::default()),
+        Arc::new(SystemClock),
+        ProviderConfig {
+            public_url: "https://up.example.test".to_owned(),
+            registration_ttl_ms: 7 * 86_400_000,
+            max_message_ttl_secs: 86_400,
+            store_limits: MessageStoreLimits {
+                max_per_owner: 10,
+                max_total: 100,
+            },
+            allowed_domains: None,
+        },
+    );
+    let push = push_routes(
+        Arc::new(provider),
+        PushEndpointConfig::new("https://up.example.test"),
+    )
+    .expect("push routes");
+    let routes = push.merge(health_routes(HealthSources {
         links,
         store,
         ping_timeout: Duration::from_secs(1),

@@ -104,6 +104,9 @@ reconnect_max = "200ms"
 url = "sqlite://{}/pushgate.db?mode=rwc"
 [http]
 listen = "{address}"
+public_url = "http://{address}"
+[unified_push]
+keys = ["jDfGXnfoC3JTs23VHxvhI/d8BU5VP9MEDrg4H/a0hcE="]
 "#,
         secret.display(),
         dir.path().display()

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 pub use problems::{Problem, SettingsError};
 pub use sections::{
-    ComponentSettings, DatabaseSettings, FcmPriority, FcmSettings, HttpSettings, LogFormat,
-    LogSettings, UnifiedPushSettings, redact_url,
+    AppServerSettings, ComponentSettings, DatabaseSettings, FcmPriority, FcmSettings, HttpSettings,
+    LogFormat, LogSettings, Role, UnifiedPushSettings, redact_url,
 };
 pub use values::{HumanDuration, REDACTED, SecretString};
 
@@ -42,6 +42,9 @@ pub struct Settings {
     /// `[fcm]`; without it the XEP-0357 app server cannot wake devices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fcm: Option<FcmSettings>,
+    /// `[app_server]`.
+    #[serde(default)]
+    pub app_server: AppServerSettings,
     /// `[unified_push]`.
     #[serde(default)]
     pub unified_push: UnifiedPushSettings,

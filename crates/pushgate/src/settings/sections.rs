@@ -52,6 +52,25 @@ pub struct ComponentSettings {
     /// `resource-constraint` (wait).
     #[serde(default = "default_max_concurrent_iqs")]
     pub max_concurrent_iqs: usize,
+    /// Which push roles this link serves: `app_server` (XEP-0357, p2) and/or `unified_push`
+    /// (up). At most one link may serve `unified_push`: its JID is the one clients accept
+    /// pushes from.
+    #[serde(default = "default_roles")]
+    pub roles: Vec<Role>,
+}
+
+/// A push role a component link serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The XEP-0357 app server (registration commands, publishes, FCM wake-ups).
+    AppServer,
+    /// The UnifiedPush provider (registrations, pushes to clients).
+    UnifiedPush,
+}
+
+fn default_roles() -> Vec<Role> {
+    vec![Role::AppServer, Role::UnifiedPush]
 }
 
 fn default_component_host() -> String {
@@ -126,6 +145,10 @@ pub struct HttpSettings {
     pub max_connections: usize,
     /// On shutdown, how long in-flight requests may take to finish.
     pub shutdown_grace: HumanDuration,
+    /// Whether the client address for rate limits is taken from the last `X-Forwarded-For`
+    /// (or `Forwarded`) entry, as a reverse proxy in front of pushgate writes it. Without it,
+    /// behind a proxy every sender shares one per-client limit.
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for HttpSettings {
@@ -137,6 +160,7 @@ impl Default for HttpSettings {
             header_read_timeout: HumanDuration::secs(10),
             max_connections: 1024,
             shutdown_grace: HumanDuration::secs(10),
+            trust_forwarded_for: false,
         }
     }
 }
@@ -204,6 +228,25 @@ pub struct UnifiedPushSettings {
     pub keys_file: Option<PathBuf>,
     /// How long an endpoint handed out at registration stays valid.
     pub registration_ttl: HumanDuration,
+    /// The longest an undelivered message is kept, whatever its `TTL` asks (RFC 8030 §5.2).
+    pub message_ttl_max: HumanDuration,
+    /// The most undelivered messages kept for one client; past it a POST gets 429.
+    pub max_messages_per_owner: u32,
+    /// The most undelivered messages kept in all; past it a POST gets 503.
+    pub max_messages_total: u64,
+    /// When not empty, only accounts of these domains may register.
+    pub allowed_domains: Vec<String>,
+    /// How long a push waits for the client's answer before it counts as not delivered (and
+    /// is kept for later). Must stay below `http.request_timeout`.
+    pub push_timeout: HumanDuration,
+    /// Sustained POSTs per second to one endpoint.
+    pub endpoint_rate: u32,
+    /// POSTs one endpoint may send in a burst.
+    pub endpoint_burst: u32,
+    /// Sustained POSTs per second from one client address (an IPv6 /64).
+    pub client_rate: u32,
+    /// POSTs one client address may send in a burst.
+    pub client_burst: u32,
 }
 
 impl Default for UnifiedPushSettings {
@@ -212,6 +255,32 @@ impl Default for UnifiedPushSettings {
             keys: Vec::new(),
             keys_file: None,
             registration_ttl: HumanDuration::secs(7 * 86_400),
+            message_ttl_max: HumanDuration::secs(86_400),
+            max_messages_per_owner: 100,
+            max_messages_total: 100_000,
+            allowed_domains: Vec::new(),
+            push_timeout: HumanDuration::secs(5),
+            endpoint_rate: 10,
+            endpoint_burst: 50,
+            client_rate: 100,
+            client_burst: 500,
+        }
+    }
+}
+
+/// `[app_server]`: the XEP-0357 app server role.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppServerSettings {
+    /// A registration whose token FCM called dead is deleted this long after (a
+    /// re-registration in between revives it).
+    pub purge_dead_after: HumanDuration,
+}
+
+impl Default for AppServerSettings {
+    fn default() -> Self {
+        Self {
+            purge_dead_after: HumanDuration::secs(30 * 86_400),
         }
     }
 }

@@ -278,6 +278,7 @@ fn check_fcm(settings: &Settings, findings: &mut Findings) {
 }
 
 fn check_unified_push(settings: &mut Settings, findings: &mut Findings) {
+    let request_timeout = settings.http.request_timeout;
     let up = &mut settings.unified_push;
     let mut key_name = "unified_push.keys";
     if let Some(path) = &up.keys_file {
@@ -315,6 +316,48 @@ fn check_unified_push(settings: &mut Settings, findings: &mut Findings) {
             Ok(bytes) => findings.add(format!("{key_name}[{index}]"), key_name, format!("decodes to {} bytes; a key is exactly 32 bytes (e.g. `openssl rand -base64 32`)", bytes.len())),
             Err(_) => findings.add(format!("{key_name}[{index}]"), key_name, "is not standard base64"),
         }
+    }
+    if up.push_timeout.get().is_zero() || up.push_timeout.get() >= request_timeout.get() {
+        findings.add(
+            "unified_push.push_timeout",
+            "unified_push.push_timeout",
+            "must be longer than zero and shorter than http.request_timeout",
+        );
+    }
+    if up.message_ttl_max.get().as_secs() > u64::from(u32::MAX) {
+        findings.add(
+            "unified_push.message_ttl_max",
+            "unified_push.message_ttl_max",
+            "must be at most 136 years",
+        );
+    }
+    for (field, value) in [
+        (
+            "max_messages_per_owner",
+            u64::from(up.max_messages_per_owner),
+        ),
+        ("max_messages_total", up.max_messages_total),
+        ("endpoint_rate", u64::from(up.endpoint_rate)),
+        ("endpoint_burst", u64::from(up.endpoint_burst)),
+        ("client_rate", u64::from(up.client_rate)),
+        ("client_burst", u64::from(up.client_burst)),
+    ] {
+        if value == 0 {
+            let key = format!("unified_push.{field}");
+            findings.add(key.clone(), key, "must be at least 1");
+        }
+    }
+    let serving = settings
+        .component
+        .iter()
+        .filter(|component| component.roles.contains(&super::Role::UnifiedPush))
+        .count();
+    if !up.keys.is_empty() && serving > 1 {
+        findings.add(
+            "component",
+            "component",
+            "only one component may have the unified_push role: clients accept pushes from one JID",
+        );
     }
     // PROTOCOL.md B.5 trap 11: clients renew 24 h before expiry, so a lifetime near a day
     // would make them renew all the time.
