@@ -500,3 +500,79 @@ fn fcm_settings_are_checked_including_the_service_account_key() {
         "{err}"
     );
 }
+
+#[test]
+fn roles_limits_and_push_timeout_are_checked() {
+    let dir = Workdir::new();
+    let up = format!(
+        "[unified_push]\nkeys = [\"{KEY_A}\"]\n[http]\npublic_url = \"https://up.example\"\n"
+    );
+    // Two links may not both carry UnifiedPush: clients accept pushes from one JID only.
+    dir.write(
+        "pushgate.toml",
+        &format!(
+            "[[component]]\njid = \"p2.example.test\"\nsecret = \"a\"\n\
+             [[component]]\njid = \"up.example.test\"\nsecret = \"b\"\n{up}"
+        ),
+    );
+    let err = dir.run(&["check-config"], &[]).config_error();
+    assert!(
+        err.contains("only one component may have the unified_push role"),
+        "{err}"
+    );
+
+    // One role each is the two-JID setup of p2 and up side by side.
+    dir.write(
+        "pushgate.toml",
+        &format!(
+            "[[component]]\njid = \"p2.example.test\"\nsecret = \"a\"\nroles = [\"app_server\"]\n\
+             [[component]]\njid = \"up.example.test\"\nsecret = \"b\"\nroles = [\"unified_push\"]\n{up}"
+        ),
+    );
+    let out = dir.run(&["check-config"], &[]).ok();
+    assert!(out.contains(r#"roles = ["app_server"]"#), "{out}");
+    assert!(out.contains(r#"roles = ["unified_push"]"#), "{out}");
+
+    dir.write("pushgate.toml", &format!("{MINIMAL}{up}"));
+    let err = dir
+        .run(
+            &["check-config"],
+            &[("PUSHGATE_UNIFIED_PUSH__PUSH_TIMEOUT", "30s")],
+        )
+        .config_error();
+    assert!(err.contains("`unified_push.push_timeout`"), "{err}");
+    assert!(err.contains("shorter than http.request_timeout"), "{err}");
+
+    let err = dir
+        .run(
+            &["check-config"],
+            &[("PUSHGATE_UNIFIED_PUSH__ENDPOINT_RATE", "0")],
+        )
+        .config_error();
+    assert!(err.contains("`unified_push.endpoint_rate`"), "{err}");
+
+    let err = dir
+        .run(
+            &["check-config"],
+            &[("PUSHGATE_COMPONENT__ROLES", "[\"pubsub\"]")],
+        )
+        .config_error();
+    assert!(err.contains("component"), "{err}");
+    assert!(err.contains("app_server"), "{err}");
+
+    let out = dir
+        .run(
+            &["check-config"],
+            &[("PUSHGATE_HTTP__TRUST_FORWARDED_FOR", "true")],
+        )
+        .ok();
+    assert!(
+        section(&out, "[http]").contains(&"trust_forwarded_for = true"),
+        "{out}"
+    );
+    let app_server = section(&out, "[app_server]");
+    assert!(
+        app_server.contains(&r#"purge_dead_after = "30days""#),
+        "{out}"
+    );
+}
