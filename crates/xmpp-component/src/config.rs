@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 /// Everything one XEP-0114 component link needs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ComponentConfig {
     /// The component's JID, a bare domain such as `push.example.org`.
     pub jid: String,
@@ -28,6 +28,24 @@ pub struct ComponentConfig {
     /// How many incoming IQ get/set requests are handled at once; past this bound a request is
     /// answered `resource-constraint` (wait).
     pub max_concurrent_iqs: usize,
+}
+
+impl std::fmt::Debug for ComponentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The shared secret never reaches a log line.
+        f.debug_struct("ComponentConfig")
+            .field("jid", &self.jid)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("secret", &"<redacted>")
+            .field("instance_id", &self.instance_id)
+            .field("timeouts", &self.timeouts)
+            .field("reconnect", &self.reconnect)
+            .field("limits", &self.limits)
+            .field("outbound_queue", &self.outbound_queue)
+            .field("max_concurrent_iqs", &self.max_concurrent_iqs)
+            .finish()
+    }
 }
 
 impl ComponentConfig {
@@ -140,5 +158,18 @@ impl Default for XmlLimits {
             max_depth: 32,
             max_attribute_bytes: 4096,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_the_secret() {
+        let config = ComponentConfig::new("push.example.test", "127.0.0.1", 5347, "hunter2-secret");
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("hunter2-secret"), "{printed}");
+        assert!(printed.contains("push.example.test"), "{printed}");
     }
 }
