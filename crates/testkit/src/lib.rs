@@ -3,6 +3,7 @@
 //! Used only as a dev-dependency.
 
 pub mod c2s_client;
+pub mod conversations;
 pub mod ejabberd;
 pub mod fake_fcm;
 pub mod fake_xmpp_server;
