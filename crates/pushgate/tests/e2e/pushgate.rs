@@ -1,0 +1,234 @@
+//! The real `pushgate serve` binary as a child process: its settings file in a temp dir, a
+//! SQLite database next to it, readiness through `/health`, SIGTERM to stop.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::http::request;
+use super::{COMPONENT, COMPONENT_SECRET, UP_KEY};
+
+/// What the settings file says beyond the fixed parts.
+#[derive(Clone, Debug)]
+pub struct PushgateOptions {
+    /// The XMPP server's component port.
+    pub component_port: u16,
+    /// `[component] roles`.
+    pub roles: Vec<&'static str>,
+    /// `[fcm]`: the fake's API URL and its service-account file.
+    pub fcm: Option<(String, PathBuf)>,
+    /// `[fcm] request_deadline`.
+    pub fcm_request_deadline: &'static str,
+    /// `[unified_push] push_timeout`.
+    pub push_timeout: &'static str,
+}
+
+impl PushgateOptions {
+    /// Both roles on one link; no FCM.
+    pub fn new(component_port: u16) -> Self {
+        Self {
+            component_port,
+            roles: vec!["app_server", "unified_push"],
+            fcm: None,
+            fcm_request_deadline: "5s",
+            push_timeout: "3s",
+        }
+    }
+}
+
+/// A running `pushgate serve`; killed when dropped (its log printed if the test panics).
+pub struct Pushgate {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    http: SocketAddr,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+impl Pushgate {
+    /// Writes the settings, starts the binary and waits until `/health` says the link is up.
+    pub async fn start(options: PushgateOptions) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("pushgate-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let config = settings(dir.path(), http, &options);
+        let config_path = dir.path().join("pushgate.toml");
+        std::fs::write(&config_path, config).expect("write settings");
+        let log = std::fs::File::create(dir.path().join("pushgate.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_pushgate"))
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .current_dir(dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start pushgate");
+        let mut pushgate = Self {
+            child: Some(child),
+            dir,
+            http,
+        };
+        pushgate.wait_ready(Duration::from_secs(20)).await;
+        pushgate
+    }
+
+    /// `[http] public_url`.
+    pub fn public_url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    /// The HTTP listener.
+    pub fn http_address(&self) -> SocketAddr {
+        self.http
+    }
+
+    /// Everything pushgate logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pushgate.log")).unwrap_or_default()
+    }
+
+    /// `/health` status and body, if it answers.
+    pub async fn health(&self) -> Option<(u16, String)> {
+        let answer = request(
+            self.http,
+            "GET",
+            "/health",
+            &[],
+            b"",
+            Duration::from_secs(2),
+        )
+        .await
+        .ok()?;
+        Some((answer.status, answer.text()))
+    }
+
+    /// Waits until `/health` answers 200 (the component link is up and the database answers);
+    /// returns how long that took.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Duration {
+        let started = Instant::now();
+        loop {
+            if let Some((200, _)) = self.health().await {
+                return started.elapsed();
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("pushgate exited ({status}):\n{}", self.log());
+            }
+            if started.elapsed() > timeout {
+                panic!(
+                    "pushgate not ready within {timeout:?} (health {:?}):\n{}",
+                    self.health().await,
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until `/health` no longer answers 200 (the link noticed the server is gone).
+    pub async fn wait_unready(&self, timeout: Duration) -> Duration {
+        let started = Instant::now();
+        while let Some((200, _)) = self.health().await {
+            assert!(
+                started.elapsed() < timeout,
+                "pushgate still reports the link up after {timeout:?}:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        started.elapsed()
+    }
+
+    /// SIGTERM, then waits for the exit code (killing after 20 s).
+    pub async fn stop(mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("pushgate did not stop on SIGTERM:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Pushgate {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!(
+                "--- last lines of the pushgate log ---\n{}",
+                lines[lines.len().saturating_sub(80)..].join("\n")
+            );
+        }
+    }
+}
+
+fn settings(dir: &Path, http: SocketAddr, options: &PushgateOptions) -> String {
+    let roles = options
+        .roles
+        .iter()
+        .map(|role| format!("\"{role}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut settings = format!(
+        r#"[component]
+jid = "{COMPONENT}"
+host = "127.0.0.1"
+port = {port}
+secret = "{COMPONENT_SECRET}"
+roles = [{roles}]
+connect_timeout = "2s"
+handshake_timeout = "2s"
+reconnect_max = "300ms"
+
+[database]
+url = "sqlite://{dir}/pushgate.db?mode=rwc"
+
+[http]
+listen = "{http}"
+public_url = "http://{http}"
+
+[unified_push]
+keys = ["{UP_KEY}"]
+push_timeout = "{push_timeout}"
+
+[log]
+level = "debug"
+"#,
+        port = options.component_port,
+        dir = dir.display(),
+        push_timeout = options.push_timeout,
+    );
+    if let Some((api_url, service_account)) = &options.fcm {
+        settings.push_str(&format!(
+            "\n[fcm]\nservice_account_file = \"{}\"\napi_url = \"{api_url}\"\nrequest_deadline = \"{}\"\n",
+            service_account.display(),
+            options.fcm_request_deadline,
+        ));
+    }
+    settings
+}
