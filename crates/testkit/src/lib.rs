@@ -11,5 +11,6 @@ pub mod free_port;
 pub mod interop;
 pub mod prosody;
 mod server_process;
+pub mod xmpp_server;
 
 pub use server_process::{HarnessError, log_tail};

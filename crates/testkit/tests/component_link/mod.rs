@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use pushgate_testkit::c2s_client::stanza::{self, stanza_type};
 use pushgate_testkit::c2s_client::{C2sClient, C2sConfig};
+use pushgate_testkit::xmpp_server::XmppServer;
 use pushgate_xmpp::{
     ComponentConfig, ComponentLink, LinkState, LinkTimeouts, ReconnectPolicy, StanzaHandler,
 };
@@ -16,18 +17,6 @@ pub const DOMAIN: &str = "example.test";
 pub const COMPONENT: &str = "push.example.test";
 pub const SECRET: &str = "s3cret";
 const PUSH_FEATURE: &str = "urn:xmpp:push:0";
-
-/// The start of a real server under test, as the scenarios need it.
-pub trait RealServer {
-    /// The server's client port.
-    fn c2s_port(&self) -> u16;
-    /// The server's component port.
-    fn component_port(&self) -> u16;
-    /// Stops the server, keeping ports and data.
-    async fn stop(&mut self);
-    /// Starts it again; returns once its ports accept connections.
-    async fn start_again(&mut self);
-}
 
 /// A handler with one extra feature and no IQ handling (so unknown IQs get the default answer).
 struct PushFeatureOnly;
@@ -110,7 +99,7 @@ impl Drop for LinkUnderTest {
     }
 }
 
-async fn login(server: &impl RealServer, user: &str, password: &str) -> C2sClient {
+async fn login(server: &impl XmppServer, user: &str, password: &str) -> C2sClient {
     C2sClient::connect(C2sConfig::new(server.c2s_port(), DOMAIN, user, password))
         .await
         .expect("test user logs in")
@@ -136,7 +125,7 @@ async fn assert_component_answers(client: &C2sClient) {
 }
 
 /// The link connects, and a real client's disco#info and ping to the component are answered.
-pub async fn link_connects_and_answers_disco_and_ping(server: &impl RealServer) {
+pub async fn link_connects_and_answers_disco_and_ping(server: &impl XmppServer) {
     let mut under_test = LinkUnderTest::spawn(server.component_port());
     under_test
         .wait_for("connected", Duration::from_secs(5), LinkState::is_up)
@@ -148,7 +137,7 @@ pub async fn link_connects_and_answers_disco_and_ping(server: &impl RealServer) 
 }
 
 /// An IQ the component has no handler for is answered `service-unavailable`.
-pub async fn unhandled_iq_gets_service_unavailable(server: &impl RealServer) {
+pub async fn unhandled_iq_gets_service_unavailable(server: &impl XmppServer) {
     let mut under_test = LinkUnderTest::spawn(server.component_port());
     under_test
         .wait_for("connected", Duration::from_secs(5), LinkState::is_up)
@@ -172,7 +161,7 @@ pub async fn unhandled_iq_gets_service_unavailable(server: &impl RealServer) {
 /// The server goes away and comes back: the link reports it down, reconnects within a bound
 /// measured from the moment the server's ports accept again, and then answers clients again.
 /// Returns the measured reconnect time.
-pub async fn link_survives_server_restart(server: &mut impl RealServer) -> Duration {
+pub async fn link_survives_server_restart(server: &mut impl XmppServer) -> Duration {
     let mut under_test = LinkUnderTest::spawn(server.component_port());
     under_test
         .wait_for("connected", Duration::from_secs(5), LinkState::is_up)
@@ -182,7 +171,7 @@ pub async fn link_survives_server_restart(server: &mut impl RealServer) -> Durat
     under_test
         .wait_for("down", Duration::from_secs(5), |s| !s.is_up())
         .await;
-    server.start_again().await;
+    server.start_again().await.unwrap();
     let ports_back = Instant::now();
     // Record why attempts after the ports are back failed: a slow reconnect is then visibly the
     // server's (handshake refused while it finishes starting) or the link's (backoff).
