@@ -24,6 +24,9 @@ use pushgate_testkit::fake_fcm::{Answer, FakeFcm, FcmErrorCode};
 
 const ANDROID_ID: &str = "92afd7a91cdba9a0";
 const CAROL_ANDROID_ID: &str = "0c2a5e1f9b8d7c6a";
+const DAVE_ANDROID_ID: &str = "7e3f00d1c0ffee42";
+/// XEP-0198 stream management, which Conversations requires before it enables push.
+const NS_SM: &str = "urn:xmpp:sm:3";
 /// How long any one awaited event may take before the test fails.
 const STEP: Duration = Duration::from_secs(15);
 
@@ -109,7 +112,8 @@ async fn wait_for_log(server: &XmppServer, pushgate: &Pushgate, marker: &str, be
 }
 
 async fn app_server_end_to_end(kind: ServerKind, test: &str) {
-    let Some(server) = XmppServer::start(kind, test, &["alice", "bob", "carol"]).await else {
+    let Some(server) = XmppServer::start(kind, test, &["alice", "bob", "carol", "dave"]).await
+    else {
         return;
     };
     let fcm = FakeFcm::start().await.unwrap();
@@ -230,12 +234,71 @@ async fn app_server_end_to_end(kind: ServerKind, test: &str) {
     );
     assert_eq!(fcm.sends_to("fcm-token-carol"), 0);
 
+    // 5. A phone that loses its connection without closing the stream: stream management
+    //    keeps the session (Prosody hibernates it, ejabberd keeps it pending), the message is
+    //    queued in it, and the server publishes for the queued message.
+    let mut dave = server.login("dave", "phone").await;
+    dave.send(stanza::element("enable", NS_SM, &[("resume", "true")]))
+        .await
+        .unwrap();
+    let enabled = dave
+        .recv_where(|e| e.ns() == NS_SM && matches!(e.name(), "enabled" | "failed"))
+        .await
+        .unwrap();
+    assert_eq!(enabled.name(), "enabled", "{}", String::from(&enabled));
+    // Available, so a message to the bare JID goes to this session, not to offline storage.
+    dave.send_presence().await.unwrap();
+    dave.recv_where(|e| e.name() == "presence").await.unwrap();
+    let daves = register(&dave, "fcm-token-dave", DAVE_ANDROID_ID).await;
+    enable(&server, &dave, &daves.node, &daves.secret).await;
+    // Acknowledge the three stanzas received since enabling (own presence, two IQ results;
+    // XEP-0198 §4), so nothing is queued when the connection drops but the message below.
+    dave.send(stanza::element("a", NS_SM, &[("h", "3")]))
+        .await
+        .unwrap();
+    let marker = kind.session_kept_marker();
+    let kept_before = server.log_count(marker);
+    drop(dave);
+    wait_for_log(&server, &pushgate, marker, kept_before).await;
+    let dave_woken = || fcm.messages().iter().any(|m| m.token == "fcm-token-dave");
+    assert!(
+        !dave_woken(),
+        "nothing was queued, so nothing was pushed yet"
+    );
+    let sent = message_to(&bob, "dave").await;
+    let woke = e2e::wait_until(STEP, dave_woken).await;
+    assert!(
+        woke.is_some(),
+        "no wake-up for a dropped session\n--- server ---\n{}\n--- pushgate ---\n{}",
+        server.log_tail(60),
+        pushgate.log()
+    );
+    e2e::measured(
+        test,
+        "message to a dropped session to FCM wake-up",
+        sent.elapsed(),
+    );
+    let wake = fcm
+        .messages()
+        .into_iter()
+        .find(|m| m.token == "fcm-token-dave")
+        .unwrap();
+    assert_eq!(
+        wake.account,
+        account_fingerprint(&format!("dave@{DOMAIN}"), DAVE_ANDROID_ID)
+    );
+
     bob.close().await.unwrap();
     let log = pushgate.log();
     for secret in [&first.secret, &carols.secret] {
         assert!(!log.contains(secret.as_str()), "a secret in pushgate's log");
     }
-    for token in ["fcm-token-1", "fcm-token-2", "fcm-token-carol"] {
+    for token in [
+        "fcm-token-1",
+        "fcm-token-2",
+        "fcm-token-carol",
+        "fcm-token-dave",
+    ] {
         assert!(!log.contains(token), "a push token in pushgate's log");
     }
     assert_eq!(pushgate.stop().await, Some(0));

@@ -28,6 +28,15 @@ impl ServerKind {
         }
     }
 
+    /// What the server logs when a stream-managed session loses its connection and is kept
+    /// for resumption.
+    pub fn session_kept_marker(self) -> &'static str {
+        match self {
+            Self::Prosody => "Session going into hibernation",
+            Self::Ejabberd => "waiting 60 seconds for stream resumption",
+        }
+    }
+
     /// What the server logs when the app server answered a publish `forbidden` (auth):
     /// Prosody counts it, ejabberd disables push for that session.
     pub fn forbidden_marker(self) -> &'static str {
