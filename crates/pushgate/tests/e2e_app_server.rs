@@ -121,7 +121,7 @@ async fn app_server_end_to_end(kind: ServerKind, test: &str) {
     let mut options = PushgateOptions::new(server.component_port());
     options.fcm = Some((fcm.api_url(), service_account.path().to_owned()));
     let started = Instant::now();
-    let pushgate = Pushgate::start(options).await;
+    let mut pushgate = Pushgate::start(options).await;
     e2e::measured(test, "pushgate start to link up", started.elapsed());
 
     // 1. Conversations on bind: register, enable, then the app goes away.
@@ -287,6 +287,28 @@ async fn app_server_end_to_end(kind: ServerKind, test: &str) {
         wake.account,
         account_fingerprint(&format!("dave@{DOMAIN}"), DAVE_ANDROID_ID)
     );
+
+    // 6. Registrations live in pushgate's database: after a restart of pushgate the phone
+    //    registered in step 1 is still woken.
+    let took = pushgate.restart().await;
+    e2e::measured(test, "pushgate restart (SIGTERM to link up)", took);
+    let before = fcm.accepted_count();
+    let sent = message_to(&bob, "alice").await;
+    let woke = e2e::wait_until(STEP, || fcm.accepted_count() > before).await;
+    assert!(
+        woke.is_some(),
+        "no wake-up after a pushgate restart\n--- server ---\n{}\n--- pushgate ---\n{}",
+        server.log_tail(60),
+        pushgate.log()
+    );
+    e2e::measured(
+        test,
+        "message sent to FCM wake-up after a restart",
+        sent.elapsed(),
+    );
+    let message = fcm.messages().pop().unwrap();
+    assert_eq!(message.token, "fcm-token-2");
+    assert_eq!(message.account, expected_account);
 
     bob.close().await.unwrap();
     let log = pushgate.log();

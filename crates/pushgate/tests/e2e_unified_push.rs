@@ -259,7 +259,22 @@ async fn unified_push_end_to_end(kind: ServerKind, test: &str) {
     alice.send(iq_result_to(&stanza)).await.unwrap();
     assert_eq!(open_push(&alice, &app, &push), b"sent during the outage");
 
-    // 4. The client no longer knows the instance: it answers item-not-found, which revokes
+    // 4. What was accepted with 201 survives a restart of pushgate itself.
+    alice.close().await.unwrap();
+    let body = webpush::encrypt(&app.keys.public, &app.keys.auth, b"kept across a restart");
+    let response = post_push(&app.endpoint, &body, 3600).await;
+    assert!(
+        assert_created(&response) > 0,
+        "stored while the client is away"
+    );
+    let took = pushgate.restart().await;
+    e2e::measured(test, "pushgate restart (SIGTERM to link up)", took);
+    let mut alice = come_online(&server).await;
+    let (stanza, push) = next_push(&mut alice).await;
+    alice.send(iq_result_to(&stanza)).await.unwrap();
+    assert_eq!(open_push(&alice, &app, &push), b"kept across a restart");
+
+    // 5. The client no longer knows the instance: it answers item-not-found, which revokes
     //    the endpoint; the next POST gets 404 and the client gets nothing.
     let (response, _) = push_while_online(&mut alice, &app, b"last one", item_not_found).await;
     assert_eq!(
@@ -277,7 +292,7 @@ async fn unified_push_end_to_end(kind: ServerKind, test: &str) {
     let (response, _) = push_while_online(&mut alice, &other, b"other app", iq_result_to).await;
     assert_created(&response);
 
-    // 5. HTTP refusals: unknown, garbage and foreign tokens (404), and the body size limit
+    // 6. HTTP refusals: unknown, garbage and foreign tokens (404), and the body size limit
     //    (4096 bytes is fine, 4097 is 413).
     let (address, _) = split_url(&other.endpoint);
     let foreign = EndpointKeys::single(EndpointKey::from_base64(e2e::FOREIGN_UP_KEY).unwrap())

@@ -60,13 +60,28 @@ impl Pushgate {
             .expect("temp dir");
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = settings(dir.path(), http, &options);
-        let config_path = dir.path().join("pushgate.toml");
-        std::fs::write(&config_path, config).expect("write settings");
-        let log = std::fs::File::create(dir.path().join("pushgate.log")).expect("log file");
+        std::fs::write(dir.path().join("pushgate.toml"), config).expect("write settings");
+        let mut pushgate = Self {
+            child: None,
+            dir,
+            http,
+        };
+        pushgate.spawn();
+        pushgate.wait_ready(Duration::from_secs(20)).await;
+        pushgate
+    }
+
+    /// Starts the binary on the settings file; its log goes to the end of `pushgate.log`.
+    fn spawn(&mut self) {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("pushgate.log"))
+            .expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_pushgate"))
             .args(["serve", "--config"])
-            .arg(&config_path)
-            .current_dir(dir.path())
+            .arg(self.dir.path().join("pushgate.toml"))
+            .current_dir(self.dir.path())
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .stdin(Stdio::null())
@@ -74,13 +89,18 @@ impl Pushgate {
             .stderr(log)
             .spawn()
             .expect("start pushgate");
-        let mut pushgate = Self {
-            child: Some(child),
-            dir,
-            http,
-        };
-        pushgate.wait_ready(Duration::from_secs(20)).await;
-        pushgate
+        self.child = Some(child);
+    }
+
+    /// Stops the process (SIGTERM, exit 0 expected) and starts it again on the same settings
+    /// and database; returns once the link is up again.
+    pub async fn restart(&mut self) -> Duration {
+        let started = Instant::now();
+        let code = self.terminate().await;
+        assert_eq!(code, Some(0), "exit code on SIGTERM:\n{}", self.log());
+        self.spawn();
+        self.wait_ready(Duration::from_secs(20)).await;
+        started.elapsed()
     }
 
     /// `[http] public_url`.
@@ -151,6 +171,10 @@ impl Pushgate {
 
     /// SIGTERM, then waits for the exit code (killing after 20 s).
     pub async fn stop(mut self) -> Option<i32> {
+        self.terminate().await
+    }
+
+    async fn terminate(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
