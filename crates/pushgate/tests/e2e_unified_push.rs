@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use e2e::http::{HttpResponse, post_push, request, split_url};
+use e2e::http::{HttpResponse, post_push, post_push_with, request, split_url};
 use e2e::webpush::{self, UserAgentKeys};
 use e2e::{COMPONENT, Pushgate, PushgateOptions, ServerKind, XmppServer};
 use pushgate_core::unified_push::{EndpointClaims, EndpointKey, EndpointKeys, UpId};
@@ -211,10 +211,14 @@ async fn unified_push_end_to_end(kind: ServerKind, test: &str) {
     assert_created(&response);
     e2e::measured(test, "POST to <push/> at the client", took);
 
-    // 2. Store and forward across a logout.
+    // 2. Store and forward across a logout. `TTL: 0` is delivered now or never; a newer
+    //    message with the same `Topic` replaces the kept one (RFC 8030 §5.2, §5.4).
     alice.close().await.unwrap();
-    let body = webpush::encrypt(&app.keys.public, &app.keys.auth, b"while you were away");
-    let response = post_push(&app.endpoint, &body, 3600).await;
+    let seal = |text: &[u8]| webpush::encrypt(&app.keys.public, &app.keys.auth, text);
+    let response = post_push(&app.endpoint, &seal(b"now or never"), 0).await;
+    assert_eq!(assert_created(&response), 0, "TTL 0 while away: dropped");
+    let topic = [("TTL", "3600"), ("Topic", "timeline")];
+    let response = post_push_with(&app.endpoint, &seal(b"stale timeline"), &topic).await;
     let ttl = assert_created(&response);
     assert!(ttl > 0 && ttl <= 3600, "stored, TTL {ttl}");
     let log = pushgate.log();
@@ -225,12 +229,24 @@ async fn unified_push_end_to_end(kind: ServerKind, test: &str) {
     {
         pushgate_testkit::interop::notice(&format!("{test}: pushgate: {}", line.trim()));
     }
+    let response = post_push_with(&app.endpoint, &seal(b"fresh timeline"), &topic).await;
+    assert!(assert_created(&response) > 0);
+    let response = post_push(&app.endpoint, &seal(b"while you were away"), 3600).await;
+    assert!(assert_created(&response) > 0);
     let online = Instant::now();
     let mut alice = come_online(&server).await;
-    let (stanza, push) = next_push(&mut alice).await;
-    e2e::measured(test, "login + presence to stored <push/>", online.elapsed());
-    alice.send(iq_result_to(&stanza)).await.unwrap();
-    assert_eq!(open_push(&alice, &app, &push), b"while you were away");
+    // In the order accepted, without the dropped and the replaced ones.
+    for (n, expected) in [&b"fresh timeline"[..], b"while you were away"]
+        .iter()
+        .enumerate()
+    {
+        let (stanza, push) = next_push(&mut alice).await;
+        if n == 0 {
+            e2e::measured(test, "login + presence to stored <push/>", online.elapsed());
+        }
+        alice.send(iq_result_to(&stanza)).await.unwrap();
+        assert_eq!(open_push(&alice, &app, &push), *expected);
+    }
 
     // 3. A server outage: the link is down, the POST is still accepted and kept.
     alice.close().await.unwrap();

@@ -139,18 +139,23 @@ fn dechunk(mut raw: &[u8]) -> io::Result<Vec<u8>> {
 
 /// An app server's push (RFC 8030 §5, RFC 8291 §4 headers) to `endpoint`.
 pub async fn post_push(endpoint: &str, body: &[u8], ttl: u32) -> HttpResponse {
+    post_push_with(endpoint, body, &[("TTL", &ttl.to_string())]).await
+}
+
+/// [`post_push`] with other RFC 8030 headers (`TTL`, `Topic`, `Urgency`).
+pub async fn post_push_with(endpoint: &str, body: &[u8], extra: &[(&str, &str)]) -> HttpResponse {
     let (address, path) = split_url(endpoint);
-    let ttl = ttl.to_string();
+    let mut headers = vec![
+        ("Content-Type", "application/octet-stream"),
+        ("Content-Encoding", "aes128gcm"),
+        ("Urgency", "high"),
+    ];
+    headers.extend_from_slice(extra);
     request(
         address,
         "POST",
         &path,
-        &[
-            ("Content-Type", "application/octet-stream"),
-            ("Content-Encoding", "aes128gcm"),
-            ("TTL", &ttl),
-            ("Urgency", "high"),
-        ],
+        &headers,
         body,
         Duration::from_secs(15),
     )
