@@ -323,5 +323,7 @@ async fn app_server_end_to_end(kind: ServerKind, test: &str) {
     ] {
         assert!(!log.contains(token), "a push token in pushgate's log");
     }
+    let naming = pushgate.info_lines_naming(e2e::DOMAIN);
+    assert!(naming.is_empty(), "JIDs at info level: {naming:#?}");
     assert_eq!(pushgate.stop().await, Some(0));
 }

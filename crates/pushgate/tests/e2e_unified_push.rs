@@ -338,5 +338,7 @@ async fn unified_push_end_to_end(kind: ServerKind, test: &str) {
     assert_eq!(response.status, 413, "{}", response.text());
 
     alice.close().await.unwrap();
+    let naming = pushgate.info_lines_naming(e2e::DOMAIN);
+    assert!(naming.is_empty(), "JIDs at info level: {naming:#?}");
     assert_eq!(pushgate.stop().await, Some(0));
 }

@@ -118,6 +118,21 @@ impl Pushgate {
         std::fs::read_to_string(self.dir.path().join("pushgate.log")).unwrap_or_default()
     }
 
+    /// Log lines at info level and above that name a JID of `domain`: the brief's rule is that
+    /// none do (bare JIDs included, to be safe: a user's address is personal data).
+    pub fn info_lines_naming(&self, domain: &str) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|line| {
+                [" INFO ", " WARN ", " ERROR "]
+                    .iter()
+                    .any(|l| line.contains(l))
+            })
+            .filter(|line| line.contains(&format!("@{domain}")))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// `/health` status and body, if it answers.
     pub async fn health(&self) -> Option<(u16, String)> {
         let answer = request(
