@@ -72,6 +72,9 @@ pub(crate) enum SessionError {
     KeepaliveTimeout,
     #[error("the server closed the stream")]
     StreamClosed,
+    /// Prosody and ejabberd drop the TCP connection on shutdown without `</stream:stream>`.
+    #[error("the server closed the connection without ending the stream")]
+    ConnectionClosed,
     #[error("a stanza exceeded the hard size bound")]
     HardLimit,
 }

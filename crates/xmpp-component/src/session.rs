@@ -152,6 +152,8 @@ async fn read_loop(
                     SessionError::KeepaliveTimeout
                 } else if is_hard_limit_error(&e) {
                     SessionError::HardLimit
+                } else if is_connection_closed(&e) {
+                    SessionError::ConnectionClosed
                 } else {
                     SessionError::Io(e)
                 });
@@ -159,6 +161,15 @@ async fn read_loop(
             Some(Err(ReadError::StreamFooterReceived)) | None => return ReadEnd::ServerClosed,
         }
     }
+}
+
+/// Whether the socket ended in the middle of the stream (EOF before `</stream:stream>`).
+fn is_connection_closed(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::UnexpectedEof
+        || error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rxml::Error>())
+            .is_some_and(|inner| matches!(inner, rxml::Error::InvalidEof(_)))
 }
 
 /// Reads during shutdown until the stream ends: answers to our IQs still count, new requests

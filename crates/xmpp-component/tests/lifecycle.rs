@@ -171,6 +171,21 @@ async fn reconnects_within_a_second_after_the_server_drops_the_link() {
 }
 
 #[tokio::test]
+async fn a_dropped_connection_is_reported_as_closed_not_as_an_xml_error() {
+    // Prosody and ejabberd close the socket on shutdown without a stream footer.
+    let (_server, running, session) = connected(|_| ()).await;
+    let states = running.link.watch_state();
+    session.drop_connection();
+    let state = wait_state(&states, down()).await;
+    assert_eq!(
+        state,
+        LinkState::Down {
+            reason: "the server closed the connection without ending the stream".to_owned()
+        }
+    );
+}
+
+#[tokio::test]
 async fn keeps_retrying_while_the_server_refuses() {
     let (server, running, session) = connected(|c| {
         c.reconnect = ReconnectPolicy {
