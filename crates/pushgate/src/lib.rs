@@ -9,6 +9,7 @@ pub mod fcm;
 pub mod health;
 pub mod links;
 pub mod logging;
+pub mod metrics;
 pub mod serve;
 pub mod services;
 pub mod settings;

@@ -36,6 +36,9 @@ pub enum ServeError {
     /// A component link refused its settings.
     #[error("cannot start a component link: {0}")]
     Link(#[from] pushgate_xmpp::ConfigError),
+    /// The metrics recorder could not be installed.
+    #[error("cannot start metrics: {0}")]
+    Metrics(#[from] metrics_exporter_prometheus::BuildError),
     /// A push service could not be built.
     #[error(transparent)]
     Services(#[from] crate::services::ServicesError),
@@ -147,6 +150,9 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
     ));
 
     tasks.push(("HTTP".to_owned(), http));
+    if let Some(address) = settings.metrics.listen {
+        tasks.extend(spawn_metrics(address, &settings.http, &shutdown).await?);
+    }
     shutdown.cancelled().await;
 
     // Every task watches the same token; wait for all of them, then for the flushes the
@@ -174,6 +180,34 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
     }
     store.close().await;
     failure.map_or(Ok(()), Err)
+}
+
+/// Starts the `/metrics` listener and the recorder's upkeep.
+async fn spawn_metrics(
+    address: std::net::SocketAddr,
+    http: &HttpSettings,
+    shutdown: &CancellationToken,
+) -> Result<Vec<(String, JoinHandle<()>)>, ServeError> {
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| ServeError::Listen { address, source })?;
+    let handle = crate::metrics::install()?;
+    tracing::info!(%address, "metrics listening");
+    Ok(vec![
+        (
+            "metrics HTTP".to_owned(),
+            tokio::spawn(pushgate_up_http::serve(
+                listener,
+                crate::metrics::metrics_routes(handle.clone()),
+                server_config(http),
+                shutdown.clone(),
+            )),
+        ),
+        (
+            "metrics upkeep".to_owned(),
+            tokio::spawn(crate::metrics::upkeep(handle, shutdown.clone())),
+        ),
+    ])
 }
 
 fn health_routes_for(

@@ -176,11 +176,22 @@ fn an_unknown_key_in_the_file_names_the_key_and_the_file() {
 
     dir.write(
         "pushgate.toml",
+        &format!("{MINIMAL}[statsd]\nhost = \"x\"\n"),
+    );
+    let err = dir.run(&["check-config"], &[]).config_error();
+    assert!(
+        err.contains("`statsd`") && err.contains("pushgate.toml"),
+        "{err}"
+    );
+
+    // A known section with a bad value names the key instead.
+    dir.write(
+        "pushgate.toml",
         &format!("{MINIMAL}[metrics]\nlisten = \"x\"\n"),
     );
     let err = dir.run(&["check-config"], &[]).config_error();
     assert!(
-        err.contains("`metrics`") && err.contains("pushgate.toml"),
+        err.contains("`metrics.listen` (from pushgate.toml)"),
         "{err}"
     );
 }

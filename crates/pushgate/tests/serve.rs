@@ -149,7 +149,7 @@ async fn serve_links_up_reports_healthy_and_closes_the_stream_on_sigterm() {
         Some(404)
     );
 
-    // No role is plugged in yet: an IQ request is answered service-unavailable (cancel).
+    // A request no role handles is answered service-unavailable (cancel).
     session.send_raw(
         "<iq type='get' id='q1' from='example.test' to='push.example.test'>\
          <query xmlns='urn:example:unknown'/></iq>",
@@ -265,4 +265,34 @@ fn serve_with_bad_settings_exits_2() {
     let mut child = spawn(&dir, "[component]\njid = \"push.example.test\"\n");
     assert_eq!(wait_exit(&mut child), 2);
     assert!(log(&dir).contains("component.secret"), "{}", log(&dir));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_on_their_own_listener() {
+    let server = FakeXmppServer::start("push.example.test", "component-secret-value")
+        .await
+        .expect("fake XMPP server");
+    let dir = Workdir::new();
+    let address = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let config = format!(
+        "{}\n[metrics]\nlisten = \"{metrics}\"\n",
+        settings(&dir, server.port(), address)
+    );
+    let mut child = spawn(&dir, &config);
+    let _session = server
+        .next_session(Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|| panic!("no component session; log:\n{}", log(&dir)));
+    tokio::task::block_in_place(|| wait_healthy(address, &mut child));
+
+    let (status, body) = http_get(metrics, "/metrics").expect("metrics answer");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("pushgate_xmpp_link_up_total"), "{body}");
+    // The public listener does not expose them.
+    assert_eq!(http_get(address, "/metrics").map(|(status, _)| status), Some(404));
+
+    sigterm(&child);
+    let code = tokio::task::block_in_place(|| wait_exit(&mut child));
+    assert_eq!(code, 0, "log:\n{}", log(&dir));
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub use problems::{Problem, SettingsError};
 pub use sections::{
     AppServerSettings, ComponentSettings, DatabaseSettings, FcmPriority, FcmSettings, HttpSettings,
-    LogFormat, LogSettings, Role, UnifiedPushSettings, redact_url,
+    LogFormat, LogSettings, MetricsSettings, Role, UnifiedPushSettings, redact_url,
 };
 pub use values::{HumanDuration, REDACTED, SecretString};
 
@@ -48,6 +48,9 @@ pub struct Settings {
     /// `[unified_push]`.
     #[serde(default)]
     pub unified_push: UnifiedPushSettings,
+    /// `[metrics]`.
+    #[serde(default)]
+    pub metrics: MetricsSettings,
     /// `[log]`.
     #[serde(default)]
     pub log: LogSettings,
