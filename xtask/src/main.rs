@@ -5,7 +5,10 @@
 //!   `cargo test --workspace`, with whatever database and interop variables are set
 //!   (`.ci/run` sets them all, so nothing is skipped).
 //! - `interop`: only the tests against real Prosody and ejabberd, which must be installed.
-//! - `bench`: runs a named benchmark; without a name lists them.
+//! - `bench`: runs a named benchmark; without a name lists them. A benchmark builds the release
+//!   `pushgate` (`cargo build --release -p pushgate`) and the release driver
+//!   (`pushgate-bench`), then runs the driver against `target/release/pushgate`, which runs as a
+//!   process of its own so its CPU time and memory can be read alone.
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -27,11 +30,20 @@ const INTEROP_TESTS: &[(&str, &str)] = &[
     ("pushgate-testkit", "interop_ejabberd"),
 ];
 
-/// Benchmarks known to `cargo xtask bench`, as (name, what it measures). Each entry names a
-/// `cargo bench` target once it exists.
-const BENCHMARKS: &[(&str, &str)] = &[];
+/// Benchmarks known to `cargo xtask bench`, as (name, what it measures). Each name is a
+/// subcommand of the `pushgate-bench` driver (crates/bench).
+const BENCHMARKS: &[(&str, &str)] = &[
+    (
+        "wakeup",
+        "XEP-0357 publishes -> FCM wake-ups at 1/100/1000 in flight (fake XMPP server, fake FCM)",
+    ),
+    (
+        "unifiedpush",
+        "RFC 8030 POST -> IQ -> client -> 201 through a real Prosody at 1/16/64 connections",
+    ),
+];
 
-const USAGE: &str = "usage: cargo xtask <ci | interop | bench [NAME]>";
+const USAGE: &str = "usage: cargo xtask <ci | interop | bench [wakeup | unifiedpush]>";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -140,9 +152,6 @@ fn interop(extra: &[String]) -> Result<(), String> {
 
 fn bench(name: Option<&str>) -> Result<(), String> {
     let Some(name) = name else {
-        if BENCHMARKS.is_empty() {
-            println!("no benchmarks yet");
-        }
         for (name, what) in BENCHMARKS {
             println!("{name:<24} {what}");
         }
@@ -152,14 +161,28 @@ fn bench(name: Option<&str>) -> Result<(), String> {
         let known: Vec<&str> = BENCHMARKS.iter().map(|(n, _)| *n).collect();
         return Err(format!(
             "unknown benchmark `{name}` (available: {})",
-            if known.is_empty() {
-                "none yet".to_owned()
-            } else {
-                known.join(", ")
-            }
+            known.join(", ")
         ));
     }
-    let mut run = cargo();
-    run.args(["bench", "--bench", name]);
+    // The measured binary is built on its own, with exactly its own features.
+    let mut build = cargo();
+    build.args(["build", "--release", "-p", "pushgate"]);
+    step("cargo build --release -p pushgate", build)?;
+    let mut build_driver = cargo();
+    build_driver.args(["build", "--release", "-p", "pushgate-bench"]);
+    step("cargo build --release -p pushgate-bench", build_driver)?;
+
+    let release = target_dir().join("release");
+    let mut run = Command::new(release.join("pushgate-bench"));
+    run.arg(name)
+        .arg("--pushgate")
+        .arg(release.join("pushgate"))
+        .current_dir(workspace_root());
     step(&format!("benchmark {name}"), run)
+}
+
+/// Where cargo puts build output: `CARGO_TARGET_DIR` or the workspace's `target`.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
 }

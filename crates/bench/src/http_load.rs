@@ -1,0 +1,136 @@
+//! The HTTP load of the `unifiedpush` benchmark: keep-alive HTTP/1.1 connections, each
+//! posting one message after the other, as an application server's push sender does.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::Request;
+use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE, HOST};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+
+use crate::error::BenchError;
+use crate::latency::Latencies;
+
+/// Requests are sent but not counted.
+pub const WARMING_UP: u8 = 0;
+/// Requests are counted.
+pub const MEASURING: u8 = 1;
+/// Connections finish their request and close.
+pub const STOPPING: u8 = 2;
+
+/// What the connections saw while [`MEASURING`].
+#[derive(Debug, Default)]
+pub struct LoadResult {
+    /// Time from sending a request to its whole response.
+    pub latencies: Latencies,
+    /// Responses by status code.
+    pub statuses: BTreeMap<u16, u64>,
+}
+
+impl LoadResult {
+    fn merge(&mut self, other: LoadResult) {
+        self.latencies.merge(other.latencies);
+        for (status, count) in other.statuses {
+            *self.statuses.entry(status).or_default() += count;
+        }
+    }
+}
+
+/// What every connection posts: the server, the endpoint paths (taken in turn) and the body.
+#[derive(Clone)]
+pub struct Load {
+    /// pushgate's HTTP listener.
+    pub address: SocketAddr,
+    /// `/push/{token}` paths of registered endpoints.
+    pub paths: Arc<Vec<String>>,
+    /// The message body (an encrypted Web Push message would be opaque bytes like these).
+    pub body: Bytes,
+}
+
+/// Opens `connections` connections that post until `phase` is [`STOPPING`].
+pub fn start(
+    load: &Load,
+    connections: usize,
+    phase: &Arc<AtomicU8>,
+) -> JoinSet<Result<LoadResult, BenchError>> {
+    let mut workers = JoinSet::new();
+    for index in 0..connections {
+        workers.spawn(post_in_turn(
+            load.clone(),
+            index,
+            connections,
+            Arc::clone(phase),
+        ));
+    }
+    workers
+}
+
+/// Waits for every connection and adds up what they saw.
+pub async fn finish(
+    mut workers: JoinSet<Result<LoadResult, BenchError>>,
+) -> Result<LoadResult, BenchError> {
+    let mut total = LoadResult::default();
+    while let Some(joined) = workers.join_next().await {
+        let result = joined.map_err(|error| {
+            BenchError::Protocol(format!("an HTTP connection task failed: {error}"))
+        })??;
+        total.merge(result);
+    }
+    Ok(total)
+}
+
+fn http_error(error: impl std::fmt::Display) -> BenchError {
+    BenchError::Protocol(format!("HTTP to pushgate: {error}"))
+}
+
+async fn post_in_turn(
+    load: Load,
+    index: usize,
+    stride: usize,
+    phase: Arc<AtomicU8>,
+) -> Result<LoadResult, BenchError> {
+    let stream = TcpStream::connect(load.address)
+        .await
+        .map_err(BenchError::io("connect to pushgate's HTTP listener"))?;
+    stream
+        .set_nodelay(true)
+        .map_err(BenchError::io("set TCP_NODELAY"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(http_error)?;
+    let connection = tokio::spawn(connection);
+    let host = load.address.to_string();
+    let mut result = LoadResult::default();
+    let mut next = index;
+    while phase.load(Ordering::Acquire) != STOPPING {
+        let path = &load.paths[next % load.paths.len()];
+        next += stride;
+        let request = Request::post(path.as_str())
+            .header(HOST, host.as_str())
+            .header("ttl", "60")
+            .header(CONTENT_ENCODING, "aes128gcm")
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(Full::new(load.body.clone()))
+            .map_err(http_error)?;
+        let started = Instant::now();
+        sender.ready().await.map_err(http_error)?;
+        let response = sender.send_request(request).await.map_err(http_error)?;
+        let status = response.status().as_u16();
+        response.into_body().collect().await.map_err(http_error)?;
+        if phase.load(Ordering::Acquire) == MEASURING {
+            result.latencies.record(started.elapsed());
+            *result.statuses.entry(status).or_default() += 1;
+        }
+    }
+    // Dropping the sender lets the connection close once it is idle.
+    drop(sender);
+    let _ = connection.await;
+    Ok(result)
+}

@@ -1,0 +1,243 @@
+//! `wakeup`: XEP-0357 publishes in, FCM wake-ups out, IQ results back (issue "XEP-0357 app
+//! server" item 6).
+//!
+//! The release pushgate links as a component to the testkit's fake XMPP server, run here.
+//! Devices register with `register-push-fcm` as Conversations does (PROTOCOL.md B.3.1, from
+//! the user's full JID as the server routes it); then Prosody-shaped publishes (`from` = the
+//! bare server domain, PROTOCOL.md B.4.1) keep 1, 100 and 1000 IQs in flight while the fake
+//! FCM answers every send after 50 ms.
+
+mod publisher;
+mod stanzas;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use pushgate_testkit::fake_fcm::{Answer, FakeFcm};
+use pushgate_testkit::fake_xmpp_server::FakeXmppServer;
+use pushgate_testkit::free_port::free_loopback_port;
+
+use crate::error::BenchError;
+use crate::proc_stats::{self, ClockTick, megabytes};
+use crate::pushgate_process::PushgateProcess;
+use crate::report::{Verdict, print_targets};
+use crate::sampler::{Sampler, Usage};
+use publisher::{HEADER, Publisher};
+
+const DOMAIN: &str = "example.test";
+const COMPONENT: &str = "push.example.test";
+const COMPONENT_SECRET: &str = "bench-component-secret";
+/// Registered devices; publishes go to them in turn.
+const DEVICES: u64 = 1000;
+/// Registrations in flight at once.
+const REGISTRATIONS_IN_FLIGHT: usize = 100;
+/// How long the fake FCM takes to answer each send.
+const FCM_DELAY: Duration = Duration::from_millis(50);
+/// How long pushgate's idle CPU time is measured.
+const IDLE_WINDOW: Duration = Duration::from_secs(2);
+/// After the last publish of a level, how long its answers may still take.
+const DRAIN_LIMIT: Duration = Duration::from_secs(15);
+
+/// One load level: publishes in flight, a warm-up, then a measured window of at least
+/// `duration` and `min_answers` answers, but no longer than `max_duration`.
+struct Level {
+    in_flight: usize,
+    warmup: Duration,
+    duration: Duration,
+    min_answers: u64,
+    max_duration: Duration,
+}
+
+const LEVELS: [Level; 3] = [
+    Level {
+        in_flight: 1,
+        warmup: Duration::from_millis(500),
+        duration: Duration::from_secs(3),
+        min_answers: 0,
+        max_duration: Duration::from_secs(3),
+    },
+    Level {
+        in_flight: 100,
+        warmup: Duration::from_secs(1),
+        duration: Duration::from_secs(5),
+        min_answers: 0,
+        max_duration: Duration::from_secs(5),
+    },
+    Level {
+        in_flight: 1000,
+        warmup: Duration::from_secs(1),
+        duration: Duration::from_secs(5),
+        min_answers: 20_000,
+        max_duration: Duration::from_secs(30),
+    },
+];
+
+/// Targets of the issue.
+const CPU_TARGET_US: f64 = 30.0;
+const RATE_TARGET: f64 = 10_000.0;
+const RSS_TARGET_MB: f64 = 30.0;
+const IDLE_RSS_TARGET_MB: f64 = 15.0;
+
+/// Runs the benchmark against the binary at `pushgate` and prints the results; with `only`,
+/// just the level with that many publishes in flight.
+pub async fn run(pushgate: &Path, only: Option<usize>) -> Result<(), BenchError> {
+    let tick = ClockTick::of_this_system();
+    let machine_cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let server = FakeXmppServer::start(COMPONENT, COMPONENT_SECRET)
+        .await
+        .map_err(BenchError::io("start the fake XMPP server"))?;
+    server.answer_pings(true);
+    let fcm = FakeFcm::start()
+        .await
+        .map_err(BenchError::io("start the fake FCM"))?;
+    fcm.set_default_answer(Answer::success().after(FCM_DELAY));
+
+    let dir = PushgateProcess::workdir()?;
+    let key_file = dir.path().join("service-account.json");
+    std::fs::write(&key_file, fcm.service_account_json())
+        .map_err(BenchError::io("write the service-account key"))?;
+    let settings = settings(dir.path(), server.port(), &key_file, &fcm.api_url())?;
+    let mut process = PushgateProcess::start(pushgate, dir, &settings)?;
+    let pid = process.pid();
+
+    let Some(session) = server.next_session(Duration::from_secs(20)).await else {
+        process.ensure_running()?;
+        return Err(BenchError::Pushgate(format!(
+            "did not link up within 20 s\n{}",
+            process.log_tail(30)
+        )));
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = proc_stats::memory(pid).map_err(BenchError::io("read pushgate's memory"))?;
+    let idle_cpu = idle_cpu(pid, tick).await;
+
+    let mut publisher = Publisher::new(session);
+    let registered = Instant::now();
+    publisher.register_devices().await?;
+    let registration_time = registered.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after_registration =
+        proc_stats::memory(pid).map_err(BenchError::io("read pushgate's memory"))?;
+
+    println!(
+        "wakeup: XEP-0357 publish -> FCM wake-up (fake FCM answers after {} ms), {DEVICES} devices on SQLite",
+        FCM_DELAY.as_millis()
+    );
+    println!(
+        "idle RSS after link-up: {:.1} MB; after {DEVICES} registrations ({:.1} s): {:.1} MB",
+        megabytes(idle.rss_kib),
+        registration_time.as_secs_f64(),
+        megabytes(after_registration.rss_kib)
+    );
+    println!(
+        "idle CPU (linked up, nothing to do): {:.2} ms per second",
+        idle_cpu.cpu_share() * 1000.0
+    );
+    println!("{HEADER}");
+    let mut results = Vec::new();
+    for level in LEVELS
+        .iter()
+        .filter(|level| only.is_none_or(|only| only == level.in_flight))
+    {
+        process.ensure_running()?;
+        let mut result = publisher
+            .run_level(level, &[pid, std::process::id()], tick)
+            .await?;
+        result.print();
+        results.push(result);
+    }
+    println!(
+        "fake FCM: {} sends, at most {} in flight at once",
+        fcm.send_requests(),
+        fcm.max_in_flight()
+    );
+
+    let mut verdicts: Vec<Verdict> = results
+        .iter()
+        .map(|result| {
+            Verdict::at_most(
+                format!("pushgate CPU per wake-up at {} in flight", result.in_flight),
+                result.pushgate.cpu_us_per(result.ok),
+                CPU_TARGET_US,
+                "µs",
+            )
+        })
+        .collect();
+    if let Some(top) = results.iter().find(|result| result.in_flight == 1000) {
+        verdicts.push(Verdict::at_least(
+            format!(
+                "wake-ups/s at {} in flight ({:.2} of {} cores busy, driver included)",
+                top.in_flight, top.busy_cores, machine_cores
+            ),
+            top.rate(),
+            RATE_TARGET,
+            "/s",
+        ));
+        verdicts.push(Verdict::at_most(
+            format!("RSS at {} in flight", top.in_flight),
+            megabytes(top.pushgate.max_rss_kib),
+            RSS_TARGET_MB,
+            "MB",
+        ));
+    }
+    verdicts.push(Verdict::at_most(
+        "idle RSS (linked up, before registrations)".to_owned(),
+        megabytes(idle.rss_kib),
+        IDLE_RSS_TARGET_MB,
+        "MB",
+    ));
+    print_targets(&verdicts);
+
+    if let Ok(memory) = proc_stats::memory(pid) {
+        println!(
+            "pushgate peak RSS over the run (VmHWM): {:.1} MB",
+            megabytes(memory.peak_kib)
+        );
+    }
+    process.ensure_running()?;
+    let clean = process.stop().await;
+    println!(
+        "pushgate stopped {}",
+        if clean { "cleanly" } else { "by SIGKILL" }
+    );
+    Ok(())
+}
+
+/// pushgate's CPU time while linked up with nothing to do, over [`IDLE_WINDOW`]: the floor
+/// under the per-wake-up numbers of the slow levels.
+async fn idle_cpu(pid: u32, tick: ClockTick) -> Usage {
+    let sampler = Sampler::start(&[pid], tick);
+    tokio::time::sleep(IDLE_WINDOW).await;
+    sampler.finish().process(0)
+}
+
+fn settings(dir: &Path, port: u16, key_file: &Path, api_url: &str) -> Result<String, BenchError> {
+    let http_port = free_loopback_port().map_err(BenchError::io("find a free port"))?;
+    Ok(format!(
+        r#"[component]
+jid = "{COMPONENT}"
+host = "127.0.0.1"
+port = {port}
+secret = "{COMPONENT_SECRET}"
+max_concurrent_iqs = 4096
+roles = ["app_server"]
+
+[database]
+url = "sqlite://{db}?mode=rwc"
+
+[http]
+listen = "127.0.0.1:{http_port}"
+
+[fcm]
+service_account_file = "{key}"
+api_url = "{api_url}"
+max_concurrent = 4096
+request_deadline = "10s"
+
+[log]
+level = "warn"
+"#,
+        db = dir.join("pushgate.db").display(),
+        key = key_file.display(),
+    ))
+}
