@@ -181,13 +181,21 @@ impl AppServer {
             // Asking FCM again about a token it called dead only spends quota.
             return PublishOutcome::TokenDead;
         }
+        match self.wake(&registration).await {
+            Woken::Outcome(outcome) => outcome,
+            Woken::Superseded => self.wake_superseded(&request, node, &registration).await,
+        }
+    }
+
+    /// Wakes the device of `registration`; a dead token is marked dead in the store.
+    async fn wake(&self, registration: &Registration) -> Woken {
         let Some(waker) = self.wakers.get(&registration.service) else {
             tracing::warn!(
                 service = %registration.service,
                 device = ?registration.device,
                 "publish for a service with no sender configured; answering wait"
             );
-            return PublishOutcome::Unavailable;
+            return Woken::Outcome(PublishOutcome::Unavailable);
         };
         let outcome = waker
             .wake(WakeRequest {
@@ -196,7 +204,7 @@ impl AppServer {
                 device: &registration.device,
             })
             .await;
-        match outcome {
+        Woken::Outcome(match outcome {
             WakeOutcome::Accepted => PublishOutcome::Woken,
             WakeOutcome::TokenDead => {
                 let marked = self
@@ -209,9 +217,9 @@ impl AppServer {
                     )
                     .await;
                 match marked {
-                    // Either marked now, or a re-registration replaced the token meanwhile:
-                    // the token we woke is dead either way.
-                    Ok(_) => PublishOutcome::TokenDead,
+                    Ok(true) => PublishOutcome::TokenDead,
+                    // Already marked, or the store holds another token now.
+                    Ok(false) => return Woken::Superseded,
                     Err(error) => {
                         tracing::warn!(%error, "publish: marking a dead token failed");
                         PublishOutcome::InternalError
@@ -228,8 +236,51 @@ impl AppServer {
                 tracing::warn!(device = ?registration.device, %reason, "wake-up refused");
                 PublishOutcome::Unavailable
             }
+        })
+    }
+
+    /// The token `used` was dead but the store did not mark it: either it was already marked,
+    /// or the device registered a new token meanwhile (here or, with a shared database, on
+    /// another instance; a cached lookup makes that window longer). A dead answer would make
+    /// the user's server drop the registration (ejabberd deletes it on a cancel error), so a
+    /// newer live token is woken instead, once.
+    async fn wake_superseded(
+        &self,
+        request: &PublishRequest<'_>,
+        node: &str,
+        used: &Registration,
+    ) -> PublishOutcome {
+        let fresh = match self
+            .store
+            .find_registration(request.from_domain, node)
+            .await
+        {
+            Ok(Some(fresh)) => fresh,
+            // Unregistered meanwhile: the token woken is dead and nothing replaced it.
+            Ok(None) => return PublishOutcome::TokenDead,
+            Err(error) => {
+                tracing::warn!(%error, "publish: re-reading a registration failed");
+                return PublishOutcome::InternalError;
+            }
+        };
+        if fresh.token == used.token || fresh.dead_since.is_some() {
+            return PublishOutcome::TokenDead;
+        }
+        tracing::debug!(device = ?fresh.device, "token replaced meanwhile; waking the new one");
+        match self.wake(&fresh).await {
+            Woken::Outcome(outcome) => outcome,
+            // Replaced again, or marked by a racing publish: the answer is not ours to improve.
+            Woken::Superseded => PublishOutcome::TokenDead,
         }
     }
+}
+
+/// What one wake-up came to.
+enum Woken {
+    /// The publish's answer.
+    Outcome(PublishOutcome),
+    /// The token was dead, and the store did not mark it because it no longer held it alive.
+    Superseded,
 }
 
 fn non_blank(value: Option<&str>) -> Option<&str> {
@@ -241,5 +292,7 @@ fn device_id<'a>(command: &RegisterCommand<'a>) -> Option<&'a str> {
     non_blank(command.device_id).or_else(|| non_blank(command.android_id))
 }
 
+#[cfg(test)]
+mod superseded_tests;
 #[cfg(test)]
 mod tests;

@@ -67,7 +67,7 @@ fn fixture(outcome: WakeOutcome) -> Fixture {
     }
 }
 
-fn conversations_register<'a>(token: &'a str) -> RegisterCommand<'a> {
+pub(super) fn conversations_register<'a>(token: &'a str) -> RegisterCommand<'a> {
     RegisterCommand {
         bare_jid: "xiaomia1@jabber.de",
         domain: "jabber.de",
@@ -77,7 +77,7 @@ fn conversations_register<'a>(token: &'a str) -> RegisterCommand<'a> {
     }
 }
 
-fn publish<'a>(node: &'a str, secret: &'a str) -> PublishRequest<'a> {
+pub(super) fn publish<'a>(node: &'a str, secret: &'a str) -> PublishRequest<'a> {
     PublishRequest {
         from_domain: "jabber.de",
         from_has_resource: false,
