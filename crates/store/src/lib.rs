@@ -5,6 +5,9 @@
 //! in `migrations/{sqlite,postgres,mysql}`, is compiled in, and is brought up to date by
 //! [`SqlStore::connect`].
 //!
+//! [`CachingStore`] goes in front of it to answer the two hot lookups (a publish's
+//! registration, an endpoint's revocation) from memory.
+//!
 //! Times are stored as epoch milliseconds (`BIGINT`). A row whose `expires_at` is not after
 //! `now` counts as expired: it is no longer returned and the next purge deletes it.
 //!
@@ -12,6 +15,7 @@
 //! 1023 characters, push token and endpoint token 4096, UnifiedPush application, instance and
 //! topic 255, urgency 16.
 
+mod cache;
 mod messages;
 mod migrations;
 mod port;
@@ -21,5 +25,6 @@ mod setup;
 mod sql_store;
 mod statements;
 
+pub use cache::{CacheConfig, CachingStore};
 pub use setup::{Backend, StoreConfig, StoreSetupError};
 pub use sql_store::SqlStore;

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod cache;
 mod messages;
 mod registrations;
 mod revocations;
