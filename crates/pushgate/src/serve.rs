@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pushgate_core::{Clock, Store, SystemClock};
-use pushgate_store::{SqlStore, StoreConfig};
+use pushgate_store::{CacheConfig, CachingStore, SqlStore, StoreConfig};
 use pushgate_up_http::{ServerConfig, push_routes};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -99,6 +99,17 @@ pub fn run(file: &SettingsFile) -> ExitCode {
 pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<(), ServeError> {
     let store = SqlStore::connect(&store_config(&settings.database)).await?;
     tracing::info!(backend = store.backend().as_str(), "database ready");
+    let cache = cache_config(&settings.database);
+    if cache.is_enabled() {
+        tracing::info!(
+            entries = cache.max_entries,
+            ttl = %settings.database.cache_ttl,
+            "registrations and revocations cached"
+        );
+    }
+    // The services and the maintenance go through the cache, so their writes update it; the
+    // health check pings the database itself.
+    let cached: Arc<dyn Store> = Arc::new(CachingStore::new(store.clone(), cache));
     let store = Arc::new(store);
 
     let listener = TcpListener::bind(settings.http.listen)
@@ -107,7 +118,7 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
             address: settings.http.listen,
             source,
         })?;
-    let services = Services::build(&settings, Arc::clone(&store) as Arc<dyn Store>)?;
+    let services = Services::build(&settings, Arc::clone(&cached))?;
     let mut router = axum::Router::new();
     if let (Some(provider), Some(public_url)) = (&services.provider, &settings.http.public_url) {
         router = push_routes(
@@ -132,7 +143,7 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
     tasks.push((
         "maintenance".to_owned(),
         tokio::spawn(maintenance(
-            Arc::clone(&store) as Arc<dyn Store>,
+            cached,
             services.provider.clone(),
             settings.app_server.purge_dead_after.get(),
             shutdown.clone(),
@@ -261,6 +272,14 @@ pub fn store_config(database: &DatabaseSettings) -> StoreConfig {
         max_connections: database.max_connections,
         acquire_timeout: database.acquire_timeout.get(),
         sqlite_busy_timeout: database.sqlite_busy_timeout.get(),
+    }
+}
+
+/// The cache's settings from `[database]`.
+pub fn cache_config(database: &DatabaseSettings) -> CacheConfig {
+    CacheConfig {
+        max_entries: database.cache_entries,
+        ttl: database.cache_ttl.get(),
     }
 }
 

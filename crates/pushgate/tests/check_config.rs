@@ -587,3 +587,40 @@ fn roles_limits_and_push_timeout_are_checked() {
         "{out}"
     );
 }
+
+#[test]
+fn the_database_cache_has_defaults_and_a_bounded_ttl() {
+    let dir = Workdir::new();
+    dir.write("pushgate.toml", MINIMAL);
+    let out = dir.run(&["check-config"], &[]).ok();
+    let database = section(&out, "[database]");
+    assert!(database.contains(&r#"cache_ttl = "1m""#), "{out}");
+    assert!(database.contains(&"cache_entries = 100000"), "{out}");
+
+    let out = dir
+        .run(
+            &["check-config"],
+            &[
+                ("PUSHGATE_DATABASE__CACHE_TTL", "0s"),
+                ("PUSHGATE_DATABASE__CACHE_ENTRIES", "0"),
+            ],
+        )
+        .ok();
+    let database = section(&out, "[database]");
+    assert!(database.contains(&r#"cache_ttl = "0s""#), "{out}");
+    assert!(database.contains(&"cache_entries = 0"), "{out}");
+
+    let err = dir
+        .run(&["check-config"], &[("PUSHGATE_DATABASE__CACHE_TTL", "2h")])
+        .config_error();
+    assert!(err.contains("`database.cache_ttl`"), "{err}");
+    assert!(err.contains("at most 1h"), "{err}");
+
+    let err = dir
+        .run(
+            &["check-config"],
+            &[("PUSHGATE_DATABASE__CACHE_TTL", "soon")],
+        )
+        .config_error();
+    assert!(err.contains("cache_ttl"), "{err}");
+}

@@ -115,6 +115,13 @@ pub struct DatabaseSettings {
     pub acquire_timeout: HumanDuration,
     /// SQLite only: how long a write waits for the database lock.
     pub sqlite_busy_timeout: HumanDuration,
+    /// How long a registration or revocation answer read from the database is given again
+    /// from memory: the longest another instance's change on a shared database goes unseen.
+    /// `"0s"` turns the cache off.
+    pub cache_ttl: HumanDuration,
+    /// The most registrations kept in memory, and separately the most endpoint revocation
+    /// answers. 0 turns the cache off.
+    pub cache_entries: usize,
 }
 
 impl Default for DatabaseSettings {
@@ -124,6 +131,8 @@ impl Default for DatabaseSettings {
             max_connections: 10,
             acquire_timeout: HumanDuration::secs(5),
             sqlite_busy_timeout: HumanDuration::secs(5),
+            cache_ttl: HumanDuration::secs(60),
+            cache_entries: 100_000,
         }
     }
 }

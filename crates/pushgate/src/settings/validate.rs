@@ -11,6 +11,10 @@ use pushgate_fcm::FcmConfigError;
 use super::Settings;
 use super::values::SecretString;
 
+/// The longest `database.cache_ttl`: past it, instances sharing a database would disagree for
+/// too long.
+const MAX_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// One thing wrong with a key, before its source is known.
 #[derive(Debug)]
 pub(crate) struct Finding {
@@ -203,6 +207,13 @@ fn check_database(settings: &Settings, findings: &mut Findings) {
             "database.acquire_timeout",
             "database.acquire_timeout",
             "must be longer than zero",
+        );
+    }
+    if settings.database.cache_ttl.get() > MAX_CACHE_TTL {
+        findings.add(
+            "database.cache_ttl",
+            "database.cache_ttl",
+            "must be at most 1h: another instance's changes stay unseen this long",
         );
     }
 }
