@@ -20,6 +20,7 @@ mod iq_tracker;
 mod link;
 pub mod roles;
 mod session;
+mod short_answer;
 mod state;
 mod transport;
 mod writer;

@@ -12,6 +12,8 @@ use xmpp_parsers::ns;
 use xmpp_parsers::stanza::Stanza;
 use xso::AsXml;
 
+use crate::short_answer;
+
 /// Flush once a batch reaches this many bytes, even if more stanzas are queued.
 const BATCH_BYTES: usize = 64 * 1024;
 
@@ -45,6 +47,18 @@ impl StanzaEncoder {
 
     /// Appends `stanza` to `out`; on failure nothing is appended.
     pub(crate) fn encode(&mut self, stanza: &Stanza, out: &mut BytesMut) -> Result<(), String> {
+        if short_answer::encode(stanza, out) {
+            return Ok(());
+        }
+        self.encode_generic(stanza, out)
+    }
+
+    /// [`Self::encode`] through the generic serialiser, whatever the stanza.
+    pub(crate) fn encode_generic(
+        &mut self,
+        stanza: &Stanza,
+        out: &mut BytesMut,
+    ) -> Result<(), String> {
         let start = out.len();
         let result = self.try_encode(stanza, out);
         if result.is_err() {

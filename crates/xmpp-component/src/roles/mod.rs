@@ -169,7 +169,7 @@ impl StanzaHandler for PushRoles {
         let reply = match Request::of(&payload)? {
             Request::Pubsub => {
                 let app_server = self.app_server.as_ref()?;
-                publish::handle(app_server, request, is_set, &payload).await
+                publish::handle(app_server, request, is_set, payload).await
             }
             Request::Command => {
                 let app_server = self.app_server.as_ref()?;
