@@ -127,7 +127,7 @@ struct EmptyResult {
 
 impl EmptyResult {
     /// Only the shape the stanza parser accepts: `iq` in the stream namespace, `type='result'`,
-    /// an `id`, addresses that parse, and no other attribute. Anything else is given back.
+    /// an `id`, addresses that parse, and no other attribute but `xml:lang`. Anything else is given back.
     fn of(name: QName, attrs: AttrMap) -> Result<Self, (QName, AttrMap)> {
         match Self::parts(&name, &attrs) {
             Some((id, from, to)) => Ok(Self {
@@ -151,6 +151,10 @@ impl EmptyResult {
         let mut result = false;
         for ((attr_ns, attr_name), value) in attrs.iter() {
             if *attr_ns != Namespace::NONE {
+                // Prosody stamps `xml:lang` on what clients send; the stanza parser ignores it.
+                if *attr_ns == Namespace::XML && attr_name.as_str() == "lang" {
+                    continue;
+                }
                 return None;
             }
             match attr_name.as_str() {
@@ -369,6 +373,11 @@ mod tests {
             format!("<iq {ns} type='result' id='b' from='@bad@/'/>"),
             format!("<iq {ns} type='result' id='x' extra='1'/>"),
             format!("<iq {ns} type='result' id='l' xml:lang='en'/>"),
+            // As Prosody forwards a client's answer.
+            format!(
+                "<iq {ns} type='result' to='push.example.test' xml:lang='en' id='c0f5b870.3731' from='alice@example.test/phone'/>"
+            ),
+            format!("<iq {ns} type='result' id='s' xml:space='preserve'/>"),
             format!("<iq {ns} type='resulty' id='y'/>"),
             format!(
                 "<iq {ns} type='get' id='g' from='example.test'><ping xmlns='urn:xmpp:ping'/></iq>"
