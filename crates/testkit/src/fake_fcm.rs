@@ -3,9 +3,12 @@
 //! It checks what the real services check (the RS256 grant, the bearer token, the message
 //! shape), answers with Google's documented JSON, and can be scripted per push token: "token X
 //! answers `UNREGISTERED`", "token Y answers `UNAVAILABLE` twice, then succeeds", "answer after
-//! 50 ms", "never answer". It records every accepted message and counts requests.
+//! 50 ms", "never answer". It records every accepted message and counts requests, connections
+//! and the sends that came over HTTP/2. It speaks HTTP/1.1 and HTTP/2 with prior knowledge
+//! (h2c) on the same port.
 
 mod answer;
+mod connections;
 mod oauth;
 mod send;
 
@@ -19,13 +22,14 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State as AxumState;
-use axum::http::{HeaderMap, Method, Uri};
+use axum::http::{HeaderMap, Method, Uri, Version};
 use axum::response::Response;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use answer::{Answer, FcmErrorCode, captured_error};
+pub use connections::FAKE_MAX_CONCURRENT_STREAMS;
 
 /// The fake's service-account key file; `token_uri` is replaced by the running fake's.
 const SERVICE_ACCOUNT: &str = include_str!("fake_fcm/service-account.json");
@@ -60,6 +64,10 @@ struct Shared {
     public_key: Vec<u8>,
     token_requests: AtomicU64,
     send_requests: AtomicU64,
+    /// Sends that came over HTTP/2.
+    http2_sends: AtomicU64,
+    /// TCP connections accepted.
+    connections: AtomicU64,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     shutdown: CancellationToken,
@@ -105,6 +113,8 @@ impl FakeFcm {
                 .map_err(|problem| io::Error::new(io::ErrorKind::InvalidData, problem))?,
             token_requests: AtomicU64::new(0),
             send_requests: AtomicU64::new(0),
+            http2_sends: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
@@ -123,15 +133,7 @@ impl FakeFcm {
         let router = Router::new()
             .fallback(route)
             .with_state(Arc::clone(&shared));
-        let stop = shared.shutdown.clone();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
-            if let Err(error) = served {
-                eprintln!("fake FCM stopped: {error}");
-            }
-        });
+        let task = tokio::spawn(connections::serve(listener, router, Arc::clone(&shared)));
         Ok(Self { shared, task })
     }
 
@@ -213,6 +215,16 @@ impl FakeFcm {
         self.shared.send_requests.load(Ordering::Relaxed)
     }
 
+    /// Requests to `messages:send` so far that came over HTTP/2.
+    pub fn sends_over_http2(&self) -> u64 {
+        self.shared.http2_sends.load(Ordering::Relaxed)
+    }
+
+    /// TCP connections accepted so far, to the token endpoint and to `messages:send` alike.
+    pub fn connections(&self) -> u64 {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
     /// Sends with an accepted bearer token and a well-formed message to `token` so far.
     pub fn sends_to(&self, token: &str) -> u64 {
         self.shared
@@ -261,6 +273,7 @@ async fn route(
     AxumState(shared): AxumState<Arc<Shared>>,
     method: Method,
     uri: Uri,
+    version: Version,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -268,6 +281,9 @@ async fn route(
     if path == "/token" && method == Method::POST {
         oauth::token_endpoint(&shared, &headers, &body).await
     } else if path.starts_with("/v1/projects/") && method == Method::POST {
+        if version == Version::HTTP_2 {
+            shared.http2_sends.fetch_add(1, Ordering::Relaxed);
+        }
         send::messages_send(&shared, path, &headers, &body).await
     } else {
         answer::not_found()
