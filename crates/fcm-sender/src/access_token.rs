@@ -2,9 +2,10 @@
 //! refreshed before it expires by one task while the others keep using the still-valid one.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use reqwest::header::HeaderValue;
 use serde_json::Value;
 use tokio::time::{Instant, timeout_at};
 
@@ -18,14 +19,16 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 /// A bearer token and when it stops being usable.
 #[derive(Clone)]
 pub(crate) struct AccessToken {
-    bearer: Arc<str>,
+    /// `Bearer {token}`, built once per token: every send clones it, which only counts a
+    /// reference.
+    authorization: HeaderValue,
     expires_at: Instant,
 }
 
 impl AccessToken {
-    /// The value of the `Authorization` header.
-    pub(crate) fn header_value(&self) -> String {
-        format!("Bearer {}", self.bearer)
+    /// The value of the `Authorization` header, marked sensitive so no HTTP layer logs it.
+    pub(crate) fn header_value(&self) -> HeaderValue {
+        self.authorization.clone()
     }
 }
 
@@ -189,7 +192,7 @@ impl AccessTokens {
         if cache
             .token
             .as_ref()
-            .is_some_and(|current| Arc::ptr_eq(&current.bearer, &used.bearer))
+            .is_some_and(|current| current.authorization == used.authorization)
         {
             cache.token = None;
         }
@@ -269,8 +272,12 @@ fn parse_token(body: &[u8], requested_at: Instant) -> Result<AccessToken, TokenE
                 "expires_in is not a number of seconds",
             ))?,
     };
+    // Visible ASCII only (checked above), so the header value is valid.
+    let mut authorization = HeaderValue::try_from(format!("Bearer {bearer}"))
+        .map_err(|_| TokenError::BadAnswer("the access_token is not a header value"))?;
+    authorization.set_sensitive(true);
     Ok(AccessToken {
-        bearer: Arc::from(bearer),
+        authorization,
         expires_at: requested_at + lifetime,
     })
 }
@@ -299,6 +306,7 @@ mod tests {
         )
         .expect("token");
         assert_eq!(token.header_value(), "Bearer ya29.abc");
+        assert!(token.header_value().is_sensitive());
         assert_eq!(token.expires_at, now + Duration::from_secs(3599));
         assert!(!format!("{token:?}").contains("ya29"));
     }

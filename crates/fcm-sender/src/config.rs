@@ -64,6 +64,12 @@ pub struct FcmConfig {
     pub request_deadline: Duration,
     /// The most FCM requests in flight at once.
     pub max_concurrent: usize,
+    /// Whether an `http://` [`api_url`](Self::api_url) is spoken to in HTTP/2 with prior
+    /// knowledge (h2c, RFC 9113 §3.3): all wake-ups then share one multiplexed connection, as
+    /// they do with FCM itself. Set it to false only for a local relay that speaks HTTP/1.1
+    /// alone, which then needs one connection per request in flight. An `https://` URL always
+    /// offers `h2` and `http/1.1` by ALPN and FCM picks HTTP/2; this setting does not apply.
+    pub http2_prior_knowledge: bool,
 }
 
 impl Default for FcmConfig {
@@ -75,6 +81,7 @@ impl Default for FcmConfig {
             priority: AndroidPriority::High,
             request_deadline: Duration::from_secs(10),
             max_concurrent: 64,
+            http2_prior_knowledge: true,
         }
     }
 }
@@ -142,6 +149,16 @@ impl FcmConfig {
         self.load_service_account()
     }
 
+    /// Whether sends go out as HTTP/2 with prior knowledge: an `http://` URL with
+    /// [`http2_prior_knowledge`](Self::http2_prior_knowledge) on.
+    pub fn uses_h2c(&self) -> bool {
+        self.http2_prior_knowledge
+            && self
+                .api_url
+                .get(..7)
+                .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
+    }
+
     /// The FCM HTTP v1 send endpoint of `project_id`:
     /// `{api_url}/v1/projects/{project_id}/messages:send`.
     pub fn send_url(&self, project_id: &str) -> String {
@@ -149,5 +166,25 @@ impl FcmConfig {
             "{}/v1/projects/{project_id}/messages:send",
             self.api_url.trim_end_matches('/')
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn h2c_is_for_http_urls_with_prior_knowledge_on() {
+        let config = |api_url: &str, http2_prior_knowledge| FcmConfig {
+            api_url: api_url.to_owned(),
+            http2_prior_knowledge,
+            ..FcmConfig::default()
+        };
+        assert!(FcmConfig::default().http2_prior_knowledge);
+        assert!(!FcmConfig::default().uses_h2c(), "FCM itself is https");
+        assert!(config("http://127.0.0.1:8080", true).uses_h2c());
+        assert!(config("HTTP://relay.local", true).uses_h2c());
+        assert!(!config("http://127.0.0.1:8080", false).uses_h2c());
+        assert!(!config("https://fcm.googleapis.com", true).uses_h2c());
     }
 }

@@ -1,12 +1,15 @@
-//! [`FcmSender`]: pushgate's [`Waker`] for FCM HTTP v1. One pooled HTTP client (HTTP/2 by
-//! ALPN on https), one cached OAuth2 token, a global limit on requests in flight, and bounded
-//! retries, all inside one deadline per wake-up so the publish IQ is never answered late.
+//! [`FcmSender`]: pushgate's [`Waker`] for FCM HTTP v1. One HTTP/2 connection (by ALPN on
+//! https, with prior knowledge on http), one cached OAuth2 token, a global limit on requests in
+//! flight, and bounded retries, all inside one deadline per wake-up so the publish IQ is never
+//! answered late. What every send shares (the URL, the headers) is prepared once.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use pushgate_core::{PushService, WakeOutcome, WakeRequest, Waker};
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, Url};
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, sleep, timeout_at};
 
@@ -33,11 +36,21 @@ pub enum FcmSetupError {
     HttpClient(#[source] reqwest::Error),
 }
 
+/// The `Content-Type` of every send.
+const JSON_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/json; charset=UTF-8");
+
 /// Sends wake-ups through FCM HTTP v1 (PROTOCOL.md A.2).
+///
+/// Sends to an `https://` API URL offer `h2` and `http/1.1` by ALPN; FCM answers `h2`, so every
+/// wake-up is one stream on one shared connection. Sends to an `http://` URL (a local relay, a
+/// test fake) use HTTP/2 with prior knowledge (h2c) unless
+/// [`FcmConfig::http2_prior_knowledge`] is off. The OAuth2 token endpoint has a client of its
+/// own that negotiates as usual, since it is asked once an hour.
 #[derive(Debug)]
 pub struct FcmSender {
     http: reqwest::Client,
-    send_url: String,
+    /// Parsed once; each send clones it.
+    send_url: Url,
     collapse: bool,
     priority: AndroidPriority,
     deadline: Duration,
@@ -52,20 +65,16 @@ impl FcmSender {
     pub fn new(config: &FcmConfig, service_account: ServiceAccount) -> Result<Self, FcmSetupError> {
         config.validate()?;
         let signer = GrantSigner::new(&service_account)?;
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("pushgate/", env!("CARGO_PKG_VERSION")))
-            // A redirect would carry the bearer token elsewhere; FCM never sends one.
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(config.request_deadline)
-            .pool_idle_timeout(Duration::from_secs(90))
-            // Keeps the HTTP/2 connection to FCM warm between quiet spells.
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .http2_keep_alive_while_idle(true)
-            .build()
-            .map_err(FcmSetupError::HttpClient)?;
-        let tokens = AccessTokens::new(signer, service_account.token_uri.clone(), http.clone());
+        let send_url = config.send_url(&service_account.project_id);
+        let send_url = Url::parse(&send_url).map_err(|_| FcmConfigError::BadApiUrl {
+            url: config.api_url.clone(),
+            reason: "does not make a valid send URL",
+        })?;
+        let http = http_client(config, config.uses_h2c())?;
+        let token_http = http_client(config, false)?;
+        let tokens = AccessTokens::new(signer, service_account.token_uri.clone(), token_http);
         Ok(Self {
-            send_url: config.send_url(&service_account.project_id),
+            send_url,
             http,
             collapse: config.collapse,
             priority: config.priority,
@@ -97,13 +106,16 @@ impl FcmSender {
 
     /// The URL wake-ups are posted to.
     pub fn send_url(&self) -> &str {
-        &self.send_url
+        self.send_url.as_str()
     }
 
     async fn wake_before(&self, request: WakeRequest<'_>, deadline: Instant) -> WakeOutcome {
-        let body = wake_message(request.token, request.device, self.collapse, self.priority)
-            .to_string()
-            .into_bytes();
+        let body = Bytes::from(wake_message(
+            request.token,
+            request.device,
+            self.collapse,
+            self.priority,
+        ));
         let secrets = [request.token, request.device.as_str()];
         let mut attempts = 0;
         let mut bearer_refreshed = false;
@@ -154,15 +166,13 @@ impl FcmSender {
     }
 
     /// One POST to FCM, classified.
-    async fn send_once(&self, token: &AccessToken, body: Vec<u8>, secrets: &[&str]) -> Verdict {
-        let sent = self
-            .http
-            .post(&self.send_url)
-            .header(AUTHORIZATION, token.header_value())
-            .header(CONTENT_TYPE, "application/json; charset=UTF-8")
-            .body(body)
-            .send()
-            .await;
+    async fn send_once(&self, token: &AccessToken, body: Bytes, secrets: &[&str]) -> Verdict {
+        let mut request = reqwest::Request::new(Method::POST, self.send_url.clone());
+        let headers = request.headers_mut();
+        headers.insert(AUTHORIZATION, token.header_value());
+        headers.insert(CONTENT_TYPE, JSON_CONTENT_TYPE);
+        *request.body_mut() = Some(body.into());
+        let sent = self.http.execute(request).await;
         let response = match sent {
             Ok(response) => response,
             Err(error) => {
@@ -193,6 +203,25 @@ impl FcmSender {
             },
         }
     }
+}
+
+/// An HTTP client for FCM or its token endpoint; `h2c` speaks HTTP/2 with prior knowledge.
+fn http_client(config: &FcmConfig, h2c: bool) -> Result<reqwest::Client, FcmSetupError> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("pushgate/", env!("CARGO_PKG_VERSION")))
+        // A redirect would carry the bearer token elsewhere; FCM never sends one.
+        .redirect(reqwest::redirect::Policy::none())
+        // Retries are this crate's own, with FCM's classification and the wake-up deadline.
+        .retry(reqwest::retry::never())
+        .connect_timeout(config.request_deadline)
+        .pool_idle_timeout(Duration::from_secs(90))
+        // Keeps the HTTP/2 connection to FCM warm between quiet spells.
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .http2_keep_alive_while_idle(true);
+    if h2c {
+        builder = builder.http2_prior_knowledge();
+    }
+    builder.build().map_err(FcmSetupError::HttpClient)
 }
 
 #[async_trait]

@@ -16,5 +16,6 @@ pub fn fcm_config(settings: &FcmSettings) -> FcmConfig {
         },
         request_deadline: settings.request_deadline.get(),
         max_concurrent: settings.max_concurrent,
+        ..FcmConfig::default()
     }
 }

@@ -3,6 +3,7 @@
 
 mod deadline;
 mod errors;
+mod http2;
 mod message;
 mod oauth;
 

@@ -58,7 +58,13 @@ async fn without_collapse_and_at_normal_priority_only_the_priority_is_in_android
     );
     assert_eq!(
         messages[0].body,
-        wake_message("fcm-token-2", &device(), false, AndroidPriority::Normal)
+        serde_json::from_slice::<serde_json::Value>(&wake_message(
+            "fcm-token-2",
+            &device(),
+            false,
+            AndroidPriority::Normal
+        ))
+        .expect("JSON")
     );
     assert_eq!(messages[0].collapse_key, None);
 }
