@@ -290,7 +290,10 @@ async fn metrics_are_served_on_their_own_listener() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("pushgate_xmpp_link_up_total"), "{body}");
     // The public listener does not expose them.
-    assert_eq!(http_get(address, "/metrics").map(|(status, _)| status), Some(404));
+    assert_eq!(
+        http_get(address, "/metrics").map(|(status, _)| status),
+        Some(404)
+    );
 
     sigterm(&child);
     let code = tokio::task::block_in_place(|| wait_exit(&mut child));
