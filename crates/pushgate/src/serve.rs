@@ -97,6 +97,12 @@ pub fn run(file: &SettingsFile) -> ExitCode {
 /// Serves until `shutdown` is cancelled (by SIGINT/SIGTERM or the caller), then stops every
 /// part and waits for all of them.
 pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<(), ServeError> {
+    // The recorder goes first: counters incremented before it exists (a link coming up right
+    // away) would be lost.
+    let metrics = match settings.metrics.listen {
+        Some(address) => Some((address, crate::metrics::install()?)),
+        None => None,
+    };
     let store = SqlStore::connect(&store_config(&settings.database)).await?;
     tracing::info!(backend = store.backend().as_str(), "database ready");
     let cache = cache_config(&settings.database);
@@ -118,6 +124,15 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
             address: settings.http.listen,
             source,
         })?;
+    let metrics = match metrics {
+        Some((address, handle)) => {
+            let listener = TcpListener::bind(address)
+                .await
+                .map_err(|source| ServeError::Listen { address, source })?;
+            Some((listener, handle))
+        }
+        None => None,
+    };
     let services = Services::build(&settings, Arc::clone(&cached))?;
     let mut router = axum::Router::new();
     if let (Some(provider), Some(public_url)) = (&services.provider, &settings.http.public_url) {
@@ -161,8 +176,8 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
     ));
 
     tasks.push(("HTTP".to_owned(), http));
-    if let Some(address) = settings.metrics.listen {
-        tasks.extend(spawn_metrics(address, &settings.http, &shutdown).await?);
+    if let Some((listener, handle)) = metrics {
+        tasks.extend(spawn_metrics(listener, handle, &settings.http, &shutdown));
     }
     shutdown.cancelled().await;
 
@@ -193,18 +208,17 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
     failure.map_or(Ok(()), Err)
 }
 
-/// Starts the `/metrics` listener and the recorder's upkeep.
-async fn spawn_metrics(
-    address: std::net::SocketAddr,
+/// Serves `/metrics` on its listener and runs the recorder's upkeep.
+fn spawn_metrics(
+    listener: TcpListener,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
     http: &HttpSettings,
     shutdown: &CancellationToken,
-) -> Result<Vec<(String, JoinHandle<()>)>, ServeError> {
-    let listener = TcpListener::bind(address)
-        .await
-        .map_err(|source| ServeError::Listen { address, source })?;
-    let handle = crate::metrics::install()?;
-    tracing::info!(%address, "metrics listening");
-    Ok(vec![
+) -> Vec<(String, JoinHandle<()>)> {
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "metrics listening");
+    }
+    vec![
         (
             "metrics HTTP".to_owned(),
             tokio::spawn(pushgate_up_http::serve(
@@ -218,7 +232,7 @@ async fn spawn_metrics(
             "metrics upkeep".to_owned(),
             tokio::spawn(crate::metrics::upkeep(handle, shutdown.clone())),
         ),
-    ])
+    ]
 }
 
 fn health_routes_for(
