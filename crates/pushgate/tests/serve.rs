@@ -72,7 +72,32 @@ fn wait_exit(child: &mut Child) -> i32 {
     }
 }
 
-fn spawn(dir: &Workdir, config: &str) -> Child {
+/// A running pushgate that is killed if the test ends (or panics) before it exits.
+struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn spawn(dir: &Workdir, config: &str) -> Running {
     let file = dir.write("pushgate.toml", config);
     let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log file");
     dir.command(
@@ -82,6 +107,7 @@ fn spawn(dir: &Workdir, config: &str) -> Child {
     .stdout(Stdio::null())
     .stderr(log)
     .spawn()
+    .map(Running)
     .expect("start pushgate")
 }
 
