@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 use tokio_xmpp::xmlstream::XmppStreamElement;
 use xmpp_parsers::iq::{Iq, IqHeader, IqRequestPayload};
@@ -17,7 +17,7 @@ use xmpp_parsers::stream_error::DefinedCondition as StreamCondition;
 use crate::builtin;
 use crate::config::ComponentConfig;
 use crate::error::SessionError;
-use crate::handler::{IqReply, StanzaHandler};
+use crate::handler::{IqReply, PushPublish, StanzaHandler};
 use crate::inbound::{ElementKind, Inbound, IqHeaderAttrs};
 use crate::iq_tracker::Resolution;
 use crate::link::ComponentLink;
@@ -72,6 +72,11 @@ impl Dispatcher {
             Inbound::Element(XmppStreamElement::Stanza(stanza)) if draining => {
                 self.turn_away(stanza).await;
             }
+            Inbound::Publish { request, .. } if draining => {
+                let busy = IqReply::error(ErrorType::Wait, DefinedCondition::ResourceConstraint);
+                self.reply(request.into(), busy).await;
+            }
+            Inbound::Publish { request, publish } => self.on_publish(request.into(), publish).await,
             Inbound::Element(XmppStreamElement::Stanza(stanza)) => match stanza {
                 Stanza::Iq(iq) => self.on_iq(iq).await,
                 Stanza::Message(message) => {
@@ -167,25 +172,40 @@ impl Dispatcher {
             self.reply(header, reply).await;
             return;
         }
-        let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
-            // Too many requests in flight: a `wait` error makes the sender retry later
-            // without counting it against us (PROTOCOL A.2).
-            count_rejected("overloaded");
-            let busy = IqReply::error(ErrorType::Wait, DefinedCondition::ResourceConstraint);
-            self.reply(header, busy).await;
+        let Some((permit, header)) = self.request_permit(header).await else {
             return;
         };
         let (handler, link) = (Arc::clone(&self.handler), self.link.clone());
         self.tasks.spawn(async move {
-            let reply = handler
-                .handle_iq(&link, &header, payload)
-                .await
-                .unwrap_or_else(|| {
-                    IqReply::error(ErrorType::Cancel, DefinedCondition::ServiceUnavailable)
-                });
-            send_reply(&link, header, reply).await;
+            let reply = handler.handle_iq(&link, &header, payload).await;
+            send_reply(&link, header, reply.unwrap_or_else(unhandled)).await;
             drop(permit);
         });
+    }
+
+    async fn on_publish(&self, header: IqHeader, publish: PushPublish) {
+        let Some((permit, header)) = self.request_permit(header).await else {
+            return;
+        };
+        let (handler, link) = (Arc::clone(&self.handler), self.link.clone());
+        self.tasks.spawn(async move {
+            let reply = handler.handle_publish(&link, &header, publish).await;
+            send_reply(&link, header, reply.unwrap_or_else(unhandled)).await;
+            drop(permit);
+        });
+    }
+
+    /// A permit for one more request in flight; without one the request is answered here.
+    async fn request_permit(&self, header: IqHeader) -> Option<(OwnedSemaphorePermit, IqHeader)> {
+        if let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() {
+            return Some((permit, header));
+        }
+        // Too many requests in flight: a `wait` error makes the sender retry later without
+        // counting it against us (PROTOCOL A.2).
+        count_rejected("overloaded");
+        let busy = IqReply::error(ErrorType::Wait, DefinedCondition::ResourceConstraint);
+        self.reply(header, busy).await;
+        None
     }
 
     /// Answers a broken IQ get/set `bad-request`, when it can be addressed at all.
@@ -246,6 +266,10 @@ async fn send_reply(link: &ComponentLink, header: IqHeader, reply: IqReply) {
     if let Err(error) = link.send(reply.into_iq(header)).await {
         tracing::debug!(%error, "IQ reply not sent");
     }
+}
+
+fn unhandled() -> IqReply {
+    IqReply::error(ErrorType::Cancel, DefinedCondition::ServiceUnavailable)
 }
 
 fn count_rejected(reason: &'static str) {

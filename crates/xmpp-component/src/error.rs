@@ -77,4 +77,7 @@ pub(crate) enum SessionError {
     ConnectionClosed,
     #[error("a stanza exceeded the hard size bound")]
     HardLimit,
+    /// RFC 6120 §11: the stream must be well-formed XML; there is no recovering from it.
+    #[error("the server's stream is not well-formed: {0}")]
+    NotWellFormed(String),
 }

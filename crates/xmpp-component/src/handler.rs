@@ -58,6 +58,17 @@ impl IqReply {
     }
 }
 
+/// A XEP-0357 publish as an app server reads it (XEP-0357 §5): the node of the first
+/// `<publish/>` and the `secret` field of the first `<publish-options/>` form. The notification
+/// summary and the rest of the item are not kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushPublish {
+    /// The `node` attribute of the publish.
+    pub node: Option<String>,
+    /// The first value of the `secret` field of the publish options.
+    pub secret: Option<String>,
+}
+
 /// A stanza error without text or application condition.
 pub fn stanza_error(type_: ErrorType, condition: DefinedCondition) -> StanzaError {
     StanzaError {
@@ -111,6 +122,26 @@ pub trait StanzaHandler: Send + Sync + 'static {
         payload: IqRequestPayload,
     ) -> Option<IqReply> {
         let _ = (link, request, payload);
+        None
+    }
+
+    /// Whether XEP-0357 publishes go to [`Self::handle_publish`] instead of
+    /// [`Self::handle_iq`]. The link then reads the common shapes of a publish straight from
+    /// the wire, without building its element tree (default: no).
+    fn reads_publishes(&self) -> bool {
+        false
+    }
+
+    /// A XEP-0357 publish (an IQ set whose only child is `<pubsub/>` with a `<publish/>`), when
+    /// [`Self::reads_publishes`]; a publish in a shape the link does not read itself comes to
+    /// [`Self::handle_iq`] as usual. `None` answers `service-unavailable` (cancel).
+    async fn handle_publish(
+        &self,
+        link: &ComponentLink,
+        request: &IqHeader,
+        publish: PushPublish,
+    ) -> Option<IqReply> {
+        let _ = (link, request, publish);
         None
     }
 

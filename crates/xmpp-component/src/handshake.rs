@@ -1,36 +1,23 @@
 //! Opening a session: TCP connect, stream header, XEP-0114 handshake.
 
-use std::borrow::Cow;
-use std::future::Future;
-use std::pin::Pin;
-
-use futures::{SinkExt, Stream};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::time::timeout;
-use tokio_xmpp::xmlstream::{
-    ReadError, StreamHeader, Timeouts, XmlStream, XmppStreamElement, initiate_stream,
-};
+use tokio_xmpp::xmlstream::XmppStreamElement;
 use xmpp_parsers::component::Handshake;
 use xmpp_parsers::ns;
 use xmpp_parsers::stream_error::DefinedCondition;
 
-use crate::config::{ComponentConfig, XmlLimits};
+use crate::config::ComponentConfig;
 use crate::error::SessionError;
-use crate::inbound::{Inbound, set_read_limits};
-use crate::transport::LinkIo;
+use crate::inbound::Inbound;
+use crate::reader::{ReadFailure, ReadItem, StanzaReader};
 
-/// The XML stream of one session.
-pub(crate) type LinkStream = XmlStream<LinkIo, Inbound>;
-
-/// The next top-level element, read under `limits`.
-pub(crate) fn next_inbound(
-    stream: &mut LinkStream,
-    limits: XmlLimits,
-) -> impl Future<Output = Option<Result<Inbound, ReadError>>> + '_ {
-    std::future::poll_fn(move |cx| {
-        set_read_limits(limits);
-        Pin::new(&mut *stream).poll_next(cx)
-    })
+/// An authenticated session's two halves.
+pub(crate) struct LinkStream {
+    pub reader: StanzaReader,
+    pub writer: OwnedWriteHalf,
 }
 
 /// Connects and authenticates, each step under its own deadline.
@@ -44,63 +31,99 @@ pub(crate) async fn open(config: &ComponentConfig) -> Result<LinkStream, Session
     .map_err(SessionError::Connect)?;
     // Stanzas are small and latency matters more than packet count.
     let _ = tcp.set_nodelay(true);
-    let io = LinkIo::new(tcp, config.limits.hard_stanza_bytes());
-    timeout(config.timeouts.handshake, handshake(io, config))
+    timeout(config.timeouts.handshake, handshake(tcp, config))
         .await
         .map_err(|_| SessionError::HandshakeTimeout)?
 }
 
-async fn handshake(io: LinkIo, config: &ComponentConfig) -> Result<LinkStream, SessionError> {
-    // The stream's own timeouts drive the keepalive: a soft timeout after `keepalive_idle`
-    // of silence (we ping), a hard one `keepalive_timeout` later (the link is dead).
-    let timeouts = Timeouts {
-        read_timeout: config.timeouts.keepalive_idle,
-        response_timeout: config.timeouts.keepalive_timeout,
-    };
-    let header = StreamHeader {
-        from: None,
-        to: Some(Cow::Borrowed(config.jid.as_str())),
-        id: None,
-    };
-    // XEP-0114 §3: the stream is in `jabber:component:accept`, and no features follow.
-    let mut pending = initiate_stream(io, ns::COMPONENT, header, timeouts)
+/// The stream header we send (XEP-0114 §3: the stream is in `jabber:component:accept`).
+fn stream_header(jid: &str) -> String {
+    let mut to = String::with_capacity(jid.len());
+    for c in jid.chars() {
+        match c {
+            '&' => to.push_str("&amp;"),
+            '<' => to.push_str("&lt;"),
+            '>' => to.push_str("&gt;"),
+            '\'' => to.push_str("&apos;"),
+            other => to.push(other),
+        }
+    }
+    format!(
+        "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{}' to='{to}' version='1.0'>",
+        ns::COMPONENT,
+        ns::STREAM,
+    )
+}
+
+async fn handshake(tcp: TcpStream, config: &ComponentConfig) -> Result<LinkStream, SessionError> {
+    let (read, mut writer) = tcp.into_split();
+    let mut reader = StanzaReader::new(read, config.limits);
+    writer
+        .write_all(stream_header(&config.jid).as_bytes())
         .await
         .map_err(SessionError::Io)?;
-    let stream_id = pending.take_header().id.ok_or(SessionError::Protocol(
+    let header = reader.header().await.map_err(SessionError::from)?;
+    let stream_id = header.id.ok_or(SessionError::Protocol(
         "the server's stream header has no id",
     ))?;
-    let mut stream: LinkStream = pending.skip_features();
-    // XEP-0114 §3: lowercase hex SHA-1 of stream id + secret.
-    let handshake = Handshake::from_stream_id_and_password(stream_id.into_owned(), &config.secret);
-    stream.send(&handshake).await.map_err(SessionError::Io)?;
-    loop {
-        match next_inbound(&mut stream, config.limits).await {
-            Some(Ok(Inbound::Element(XmppStreamElement::ComponentHandshake(_)))) => {
-                stream.get_stream().element_done();
-                return Ok(stream);
-            }
-            Some(Ok(Inbound::Element(XmppStreamElement::StreamError(error)))) => {
-                return Err(match error.0.condition {
-                    DefinedCondition::NotAuthorized => SessionError::HandshakeRejected,
-                    DefinedCondition::Conflict => SessionError::Conflict,
-                    other => SessionError::StreamError(other),
-                });
-            }
-            Some(Ok(_)) => {
-                return Err(SessionError::Protocol(
-                    "unexpected element before the handshake answer",
-                ));
-            }
-            Some(Err(ReadError::SoftTimeout)) => continue,
-            Some(Err(ReadError::HardError(e))) => return Err(SessionError::Io(e)),
-            Some(Err(ReadError::ParseError(_))) => {
-                return Err(SessionError::Protocol(
-                    "malformed element before the handshake answer",
-                ));
-            }
-            Some(Err(ReadError::StreamFooterReceived)) | None => {
-                return Err(SessionError::StreamClosed);
-            }
+    // XEP-0114 §3: lowercase hex SHA-1 of stream id + secret (hex needs no escaping).
+    let digest = Handshake::from_stream_id_and_password(stream_id, &config.secret)
+        .data
+        .unwrap_or_default()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect::<String>();
+    writer
+        .write_all(format!("<handshake>{digest}</handshake>").as_bytes())
+        .await
+        .map_err(SessionError::Io)?;
+    match reader.next().await.map_err(SessionError::from)? {
+        ReadItem::Inbound(Inbound::Element(XmppStreamElement::ComponentHandshake(_))) => {
+            Ok(LinkStream { reader, writer })
         }
+        ReadItem::Inbound(Inbound::Element(XmppStreamElement::StreamError(error))) => {
+            Err(match error.0.condition {
+                DefinedCondition::NotAuthorized => SessionError::HandshakeRejected,
+                DefinedCondition::Conflict => SessionError::Conflict,
+                other => SessionError::StreamError(other),
+            })
+        }
+        ReadItem::Inbound(_) => Err(SessionError::Protocol(
+            "unexpected element before the handshake answer",
+        )),
+        ReadItem::Dropped => Err(SessionError::Protocol(
+            "malformed element before the handshake answer",
+        )),
+        ReadItem::StreamEnd => Err(SessionError::StreamClosed),
+    }
+}
+
+impl From<ReadFailure> for SessionError {
+    fn from(failure: ReadFailure) -> Self {
+        match failure {
+            ReadFailure::Io(e) => Self::Io(e),
+            ReadFailure::Closed => Self::ConnectionClosed,
+            ReadFailure::Frame(crate::frame::FrameError::HardLimit) => Self::HardLimit,
+            ReadFailure::Frame(other) => Self::NotWellFormed(other.to_string()),
+            ReadFailure::NotWellFormed(other) => Self::NotWellFormed(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stream_header_is_well_formed_and_addressed() {
+        let header = stream_header("push.example.test");
+        let (_, parsed) =
+            crate::stanza_parser::StanzaParser::start(header.as_bytes()).expect("well-formed");
+        assert_eq!(parsed.id, None);
+        assert!(header.contains("to='push.example.test'"), "{header}");
+        assert!(
+            header.contains("xmlns='jabber:component:accept'"),
+            "{header}"
+        );
     }
 }

@@ -3,18 +3,18 @@
 use std::sync::Arc;
 
 use tokio::sync::{Semaphore, mpsc};
+use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tokio_xmpp::xmlstream::ReadError;
 
 use crate::config::ComponentConfig;
 use crate::dispatch::Dispatcher;
 use crate::error::SessionError;
 use crate::handler::StanzaHandler;
-use crate::handshake::{LinkStream, next_inbound};
+use crate::handshake::LinkStream;
 use crate::link::ComponentLink;
+use crate::reader::{ReadItem, StanzaReader};
 use crate::state::LinkState;
-use crate::transport::is_hard_limit_error;
 use crate::writer::{WriterEnd, run_writer};
 
 /// What a session borrows from the link's supervisor.
@@ -42,10 +42,12 @@ enum ReadEnd {
 }
 
 /// Runs a session from the handshake until it ends.
-pub(crate) async fn run(mut stream: LinkStream, cx: Context<'_>) -> SessionEnd {
-    let Some(socket) = stream.get_stream().take_writer() else {
-        return SessionEnd::Failed(SessionError::Protocol("write half already taken"));
-    };
+pub(crate) async fn run(stream: LinkStream, cx: Context<'_>) -> SessionEnd {
+    let LinkStream {
+        reader: mut stream,
+        writer: socket,
+    } = stream;
+    stream.read_publishes(cx.handler.reads_publishes());
     let (queue, outbound) = mpsc::channel(cx.config.outbound_queue);
     let stop_writer = CancellationToken::new();
     let mut writer = tokio::spawn(run_writer(outbound, socket, stop_writer.clone()));
@@ -77,7 +79,7 @@ pub(crate) async fn run(mut stream: LinkStream, cx: Context<'_>) -> SessionEnd {
             cx.tasks.close();
             tokio::select! {
                 () = cx.tasks.wait() => (),
-                () = drain(&mut stream, &dispatcher, cx.config) => (),
+                () = drain(&mut stream, &dispatcher) => (),
                 () = tokio::time::sleep(cx.config.timeouts.shutdown_grace) => {
                     tracing::warn!(%component, "handlers still running after the grace period");
                 }
@@ -121,72 +123,103 @@ pub(crate) async fn run(mut stream: LinkStream, cx: Context<'_>) -> SessionEnd {
 }
 
 async fn read_loop(
-    stream: &mut LinkStream,
+    stream: &mut StanzaReader,
     dispatcher: &Dispatcher,
     config: &ComponentConfig,
     shutdown: &CancellationToken,
 ) -> ReadEnd {
+    let mut keepalive = Keepalive::default();
+    let wake = sleep_until(keepalive.next_check(stream.last_input(), config));
+    tokio::pin!(wake);
     loop {
         let next = tokio::select! {
             biased;
             () = shutdown.cancelled() => return ReadEnd::Shutdown,
-            next = next_inbound(stream, config.limits) => next,
+            () = &mut wake => {
+                // One timer for the whole session, moved on only when it fires.
+                match keepalive.on_timer(stream.last_input(), config) {
+                    Silence::Fine => (),
+                    Silence::Ping => dispatcher.keepalive(),
+                    Silence::Dead => return ReadEnd::Failed(SessionError::KeepaliveTimeout),
+                }
+                wake.as_mut().reset(keepalive.next_check(stream.last_input(), config));
+                continue;
+            }
+            next = stream.next() => next,
         };
         match next {
-            Some(Ok(inbound)) => {
-                stream.get_stream().element_done();
+            Ok(ReadItem::Inbound(inbound)) => {
                 if let Some(reason) = dispatcher.dispatch(inbound, false).await {
                     return ReadEnd::Failed(reason);
                 }
             }
-            Some(Err(ReadError::SoftTimeout)) => dispatcher.keepalive(),
-            Some(Err(ReadError::ParseError(error))) => {
-                // The XML stream already skipped the element; nothing identifies it.
-                stream.get_stream().element_done();
-                tracing::warn!(%error, "dropping an element that failed to parse");
+            Ok(ReadItem::Dropped) => {
+                tracing::warn!("dropping an element that failed to parse");
                 metrics::counter!("pushgate_xmpp_stanzas_rejected_total", "reason" => "malformed")
                     .increment(1);
             }
-            Some(Err(ReadError::HardError(e))) => {
-                return ReadEnd::Failed(if e.kind() == std::io::ErrorKind::TimedOut {
-                    SessionError::KeepaliveTimeout
-                } else if is_hard_limit_error(&e) {
-                    SessionError::HardLimit
-                } else if is_connection_closed(&e) {
-                    SessionError::ConnectionClosed
-                } else {
-                    SessionError::Io(e)
-                });
-            }
-            Some(Err(ReadError::StreamFooterReceived)) | None => return ReadEnd::ServerClosed,
+            Ok(ReadItem::StreamEnd) => return ReadEnd::ServerClosed,
+            Err(failure) => return ReadEnd::Failed(SessionError::from(failure)),
         }
     }
 }
 
-/// Whether the socket ended in the middle of the stream (EOF before `</stream:stream>`).
-fn is_connection_closed(error: &std::io::Error) -> bool {
-    error.kind() == std::io::ErrorKind::UnexpectedEof
-        || error
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rxml::Error>())
-            .is_some_and(|inner| matches!(inner, rxml::Error::InvalidEof(_)))
+/// What read silence calls for.
+enum Silence {
+    Fine,
+    Ping,
+    Dead,
+}
+
+/// Read silence: after `keepalive_idle` without input the link pings, and after
+/// `keepalive_timeout` more it is declared dead.
+#[derive(Default)]
+struct Keepalive {
+    /// When the pings went out, while no input has come since.
+    pinged_at: Option<Instant>,
+}
+
+impl Keepalive {
+    /// Called when the timer fires.
+    fn on_timer(&mut self, last_input: Instant, config: &ComponentConfig) -> Silence {
+        let now = Instant::now();
+        if let Some(pinged_at) = self.pinged_at {
+            if last_input >= pinged_at {
+                // Input came after the pings: the link is alive.
+                self.pinged_at = None;
+            } else if now >= pinged_at + config.timeouts.keepalive_timeout {
+                return Silence::Dead;
+            } else {
+                return Silence::Fine;
+            }
+        }
+        if now >= last_input + config.timeouts.keepalive_idle {
+            self.pinged_at = Some(now);
+            return Silence::Ping;
+        }
+        Silence::Fine
+    }
+
+    fn next_check(&self, last_input: Instant, config: &ComponentConfig) -> Instant {
+        match self.pinged_at {
+            Some(pinged_at) => pinged_at + config.timeouts.keepalive_timeout,
+            None => last_input + config.timeouts.keepalive_idle,
+        }
+    }
 }
 
 /// Reads during shutdown until the stream ends: answers to our IQs still count, new requests
 /// are turned away.
-async fn drain(stream: &mut LinkStream, dispatcher: &Dispatcher, config: &ComponentConfig) {
+async fn drain(stream: &mut StanzaReader, dispatcher: &Dispatcher) {
     loop {
-        match next_inbound(stream, config.limits).await {
-            Some(Ok(inbound)) => {
-                stream.get_stream().element_done();
+        match stream.next().await {
+            Ok(ReadItem::Inbound(inbound)) => {
                 if dispatcher.dispatch(inbound, true).await.is_some() {
                     break;
                 }
             }
-            Some(Err(ReadError::SoftTimeout | ReadError::ParseError(_))) => {
-                stream.get_stream().element_done();
-            }
-            Some(Err(ReadError::HardError(_) | ReadError::StreamFooterReceived)) | None => break,
+            Ok(ReadItem::Dropped) => (),
+            Ok(ReadItem::StreamEnd) | Err(_) => break,
         }
     }
     // Nothing more to read: keep waiting for the handlers (the caller's select bounds it).

@@ -22,11 +22,19 @@ use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::ns;
 use xmpp_parsers::presence::{self, Presence};
 
-use crate::handler::{IqReply, StanzaHandler};
+use crate::handler::{IqReply, PushPublish, StanzaHandler};
 use crate::link::ComponentLink;
 
 pub use client_link::{AlreadyAttached, DEFAULT_PUSH_DEADLINE, XmppClientLink};
 pub use commands::COMMANDS;
+
+/// The app server's reading of a pubsub element, for comparison with the link's own.
+#[cfg(test)]
+pub(crate) fn read_publish_for_tests(
+    pubsub: &xmpp_parsers::minidom::Element,
+) -> Option<crate::handler::PushPublish> {
+    publish::read_publish(pubsub)
+}
 
 /// The namespace of the UnifiedPush elements (`register`, `registered`, `push`).
 pub const UNIFIED_PUSH: &str = "http://gultsch.de/xmpp/drafts/unified-push";
@@ -169,7 +177,7 @@ impl StanzaHandler for PushRoles {
         let reply = match Request::of(&payload)? {
             Request::Pubsub => {
                 let app_server = self.app_server.as_ref()?;
-                publish::handle(app_server, request, is_set, payload).await
+                publish::handle_pubsub(app_server, request, is_set, payload).await
             }
             Request::Command => {
                 let app_server = self.app_server.as_ref()?;
@@ -181,6 +189,20 @@ impl StanzaHandler for PushRoles {
             }
         };
         Some(reply)
+    }
+
+    fn reads_publishes(&self) -> bool {
+        self.app_server.is_some()
+    }
+
+    async fn handle_publish(
+        &self,
+        _link: &ComponentLink,
+        request: &IqHeader,
+        publish: PushPublish,
+    ) -> Option<IqReply> {
+        let app_server = self.app_server.as_ref()?;
+        Some(publish::handle(app_server, request, publish).await)
     }
 
     async fn handle_presence(&self, _link: &ComponentLink, presence: Presence) {

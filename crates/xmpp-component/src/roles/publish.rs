@@ -1,6 +1,7 @@
 //! The XEP-0357 publish (PROTOCOL.md A.2): a user's server asks for a wake-up. This is the hot
-//! path: only the node and the secret are taken out of the stanza, and the rest of its tree is
-//! freed before the wake-up is awaited.
+//! path: only the node and the secret are taken out of the stanza. The link reads the usual
+//! shapes straight from the wire ([`PushPublish`]); any other comes as an element tree and is
+//! reduced to the same two values here.
 
 use pushgate_core::app_server::{AppServer, PublishOutcome, PublishRequest};
 use xmpp_parsers::iq::IqHeader;
@@ -9,10 +10,11 @@ use xmpp_parsers::ns;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
 use super::forms;
-use crate::handler::IqReply;
+use crate::handler::{IqReply, PushPublish};
 
-/// Answers a `<pubsub xmlns='http://jabber.org/protocol/pubsub'/>` request.
-pub(crate) async fn handle(
+/// Answers a `<pubsub xmlns='http://jabber.org/protocol/pubsub'/>` request that reached the
+/// generic path (a publish in a shape the link does not read itself, or another pubsub request).
+pub(crate) async fn handle_pubsub(
     app_server: &AppServer,
     request: &IqHeader,
     is_set: bool,
@@ -22,31 +24,48 @@ pub(crate) async fn handle(
         // XEP-0060 §7.1.1: a publish is an IQ set.
         return IqReply::error(ErrorType::Modify, DefinedCondition::BadRequest);
     }
-    let Some(publish) = pubsub.get_child("publish", ns::PUBSUB) else {
+    let Some(publish) = read_publish(&pubsub) else {
         // Subscribing, fetching items and the rest of XEP-0060 are not offered.
         return IqReply::error(ErrorType::Cancel, DefinedCondition::FeatureNotImplemented);
     };
-    let Some(from) = &request.from else {
-        return IqReply::error(ErrorType::Modify, DefinedCondition::BadRequest);
-    };
-    // XEP-0357 §5: the secret travels in the publish-options form; its FORM_TYPE and the
-    // summary form in the item are not needed.
-    let secret: Option<String> = pubsub
-        .get_child("publish-options", ns::PUBSUB)
-        .and_then(forms::first_form)
-        .and_then(|form| forms::field_value(form, "secret"))
-        .map(Into::into);
-    let node: Option<String> = publish.attr("node").map(str::to_owned);
     // The publish holds ~25 elements (the summary form included) that the wake-up does not
     // need: freeing them now, on the thread that just built them, is cheaper than after the
     // FCM round trip, and keeps them out of memory while it lasts.
     drop(pubsub);
+    handle(app_server, request, publish).await
+}
+
+/// What the app server needs of a pubsub element; `None` when it holds no publish.
+pub(crate) fn read_publish(pubsub: &Element) -> Option<PushPublish> {
+    let publish = pubsub.get_child("publish", ns::PUBSUB)?;
+    // XEP-0357 §5: the secret travels in the publish-options form; its FORM_TYPE and the
+    // summary form in the item are not needed.
+    let secret = pubsub
+        .get_child("publish-options", ns::PUBSUB)
+        .and_then(forms::first_form)
+        .and_then(|form| forms::field_value(form, "secret"))
+        .map(Into::into);
+    Some(PushPublish {
+        node: publish.attr("node").map(str::to_owned),
+        secret,
+    })
+}
+
+/// Answers a XEP-0357 publish: looks the node up, checks the secret, wakes the device.
+pub(crate) async fn handle(
+    app_server: &AppServer,
+    request: &IqHeader,
+    publish: PushPublish,
+) -> IqReply {
+    let Some(from) = &request.from else {
+        return IqReply::error(ErrorType::Modify, DefinedCondition::BadRequest);
+    };
     let outcome = app_server
         .publish(PublishRequest {
             from_domain: from.domain().as_str(),
             from_has_resource: from.resource().is_some(),
-            node: node.as_deref(),
-            secret: secret.as_deref(),
+            node: publish.node.as_deref(),
+            secret: publish.secret.as_deref(),
         })
         .await;
     metrics::counter!("pushgate_publish_total", "outcome" => outcome_label(&outcome)).increment(1);

@@ -1,0 +1,244 @@
+//! The fast readers against the full parser: wherever the fast reader takes a stanza, both
+//! must read the same thing.
+
+use tokio_xmpp::xmlstream::XmppStreamElement;
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::stanza::Stanza;
+
+use super::*;
+use crate::config::XmlLimits;
+use crate::inbound::Inbound;
+use crate::stanza_parser::StanzaParser;
+
+const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' from='push.example.test' id='s1'>";
+
+/// What the full parser and the app server's reading of a pubsub tree make of `xml`, in the
+/// fast reader's terms; `None` for anything else.
+fn by_the_full_parser(xml: &str) -> Option<FastStanza> {
+    let (mut parser, _) = StanzaParser::start(HEADER.as_bytes()).unwrap();
+    let inbound = parser.read(xml.as_bytes(), XmlLimits::default()).ok()??;
+    let Inbound::Element(XmppStreamElement::Stanza(Stanza::Iq(iq))) = inbound else {
+        return None;
+    };
+    match iq {
+        Iq::Result {
+            from,
+            to,
+            id,
+            payload: None,
+        } => Some(FastStanza::EmptyResult { id, from, to }),
+        Iq::Set {
+            from,
+            to,
+            id,
+            payload,
+        } => {
+            if !payload.is("pubsub", ns::PUBSUB) {
+                return None;
+            }
+            let publish = crate::roles::read_publish_for_tests(&payload)?;
+            Some(FastStanza::Publish {
+                request: IqAddress { id, from, to },
+                publish,
+            })
+        }
+        _ => None,
+    }
+}
+
+fn by_the_fast_reader(xml: &str) -> Option<FastStanza> {
+    read(
+        xml.as_bytes(),
+        true,
+        XmlLimits::default().max_attribute_bytes,
+    )
+}
+
+/// Every case must read the same both ways when the fast reader takes it.
+fn agree(cases: &[String]) -> usize {
+    let mut taken = 0;
+    for xml in cases {
+        if let Some(fast) = by_the_fast_reader(xml) {
+            taken += 1;
+            assert_eq!(Some(&fast), by_the_full_parser(xml).as_ref(), "{xml}");
+        }
+    }
+    taken
+}
+
+const PROSODY: &str = "<iq id='41f0de5fffea11e2840877d67373ee529587b7cb5f31d6c80aa8557860826be9' type='set' from='example.test' to='push.example.test'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='testnode'><item><notification xmlns='urn:xmpp:push:0'><x type='form' xmlns='jabber:x:data'><field var='FORM_TYPE' type='hidden'><value>urn:xmpp:push:summary</value></field><field var='message-count' type='text-single'><value>1</value></field><field var='pending-subscription-count' type='text-single'/><field var='last-message-sender' type='jid-single'/><field var='last-message-body' type='text-single'><value>New Message!</value></field></x></notification></item></publish><publish-options><x type='submit' xmlns='jabber:x:data'><field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#publish-options</value></field><field var='secret'><value>s3cr3t-device-token</value></field></x></publish-options></pubsub></iq>";
+const EJABBERD: &str = "<iq to='push.example.test' from='example.test' type='set' id='rr-1795304241616-4070978284379159298-tGWXfBKzfdWSm9di9q6Ru1Wy4Ns=-32189140'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='testnode'><item><notification xmlns='urn:xmpp:push:0'/></item></publish><publish-options><x type='submit' xmlns='jabber:x:data'><field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#publish-options</value></field><field var='secret'><value>s3cr3t-device-token</value></field></x></publish-options></pubsub></iq>";
+const EJABBERD_SUMMARY: &str = "<iq to='push.example.test' from='example.test' type='set' id='rr-1795304273846-995200286761437116-kdsE8Lz/Hj+FEMyKC4t8hbAytaE=-32189140'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='hibnode'><item><notification xmlns='urn:xmpp:push:0'><x type='submit' xmlns='jabber:x:data'><field var='FORM_TYPE' type='hidden'><value>urn:xmpp:push:summary</value></field><field var='last-message-sender' type='jid-single' label='The sender of the last received message'><value>bob@example.test/16182854295944541736386</value></field><field var='last-message-body' type='text-single' label='The body text of the last received message'><value>New message</value></field></x></notification></item></publish><publish-options><x type='submit' xmlns='jabber:x:data'><field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#publish-options</value></field><field var='secret'><value>tok2</value></field></x></publish-options></pubsub></iq>";
+
+#[test]
+fn the_captured_publishes_are_read_fast_and_right() {
+    for (xml, node, secret) in [
+        (PROSODY, "testnode", "s3cr3t-device-token"),
+        (EJABBERD, "testnode", "s3cr3t-device-token"),
+        (EJABBERD_SUMMARY, "hibnode", "tok2"),
+    ] {
+        let Some(FastStanza::Publish { request, publish }) = by_the_fast_reader(xml) else {
+            panic!("not read fast: {xml}");
+        };
+        assert_eq!(publish.node.as_deref(), Some(node));
+        assert_eq!(publish.secret.as_deref(), Some(secret));
+        assert_eq!(
+            request.from.as_ref().map(|j| j.as_str()),
+            Some("example.test")
+        );
+        assert_eq!(agree(&[xml.to_owned()]), 1);
+    }
+}
+
+#[test]
+fn empty_results_read_as_the_full_parser_reads_them() {
+    let cases = [
+        "<iq type='result' id='up.7' from='a@example.test/phone' to='up.example.test'/>",
+        "<iq type='result' id='p' from='example.test'></iq>",
+        "<iq type='result' id='p'/>",
+        "<iq type='result' id=''/>",
+        "<iq type='result' id='w' from='example.test'> </iq>",
+        "<iq type='result' id='c' from='example.test'><query xmlns='urn:x'/></iq>",
+        "<iq type='result' id='t' from='example.test'>text</iq>",
+        "<iq type='result' from='example.test'/>",
+        "<iq type='result' id='b' from='@bad@/'/>",
+        "<iq type='result' id='x' extra='1'/>",
+        "<iq type='result' id='l' xml:lang='en'/>",
+        "<iq type='result' to='push.example.test' xml:lang='en' id='c0f5b870.3731' from='alice@example.test/phone'/>",
+        "<iq type='result' id='s' xml:space='preserve'/>",
+        "<iq type='resulty' id='y'/>",
+        "<iq type='result' id='a&amp;b&apos;c' from='example.test'/>",
+        "<iq type=\"result\" id=\"dq\" from=\"example.test\"/>",
+        "<iq  type = 'result'\n id='sp' />",
+        "<iq xmlns='jabber:client' type='result' id='ns'/>",
+        "<iq xmlns='jabber:component:accept' type='result' id='ns2'/>",
+        "<iq type='get' id='g' from='example.test'><ping xmlns='urn:xmpp:ping'/></iq>",
+    ]
+    .map(str::to_owned);
+    let taken = agree(&cases);
+    assert!(taken >= 8, "only {taken} taken fast");
+    // Prosody's form of a client's answer to a push is taken fast.
+    assert!(matches!(
+        by_the_fast_reader(&cases[11]),
+        Some(FastStanza::EmptyResult { .. })
+    ));
+}
+
+#[test]
+fn publish_variants_read_as_the_full_parser_reads_them() {
+    let with = |inner: &str| {
+        format!(
+            "<iq type='set' id='v' from='example.test' to='push.example.test'><pubsub xmlns='http://jabber.org/protocol/pubsub'>{inner}</pubsub></iq>"
+        )
+    };
+    let form = |fields: &str| {
+        format!(
+            "<publish-options><x xmlns='jabber:x:data' type='submit'>{fields}</x></publish-options>"
+        )
+    };
+    let secret = "<field var='secret'><value>s</value></field>";
+    let mut cases = vec![
+        with(&format!("<publish node='n'/>{}", form(secret))),
+        with("<publish node='n'/>"),
+        with("<publish/>"),
+        with(&format!("{}<publish node='n'/>", form(secret))),
+        with(&format!(
+            "<publish node='a'/><publish node='b'/>{}",
+            form(secret)
+        )),
+        with(&format!(
+            "<publish node='n'/>{}{}",
+            form(secret),
+            form("<field var='secret'><value>other</value></field>")
+        )),
+        with(&format!(
+            "<publish node='n'/>{}",
+            form("<field var='secret'/><field var='secret'><value>second</value></field>")
+        )),
+        with(&format!(
+            "<publish node='n'/>{}",
+            form("<field var='secret'><value/></field>")
+        )),
+        with(&format!(
+            "<publish node='n'/>{}",
+            form("<field var='secret'><value>a<b>x</b>c</value></field>")
+        )),
+        with(&format!(
+            "<publish node='n'/>{}",
+            form("<field var='secret'><value>a&amp;b</value></field>")
+        )),
+        with(&format!(
+            "<publish node='n'/>{}",
+            form("<field var='secre&#116;'><value>x</value></field>")
+        )),
+        with(&format!(
+            "<publish node='n'/>{}",
+            form("<field var='secret'><value xmlns='urn:other'>x</value></field>")
+        )),
+        with(&format!(
+            "<publish node='n'/>{}",
+            form("<field xmlns='urn:other' var='secret'><value>x</value></field>")
+        )),
+        with(&format!(
+            "<publish node='n'/><publish-options><x xmlns='urn:other'><field var='secret'><value>x</value></field></x>{}</publish-options>",
+            "<x xmlns='jabber:x:data'><field var='secret'><value>y</value></field></x>"
+        )),
+        with(&format!(
+            "<publish node='n'/><publish-options><x xmlns='jabber:x:data'/><x xmlns='jabber:x:data'>{secret}</x></publish-options>"
+        )),
+        with(&format!(
+            "<publish xmlns='urn:other' node='x'/><publish node='n'/>{}",
+            form(secret)
+        )),
+        with(&format!(
+            " <publish node='n'> <item/> </publish> {} ",
+            form(secret)
+        )),
+        with(&format!("<publish node='n&apos;q'/>{}", form(secret))),
+        with(&format!("<subscribe node='n'/>{}", form(secret))),
+        format!(
+            "<iq type='get' id='g' from='example.test'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='n'/></pubsub></iq>"
+        ),
+        format!(
+            "<iq type='set' id='nf' to='push.example.test'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='n'/>{}</pubsub></iq>",
+            form(secret)
+        ),
+        format!(
+            "<iq type='set' id='two' from='example.test'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='n'/></pubsub><x/></iq>"
+        ),
+        format!(
+            "<iq type='set' id='t' from='example.test'> <pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='n'/></pubsub></iq>"
+        ),
+        format!(
+            "<iq type='set' id='ns' from='example.test'><pubsub xmlns='urn:other'><publish node='n'/></pubsub></iq>"
+        ),
+        format!(
+            "<iq type='set' id='cd' from='example.test'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='n'/>{}</pubsub></iq>",
+            form("<field var='secret'><value><![CDATA[x]]></value></field>")
+        ),
+    ];
+    cases.push(PROSODY.replace("s3cr3t-device-token", "tok&lt;en&gt;"));
+    let taken = agree(&cases);
+    assert!(taken >= 15, "only {taken} taken fast");
+    // A publish without `from` is still read fast; the app server refuses it.
+    assert!(by_the_fast_reader(&cases[20]).is_some());
+}
+
+#[test]
+fn nothing_but_iqs_and_nothing_malformed_is_taken() {
+    for xml in [
+        "<message type='chat' from='a@example.test/x'><body>hi</body></message>",
+        "<presence from='a@example.test/x'/>",
+        "<iq type='result' id='m'></iqq>",
+        "<iq type='result' id='m'/><x/>",
+        "<iq type='set' id='m' from='example.test'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='n'></pubsub></publish></iq>",
+        "<iq type='set' id='m' from='example.test'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='n'/></pubsub>",
+    ] {
+        assert_eq!(by_the_fast_reader(xml), None, "{xml}");
+    }
+}
+
+#[test]
+fn publishes_are_left_alone_unless_wanted() {
+    assert_eq!(read(PROSODY.as_bytes(), false, 4096), None);
+}

@@ -1,0 +1,538 @@
+//! Finding where each top-level element of the stream ends, before anything parses it.
+//!
+//! The framer follows only what decides nesting: `<`, the end of each tag (outside quoted
+//! attribute values), and the ends of comments, processing instructions and CDATA sections.
+//! Whatever it frames is then read by a parser that checks everything else, so it need not
+//! reject malformed XML itself; it must only never split a well-formed stanza wrongly.
+//!
+//! The limits are applied here, while the bytes arrive: a stanza over `max_stanza_bytes` or
+//! nested deeper than `max_depth` is marked skipped and its bytes are dropped as they are
+//! scanned, so it costs no memory; past the hard bound the stream is given up.
+
+use memchr::{memchr, memchr3, memmem};
+
+use crate::config::XmlLimits;
+use crate::inbound::SkipReason;
+
+/// What the framer found in the buffer. Positions are offsets into the buffer passed to
+/// [`Framer::next`]; the caller drops `..end` before calling again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Frame {
+    /// The stream header (with any XML declaration before it) ends at `end`.
+    Header { end: usize },
+    /// A complete stanza (or nonza) at `start..end`.
+    Element { start: usize, end: usize },
+    /// A stanza that crossed a limit ended at `end`; `start_tag` is its start tag when that
+    /// was still whole in the buffer when the limit was crossed (to answer it).
+    Skipped {
+        end: usize,
+        reason: SkipReason,
+        start_tag: Option<Vec<u8>>,
+    },
+    /// `</stream:stream>` (or whatever closes the stream element) ends at `end`.
+    StreamEnd { end: usize },
+}
+
+/// Input the framer cannot frame at all; the stream cannot go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum FrameError {
+    #[error("text outside of any stanza")]
+    TextBetweenStanzas,
+    #[error("a stanza exceeds the hard size bound")]
+    HardLimit,
+}
+
+/// The outcome of one scanning step.
+enum Step {
+    Continue,
+    NeedMore,
+    Frame(Frame),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Character data (or, between stanzas, whitespace).
+    Text,
+    /// Just after `<`.
+    Open,
+    /// Inside a start tag; `quote` is the open attribute quote; `slash` if the last byte was `/`.
+    StartTag { quote: Option<u8>, slash: bool },
+    /// Inside an end tag.
+    EndTag,
+    /// Inside a comment, processing instruction, CDATA section or declaration: until its end.
+    Markup(Terminator),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Terminator {
+    Comment,
+    Instruction,
+    CData,
+    Declaration,
+}
+
+impl Terminator {
+    fn bytes(self) -> &'static [u8] {
+        match self {
+            Self::Comment => b"-->",
+            Self::Instruction => b"?>",
+            Self::CData => b"]]>",
+            Self::Declaration => b">",
+        }
+    }
+}
+
+/// The incremental framer of one stream.
+#[derive(Debug)]
+pub(crate) struct Framer {
+    limits: XmlLimits,
+    hard_limit: usize,
+    state: State,
+    /// Where scanning resumes.
+    pos: usize,
+    /// Whether the stream header was seen (depth 0 is then inside the stream element).
+    in_stream: bool,
+    /// Nesting inside the current stanza (the stanza element itself is 1).
+    depth: usize,
+    /// Start of the current stanza, or of the header, in the buffer.
+    start: Option<usize>,
+    /// End of the current stanza's start tag, once seen.
+    start_tag_end: Option<usize>,
+    /// Bytes of the current stanza already dropped from the buffer (only while skipping).
+    dropped: usize,
+    skip: Option<SkipReason>,
+    skipped_start_tag: Option<Vec<u8>>,
+}
+
+impl Framer {
+    pub(crate) fn new(limits: XmlLimits) -> Self {
+        Self {
+            limits,
+            hard_limit: limits.hard_stanza_bytes(),
+            state: State::Text,
+            pos: 0,
+            in_stream: false,
+            depth: 0,
+            start: None,
+            start_tag_end: None,
+            dropped: 0,
+            skip: None,
+            skipped_start_tag: None,
+        }
+    }
+
+    /// How many bytes at the front of the buffer are no longer needed (whitespace between
+    /// stanzas, the scanned part of a skipped stanza). Call [`Self::discard`] after dropping them.
+    pub(crate) fn discardable(&self) -> usize {
+        match self.start {
+            Some(start) if self.skip.is_none() => start,
+            _ => self.pos,
+        }
+    }
+
+    /// The caller dropped `n` (at most [`Self::discardable`]) bytes from the buffer's front.
+    pub(crate) fn discard(&mut self, n: usize) {
+        self.pos -= n;
+        if let Some(start) = self.start.as_mut() {
+            // Only a skipped stanza loses bytes of its own; count them against its size.
+            self.dropped += n.saturating_sub(*start);
+            *start = start.saturating_sub(n);
+        }
+        if let Some(end) = self.start_tag_end.as_mut() {
+            *end = end.saturating_sub(n);
+        }
+    }
+
+    fn after_frame(&mut self) {
+        self.pos = 0;
+        self.depth = 0;
+        self.start = None;
+        self.start_tag_end = None;
+        self.dropped = 0;
+        self.skip = None;
+        self.skipped_start_tag = None;
+        self.state = State::Text;
+    }
+
+    fn stanza_bytes(&self, upto: usize) -> usize {
+        self.dropped + upto.saturating_sub(self.start.unwrap_or(upto))
+    }
+
+    fn mark_skipped(&mut self, reason: SkipReason, buf: &[u8]) {
+        if self.skip.is_some() {
+            return;
+        }
+        self.skipped_start_tag = match (self.start, self.start_tag_end) {
+            (Some(start), Some(end)) if self.dropped == 0 => Some(buf[start..end].to_vec()),
+            _ => None,
+        };
+        self.skip = Some(reason);
+    }
+
+    /// Scans `buf` (the same bytes as before, minus what was dropped, plus what arrived) and
+    /// returns the next complete frame, or `None` when more input is needed.
+    pub(crate) fn next(&mut self, buf: &[u8]) -> Result<Option<Frame>, FrameError> {
+        while self.pos < buf.len() {
+            match self.step(buf)? {
+                Step::Frame(frame) => return Ok(Some(frame)),
+                Step::NeedMore => break,
+                Step::Continue => (),
+            }
+            self.check_size(buf)?;
+        }
+        self.check_size(buf)?;
+        Ok(None)
+    }
+
+    fn check_size(&mut self, buf: &[u8]) -> Result<(), FrameError> {
+        if self.start.is_some() && self.in_stream {
+            let size = self.stanza_bytes(self.pos);
+            if size > self.hard_limit {
+                return Err(FrameError::HardLimit);
+            }
+            if size > self.limits.max_stanza_bytes {
+                self.mark_skipped(SkipReason::TooLarge, buf);
+            }
+        }
+        Ok(())
+    }
+
+    /// Advances over one run of bytes in the current state.
+    fn step(&mut self, buf: &[u8]) -> Result<Step, FrameError> {
+        match self.state {
+            State::Text => {
+                let rest = &buf[self.pos..];
+                let Some(lt) = memchr(b'<', rest) else {
+                    self.check_text(rest)?;
+                    self.pos = buf.len();
+                    return Ok(Step::NeedMore);
+                };
+                self.check_text(&rest[..lt])?;
+                if self.depth == 0 && self.start.is_none() {
+                    self.start = Some(self.pos + lt);
+                }
+                self.pos += lt + 1;
+                self.state = State::Open;
+            }
+            State::Open => match buf[self.pos] {
+                b'/' => {
+                    self.pos += 1;
+                    self.state = State::EndTag;
+                }
+                b'?' => {
+                    self.pos += 1;
+                    self.state = State::Markup(Terminator::Instruction);
+                }
+                b'!' => {
+                    const COMMENT: &[u8] = b"!--";
+                    const CDATA: &[u8] = b"![CDATA[";
+                    let rest = &buf[self.pos..];
+                    let (kind, skip) = if rest.starts_with(COMMENT) {
+                        (Terminator::Comment, COMMENT.len())
+                    } else if rest.starts_with(CDATA) {
+                        (Terminator::CData, CDATA.len())
+                    } else if COMMENT.starts_with(rest) || CDATA.starts_with(rest) {
+                        // Too few bytes yet to tell which.
+                        return Ok(Step::NeedMore);
+                    } else {
+                        (Terminator::Declaration, 1)
+                    };
+                    self.pos += skip;
+                    self.state = State::Markup(kind);
+                }
+                _ => {
+                    self.state = State::StartTag {
+                        quote: None,
+                        slash: false,
+                    };
+                }
+            },
+            State::StartTag { quote, slash } => return Ok(self.scan_start_tag(buf, quote, slash)),
+            State::EndTag => {
+                let Some(gt) = memchr(b'>', &buf[self.pos..]) else {
+                    self.pos = buf.len();
+                    return Ok(Step::NeedMore);
+                };
+                self.pos += gt + 1;
+                self.state = State::Text;
+                if self.depth == 0 {
+                    let end = self.pos;
+                    self.after_frame();
+                    return Ok(Step::Frame(Frame::StreamEnd { end }));
+                }
+                self.depth -= 1;
+                if self.depth == 0 {
+                    return Ok(Step::Frame(self.element_done()));
+                }
+            }
+            State::Markup(kind) => {
+                let terminator = kind.bytes();
+                match memmem::find(&buf[self.pos..], terminator) {
+                    Some(at) => {
+                        self.pos += at + terminator.len();
+                        self.state = State::Text;
+                    }
+                    None => {
+                        // The terminator may straddle the next read: rescan its length.
+                        self.pos = self.pos.max(buf.len().saturating_sub(terminator.len() - 1));
+                        return Ok(Step::NeedMore);
+                    }
+                }
+            }
+        }
+        Ok(Step::Continue)
+    }
+
+    fn scan_start_tag(&mut self, buf: &[u8], mut quote: Option<u8>, mut slash: bool) -> Step {
+        let mut at = self.pos;
+        while at < buf.len() {
+            if let Some(q) = quote {
+                match memchr(q, &buf[at..]) {
+                    Some(i) => {
+                        at += i + 1;
+                        quote = None;
+                        slash = false;
+                        continue;
+                    }
+                    None => {
+                        at = buf.len();
+                        break;
+                    }
+                }
+            }
+            let Some(i) = memchr3(b'>', b'\'', b'"', &buf[at..]) else {
+                slash = buf.last() == Some(&b'/');
+                at = buf.len();
+                break;
+            };
+            let byte = buf[at + i];
+            if byte == b'>' {
+                let empty = (i > 0 && buf[at + i - 1] == b'/') || (i == 0 && slash);
+                self.pos = at + i + 1;
+                self.state = State::Text;
+                return match self.start_tag_done(empty, buf) {
+                    Some(frame) => Step::Frame(frame),
+                    None => Step::Continue,
+                };
+            }
+            quote = Some(byte);
+            at += i + 1;
+        }
+        self.pos = at;
+        self.state = State::StartTag { quote, slash };
+        Step::NeedMore
+    }
+
+    fn start_tag_done(&mut self, empty: bool, buf: &[u8]) -> Option<Frame> {
+        if !self.in_stream {
+            if empty {
+                // `<stream:stream/>`: a stream that ends as it starts.
+                let end = self.pos;
+                self.after_frame();
+                return Some(Frame::StreamEnd { end });
+            }
+            self.in_stream = true;
+            let end = self.pos;
+            self.after_frame();
+            return Some(Frame::Header { end });
+        }
+        if self.depth == 0 {
+            self.start_tag_end = Some(self.pos);
+        }
+        if empty {
+            if self.depth == 0 {
+                return Some(self.element_done());
+            }
+            if self.depth + 1 > self.limits.max_depth {
+                self.mark_skipped(SkipReason::TooDeep, buf);
+            }
+            return None;
+        }
+        self.depth += 1;
+        if self.depth > self.limits.max_depth {
+            self.mark_skipped(SkipReason::TooDeep, buf);
+        }
+        None
+    }
+
+    fn element_done(&mut self) -> Frame {
+        let end = self.pos;
+        let frame = match self.skip {
+            Some(reason) => Frame::Skipped {
+                end,
+                reason,
+                start_tag: self.skipped_start_tag.take(),
+            },
+            None => Frame::Element {
+                start: self.start.unwrap_or(0),
+                end,
+            },
+        };
+        self.after_frame();
+        frame
+    }
+
+    fn check_text(&self, text: &[u8]) -> Result<(), FrameError> {
+        // Between stanzas only whitespace (keepalives) may appear.
+        let between = self.depth == 0 && self.start.is_none();
+        if between && !text.iter().all(u8::is_ascii_whitespace) {
+            return Err(FrameError::TextBetweenStanzas);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' id='x'>";
+
+    /// What framing `input` yields when it arrives in pieces of `piece` bytes, with the
+    /// buffer handling of the reader: frames as (kind, text).
+    fn frames(
+        input: &str,
+        piece: usize,
+        limits: XmlLimits,
+    ) -> Result<Vec<(String, String)>, FrameError> {
+        let mut framer = Framer::new(limits);
+        let mut buf: Vec<u8> = Vec::new();
+        let mut out = Vec::new();
+        for chunk in input.as_bytes().chunks(piece) {
+            let discard = framer.discardable();
+            buf.drain(..discard);
+            framer.discard(discard);
+            buf.extend_from_slice(chunk);
+            while let Some(frame) = framer.next(&buf)? {
+                let (kind, text, end) = match frame {
+                    Frame::Header { end } => ("header".to_owned(), buf[..end].to_vec(), end),
+                    Frame::Element { start, end } => {
+                        ("element".to_owned(), buf[start..end].to_vec(), end)
+                    }
+                    Frame::Skipped {
+                        end,
+                        reason,
+                        start_tag,
+                    } => (
+                        format!("skipped {}", reason.as_str()),
+                        start_tag.unwrap_or_default(),
+                        end,
+                    ),
+                    Frame::StreamEnd { end } => ("end".to_owned(), buf[..end].to_vec(), end),
+                };
+                // Whitespace before the stream's end belongs to no stanza.
+                out.push((kind, String::from_utf8_lossy(&text).trim_start().to_owned()));
+                buf.drain(..end);
+            }
+        }
+        Ok(out)
+    }
+
+    fn every_split(input: &str, limits: XmlLimits) -> Result<Vec<(String, String)>, FrameError> {
+        let whole = frames(input, input.len().max(1), limits);
+        for piece in 1..input.len() {
+            assert_eq!(frames(input, piece, limits), whole, "pieces of {piece}");
+        }
+        whole
+    }
+
+    fn kinds(frames: &[(String, String)]) -> Vec<&str> {
+        frames.iter().map(|(kind, _)| kind.as_str()).collect()
+    }
+
+    #[test]
+    fn stanzas_are_framed_wherever_the_reads_split_them() {
+        let stanzas = [
+            "<iq type='result' id='a'/>",
+            "<message to='a@b' id=\"q>\"><body>1 &gt; 0 and a > b</body></message>",
+            "<iq id='c' type='set'><x a='/>' b=\"'\"><![CDATA[</x> <y>]]></x></iq>",
+            "<presence/>",
+            "<iq id='d'><!-- </iq> --><?pi </iq>?></iq>",
+        ];
+        let input = format!("{HEADER} \n{}  </stream:stream>", stanzas.join("\n "));
+        let framed = every_split(&input, XmlLimits::default()).unwrap();
+        assert_eq!(framed[0], ("header".to_owned(), HEADER.to_owned()));
+        for (i, stanza) in stanzas.iter().enumerate() {
+            assert_eq!(framed[i + 1], ("element".to_owned(), (*stanza).to_owned()));
+        }
+        assert_eq!(framed.last().map(|(k, _)| k.as_str()), Some("end"));
+        assert_eq!(framed.len(), stanzas.len() + 2);
+    }
+
+    #[test]
+    fn text_between_stanzas_is_refused() {
+        let input = format!("{HEADER}<a/>hello<b/>");
+        assert_eq!(
+            frames(&input, input.len(), XmlLimits::default()),
+            Err(FrameError::TextBetweenStanzas)
+        );
+    }
+
+    #[test]
+    fn a_large_stanza_is_skipped_with_its_start_tag_and_the_next_one_read() {
+        let limits = XmlLimits {
+            max_stanza_bytes: 100,
+            ..XmlLimits::default()
+        };
+        let big = format!("<iq type='set' id='big'><x>{}</x></iq>", "y".repeat(500));
+        let input = format!("{HEADER}{big}<iq type='result' id='next'/>");
+        let framed = every_split(&input, limits).unwrap();
+        assert_eq!(
+            kinds(&framed),
+            ["header", "skipped stanza too large", "element"]
+        );
+        assert_eq!(framed[1].1, "<iq type='set' id='big'>");
+        assert_eq!(framed[2].1, "<iq type='result' id='next'/>");
+    }
+
+    #[test]
+    fn a_deep_stanza_is_skipped() {
+        let limits = XmlLimits {
+            max_depth: 3,
+            ..XmlLimits::default()
+        };
+        let input =
+            format!("{HEADER}<iq id='deep'><a><b><c/></b></a></iq><iq id='ok'><a><b/></a></iq>");
+        let framed = every_split(&input, limits).unwrap();
+        assert_eq!(
+            kinds(&framed),
+            ["header", "skipped stanza nested too deep", "element"]
+        );
+        assert_eq!(framed[1].1, "<iq id='deep'>");
+    }
+
+    #[test]
+    fn past_the_hard_bound_the_stream_is_given_up() {
+        let limits = XmlLimits {
+            max_stanza_bytes: 10,
+            ..XmlLimits::default()
+        };
+        let input = format!("{HEADER}<iq>{}", "z".repeat(limits.hard_stanza_bytes() + 1));
+        assert_eq!(frames(&input, 4096, limits), Err(FrameError::HardLimit));
+    }
+
+    #[test]
+    fn the_skipped_part_is_not_kept() {
+        let limits = XmlLimits {
+            max_stanza_bytes: 100,
+            ..XmlLimits::default()
+        };
+        let mut framer = Framer::new(limits);
+        let mut buf = format!("{HEADER}<iq id='x'>").into_bytes();
+        let Some(Frame::Header { end }) = framer.next(&buf).unwrap() else {
+            panic!("no header");
+        };
+        buf.drain(..end);
+        // 50 kB: past the stanza limit, within the hard bound.
+        for _ in 0..50 {
+            assert_eq!(framer.next(&buf).unwrap(), None);
+            let discard = framer.discardable();
+            buf.drain(..discard);
+            framer.discard(discard);
+            assert!(buf.len() < 1100, "{} bytes kept", buf.len());
+            buf.extend_from_slice(&[b'y'; 1000]);
+        }
+        buf.extend_from_slice(b"</iq>");
+        assert!(matches!(framer.next(&buf), Ok(Some(Frame::Skipped { .. }))));
+    }
+}

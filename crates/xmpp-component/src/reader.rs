@@ -1,0 +1,219 @@
+//! Reading the server's side of the stream: bytes from the socket, framed into top-level
+//! elements, each read by the fast readers when it has one of their shapes and by the full
+//! parser otherwise.
+
+use std::io;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::time::Instant;
+use tokio_xmpp::xmlstream::XmppStreamElement;
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::stanza::Stanza;
+
+use crate::config::XmlLimits;
+use crate::fast_stanza::{self, FastStanza};
+use crate::fast_xml::{Token, Tokenizer, decode};
+use crate::frame::{Frame, FrameError, Framer};
+use crate::inbound::{ElementKind, Inbound, IqHeaderAttrs};
+use crate::stanza_parser::{NotWellFormed, StanzaParser, StreamHeader};
+
+/// Bytes asked of the socket per read (more when a stanza needs it).
+const READ_CHUNK: usize = 16 * 1024;
+
+/// What one call to [`StanzaReader::next`] found.
+// The large variant is the common one (every stanza), as in [`Inbound`].
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(crate) enum ReadItem {
+    Inbound(Inbound),
+    /// A well-formed element that means nothing to us; it was dropped.
+    Dropped,
+    /// The server ended the stream.
+    StreamEnd,
+}
+
+/// Why reading cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReadFailure {
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+    #[error("the connection closed in the middle of the stream")]
+    Closed,
+    #[error(transparent)]
+    NotWellFormed(#[from] NotWellFormed),
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}
+
+/// The reading half of a session.
+pub(crate) struct StanzaReader {
+    socket: OwnedReadHalf,
+    buf: BytesMut,
+    framer: Framer,
+    parser: Option<StanzaParser>,
+    limits: XmlLimits,
+    /// Whether XEP-0357 publishes are read by the fast reader (the handler takes them so).
+    publishes: bool,
+    last_input: Instant,
+}
+
+impl StanzaReader {
+    pub(crate) fn new(socket: OwnedReadHalf, limits: XmlLimits) -> Self {
+        Self {
+            socket,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            framer: Framer::new(limits),
+            parser: None,
+            limits,
+            publishes: false,
+            last_input: Instant::now(),
+        }
+    }
+
+    /// Lets the fast reader take XEP-0357 publishes.
+    pub(crate) fn read_publishes(&mut self, on: bool) {
+        self.publishes = on;
+    }
+
+    /// When the last bytes arrived.
+    pub(crate) fn last_input(&self) -> Instant {
+        self.last_input
+    }
+
+    /// Reads the server's stream header; call once, before [`Self::next`].
+    pub(crate) async fn header(&mut self) -> Result<StreamHeader, ReadFailure> {
+        loop {
+            match self.framer.next(&self.buf)? {
+                Some(Frame::Header { end }) => {
+                    let (parser, header) = StanzaParser::start(&self.buf[..end])?;
+                    self.buf.advance(end);
+                    self.parser = Some(parser);
+                    return Ok(header);
+                }
+                Some(_) => {
+                    return Err(NotWellFormed::Stream("no stream header").into());
+                }
+                None => self.fill().await?,
+            }
+        }
+    }
+
+    /// The next top-level element. Cancel-safe: dropping the future loses no input.
+    pub(crate) async fn next(&mut self) -> Result<ReadItem, ReadFailure> {
+        loop {
+            if let Some(frame) = self.framer.next(&self.buf)? {
+                return self.take(frame);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Reads more bytes, first dropping those the framer no longer needs.
+    async fn fill(&mut self) -> Result<(), ReadFailure> {
+        let discard = self.framer.discardable();
+        if discard > 0 {
+            self.buf.advance(discard);
+            self.framer.discard(discard);
+        }
+        self.buf.reserve(READ_CHUNK);
+        let read = self.socket.read_buf(&mut self.buf).await?;
+        if read == 0 {
+            return Err(ReadFailure::Closed);
+        }
+        self.last_input = Instant::now();
+        Ok(())
+    }
+
+    fn take(&mut self, frame: Frame) -> Result<ReadItem, ReadFailure> {
+        match frame {
+            Frame::Element { start, end } => {
+                let element = &self.buf[start..end];
+                let item = match fast_stanza::read(
+                    element,
+                    self.publishes,
+                    self.limits.max_attribute_bytes,
+                ) {
+                    Some(fast) => ReadItem::Inbound(from_fast(fast)),
+                    None => {
+                        let parser = self
+                            .parser
+                            .as_mut()
+                            .ok_or(NotWellFormed::Stream("a stanza before the stream header"))?;
+                        match parser.read(element, self.limits)? {
+                            Some(inbound) => ReadItem::Inbound(inbound),
+                            None => ReadItem::Dropped,
+                        }
+                    }
+                };
+                self.buf.advance(end);
+                Ok(item)
+            }
+            Frame::Skipped {
+                end,
+                reason,
+                start_tag,
+            } => {
+                self.buf.advance(end);
+                let (kind, header) = start_tag
+                    .as_deref()
+                    .map(header_of)
+                    .unwrap_or((ElementKind::Other, IqHeaderAttrs::default()));
+                Ok(ReadItem::Inbound(Inbound::Skipped {
+                    kind,
+                    header,
+                    reason,
+                }))
+            }
+            Frame::StreamEnd { end } => {
+                self.buf.advance(end);
+                Ok(ReadItem::StreamEnd)
+            }
+            Frame::Header { .. } => Err(NotWellFormed::Stream("a second stream header").into()),
+        }
+    }
+}
+
+fn from_fast(fast: FastStanza) -> Inbound {
+    match fast {
+        FastStanza::EmptyResult { id, from, to } => {
+            Inbound::Element(XmppStreamElement::Stanza(Stanza::Iq(Iq::Result {
+                from,
+                to,
+                id,
+                payload: None,
+            })))
+        }
+        FastStanza::Publish { request, publish } => Inbound::Publish { request, publish },
+    }
+}
+
+/// What the start tag of a skipped stanza says about how to answer it.
+fn header_of(start_tag: &[u8]) -> (ElementKind, IqHeaderAttrs) {
+    let unknown = (ElementKind::Other, IqHeaderAttrs::default());
+    // Attribute lengths were not limited while skipping; only the size bound applies here.
+    let Ok(mut tokens) = Tokenizer::new(start_tag, usize::MAX) else {
+        return unknown;
+    };
+    let Ok(Token::Start(tag)) = tokens.next_token() else {
+        return unknown;
+    };
+    let kind = match tag.name {
+        "iq" => ElementKind::Iq,
+        "message" => ElementKind::Message,
+        "presence" => ElementKind::Presence,
+        _ => ElementKind::Other,
+    };
+    if kind != ElementKind::Iq {
+        return (kind, IqHeaderAttrs::default());
+    }
+    let value = |name| tag.attr(name).map(|raw| decode(raw).into_owned());
+    let header = IqHeaderAttrs {
+        id: value("id"),
+        type_: value("type"),
+        from: value("from"),
+        to: value("to"),
+    };
+    (kind, header)
+}
