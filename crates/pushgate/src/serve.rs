@@ -72,7 +72,7 @@ pub fn run(file: &SettingsFile) -> ExitCode {
     if let Ok(rendered) = settings.to_redacted_toml() {
         tracing::debug!(settings = %rendered, "effective settings (secrets redacted)");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = match runtime_builder(settings.runtime.worker_threads)
         .enable_all()
         .build()
     {
@@ -90,6 +90,20 @@ pub fn run(file: &SettingsFile) -> ExitCode {
         Err(error) => {
             tracing::error!(%error, "pushgate stopped on an error");
             ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+/// One thread: a current-thread runtime (every wake-up and push handled where its input was
+/// read, no hand-offs); more: a multi-thread runtime with that many workers (0: one per core).
+fn runtime_builder(worker_threads: usize) -> tokio::runtime::Builder {
+    match worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        threads => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads);
+            builder
         }
     }
 }

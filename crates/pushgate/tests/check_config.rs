@@ -42,6 +42,7 @@ fn defaults_fill_every_key_the_file_leaves_out() {
     assert!(up.contains(&r#"registration_ttl = "7days""#), "{out}");
     let log = section(&out, "[log]");
     assert_eq!(log, [r#"level = "info""#, r#"format = "pretty""#]);
+    assert_eq!(section(&out, "[runtime]"), ["worker_threads = 1"]);
     assert!(
         !out.contains("[fcm]"),
         "no FCM section unless configured: {out}"
@@ -67,9 +68,11 @@ fn the_file_overrides_defaults_and_the_environment_overrides_the_file() {
                     "postgres://pushgate@db.example/pushgate",
                 ),
                 ("PUSHGATE_LOG__FORMAT", "json"),
+                ("PUSHGATE_RUNTIME__WORKER_THREADS", "4"),
             ],
         )
         .ok();
+    assert_eq!(section(&out, "[runtime]"), ["worker_threads = 4"]);
     let http = section(&out, "[http]");
     assert!(
         http.contains(&r#"listen = "127.0.0.1:9100""#),

@@ -141,12 +141,27 @@ keys = ["jDfGXnfoC3JTs23VHxvhI/d8BU5VP9MEDrg4H/a0hcE="]
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_links_up_reports_healthy_and_closes_the_stream_on_sigterm() {
+    serve_and_stop(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_works_the_same_on_several_runtime_threads() {
+    serve_and_stop(Some(3)).await;
+}
+
+/// Links up, answers HTTP and XMPP, and stops cleanly on SIGTERM, with the runtime's default
+/// thread count or `worker_threads`.
+async fn serve_and_stop(worker_threads: Option<usize>) {
     let server = FakeXmppServer::start("push.example.test", "component-secret-value")
         .await
         .expect("fake XMPP server");
     let dir = Workdir::new();
     let address = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let mut child = spawn(&dir, &settings(&dir, server.port(), address));
+    let mut config = settings(&dir, server.port(), address);
+    if let Some(threads) = worker_threads {
+        config.push_str(&format!("[runtime]\nworker_threads = {threads}\n"));
+    }
+    let mut child = spawn(&dir, &config);
 
     // The handshake only succeeds with the secret read from secret_file, newline dropped.
     let mut session = server

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 pub use problems::{Problem, SettingsError};
 pub use sections::{
     AppServerSettings, ComponentSettings, DatabaseSettings, FcmPriority, FcmSettings, HttpSettings,
-    LogFormat, LogSettings, MetricsSettings, Role, UnifiedPushSettings, redact_url,
+    LogFormat, LogSettings, MetricsSettings, Role, RuntimeSettings, UnifiedPushSettings,
+    redact_url,
 };
 pub use values::{HumanDuration, REDACTED, SecretString};
 
@@ -54,6 +55,9 @@ pub struct Settings {
     /// `[log]`.
     #[serde(default)]
     pub log: LogSettings,
+    /// `[runtime]`.
+    #[serde(default)]
+    pub runtime: RuntimeSettings,
 }
 
 /// Which settings file is read, and why.

@@ -303,6 +303,23 @@ pub struct MetricsSettings {
     pub listen: Option<SocketAddr>,
 }
 
+/// `[runtime]`: the threads that run pushgate.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeSettings {
+    /// Threads running the links, the HTTP listener and the senders: 1 (the default) runs
+    /// everything on one thread, which spends the least CPU per wake-up or push (no hand-offs
+    /// between threads); more spread the work over that many threads; 0 means one per core.
+    /// The database driver has threads of its own either way.
+    pub worker_threads: usize,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        Self { worker_threads: 1 }
+    }
+}
+
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
