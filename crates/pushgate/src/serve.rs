@@ -297,7 +297,7 @@ async fn maintenance(
 pub fn store_config(database: &DatabaseSettings) -> StoreConfig {
     StoreConfig {
         url: database.url.clone(),
-        max_connections: database.max_connections,
+        max_connections: database.pool_size(),
         acquire_timeout: database.acquire_timeout.get(),
         sqlite_busy_timeout: database.sqlite_busy_timeout.get(),
     }

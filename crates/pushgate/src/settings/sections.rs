@@ -109,8 +109,11 @@ pub struct DatabaseSettings {
         serialize_with = "serialize_redacted_url"
     )]
     pub url: String,
-    /// The most connections the pool opens.
-    pub max_connections: u32,
+    /// The most connections the pool opens; when not set, 2 for SQLite (one writer at a time
+    /// anyway, and each connection keeps a thread and a page cache of its own) and 10 for
+    /// PostgreSQL and MariaDB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
     /// The longest a query waits for a free connection.
     pub acquire_timeout: HumanDuration,
     /// SQLite only: how long a write waits for the database lock.
@@ -124,11 +127,23 @@ pub struct DatabaseSettings {
     pub cache_entries: usize,
 }
 
+impl DatabaseSettings {
+    /// The pool size: the setting, or the default for the database in `url`.
+    pub fn pool_size(&self) -> u32 {
+        self.max_connections
+            .unwrap_or(if self.url.starts_with("sqlite:") {
+                2
+            } else {
+                10
+            })
+    }
+}
+
 impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
             url: "sqlite://pushgate.db?mode=rwc".to_owned(),
-            max_connections: 10,
+            max_connections: None,
             acquire_timeout: HumanDuration::secs(5),
             sqlite_busy_timeout: HumanDuration::secs(5),
             cache_ttl: HumanDuration::secs(60),
@@ -430,6 +445,20 @@ fn serialize_redacted_url<S: Serializer>(url: &str, serializer: S) -> Result<S::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pool_size_defaults_by_database_and_the_setting_wins() {
+        let mut database = DatabaseSettings::default();
+        assert_eq!(database.pool_size(), 2, "SQLite by default");
+        database.url = "postgres://db.example/pushgate".to_owned();
+        assert_eq!(database.pool_size(), 10);
+        database.url = "mysql://db.example/pushgate".to_owned();
+        assert_eq!(database.pool_size(), 10);
+        database.max_connections = Some(3);
+        assert_eq!(database.pool_size(), 3);
+        database.url = "sqlite://other.db".to_owned();
+        assert_eq!(database.pool_size(), 3);
+    }
 
     #[test]
     fn url_passwords_are_redacted() {

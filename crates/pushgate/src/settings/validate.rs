@@ -195,7 +195,7 @@ fn check_database(settings: &Settings, findings: &mut Findings) {
             "the URL must start with sqlite:, postgres:, postgresql:, mysql: or mariadb:",
         );
     }
-    if settings.database.max_connections == 0 {
+    if settings.database.max_connections == Some(0) {
         findings.add(
             "database.max_connections",
             "database.max_connections",
