@@ -242,3 +242,43 @@ fn nothing_but_iqs_and_nothing_malformed_is_taken() {
 fn publishes_are_left_alone_unless_wanted() {
     assert_eq!(read(PROSODY.as_bytes(), false, 4096), None);
 }
+
+/// Mangled captures: wherever the fast reader still takes one, the full parser must read the
+/// same (or refuse the stanza too... which the fast reader then must have refused as well).
+#[test]
+fn mangled_publishes_never_read_differently() {
+    // A small deterministic generator; the point is many odd inputs, not randomness.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move |bound: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % bound as u64) as usize
+    };
+    const SIGNIFICANT: &[u8] = b"<>/'\"=&;: \nax-";
+    let seeds = [PROSODY, EJABBERD, EJABBERD_SUMMARY];
+    let (mut taken, mut tried) = (0, 0);
+    for _ in 0..6000 {
+        let mut bytes = seeds[next(seeds.len())].as_bytes().to_vec();
+        for _ in 0..1 + next(3) {
+            let at = next(bytes.len());
+            match next(3) {
+                0 => bytes[at] = SIGNIFICANT[next(SIGNIFICANT.len())],
+                1 => {
+                    bytes.remove(at);
+                }
+                _ => bytes.insert(at, SIGNIFICANT[next(SIGNIFICANT.len())]),
+            }
+        }
+        let Ok(xml) = String::from_utf8(bytes) else {
+            continue;
+        };
+        tried += 1;
+        if let Some(fast) = by_the_fast_reader(&xml) {
+            taken += 1;
+            assert_eq!(Some(&fast), by_the_full_parser(&xml).as_ref(), "{xml}");
+        }
+    }
+    // Most single-byte changes break the XML or the shape; some keep both.
+    assert!(tried > 5000 && taken > 100, "{taken} of {tried} taken");
+}
