@@ -1,9 +1,9 @@
 //! One top-level element read from the server, with the XML limits enforced while it is parsed.
 //!
-//! tokio-xmpp's XML stream hands each top-level element to a `FromXml` builder. This builder
-//! wraps the stanza parser, counts wire bytes, depth and attribute sizes as the events arrive,
-//! and once a limit is crossed drops what it has built and only follows the nesting until the
-//! element ends. So an over-limit stanza costs no memory and does not break the stream framing.
+//! The framer (`frame`) already skips stanzas over the size or depth limit before any parsing.
+//! What reaches the full parser (`stanza_parser`) is built by this `FromXml` builder, which
+//! wraps the stanza parser and still applies the limits event by event (attribute sizes are
+//! only checked here), dropping what it has built once one is crossed.
 
 use std::cell::Cell;
 
@@ -19,12 +19,12 @@ use crate::handler::PushPublish;
 
 thread_local! {
     // `FromXml::from_events` has no way to receive settings, so the reader puts the link's limits
-    // here right before it polls the stream; the builder reads them synchronously within that
-    // poll, on the same thread.
+    // here right before it parses a stanza; the builder reads them synchronously within that
+    // call, on the same thread.
     static READ_LIMITS: Cell<XmlLimits> = Cell::new(XmlLimits::default());
 }
 
-/// Makes `limits` the ones applied to elements that start during the next stream poll.
+/// Makes `limits` the ones applied to the elements parsed next on this thread.
 pub(crate) fn set_read_limits(limits: XmlLimits) {
     READ_LIMITS.set(limits);
 }
