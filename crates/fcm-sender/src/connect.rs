@@ -4,10 +4,12 @@
 //! keeps it alive with PINGs.
 
 use std::fmt;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -247,7 +249,10 @@ async fn drive<T>(
 ) where
     T: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut connection = pin!(connection);
+    let mut connection = pin!(Coalesced {
+        connection,
+        yielded: false,
+    });
     let ended = match pings {
         Some(pings) => keep_alive(connection.as_mut(), pings).await,
         None => connection.await.map_err(|error| error.to_string()),
@@ -261,12 +266,9 @@ async fn drive<T>(
 
 /// Drives `connection` while sending a PING every [`KEEP_ALIVE_INTERVAL`]; gives up on a
 /// connection whose PING is unanswered for [`KEEP_ALIVE_TIMEOUT`].
-async fn keep_alive<T>(
-    mut connection: std::pin::Pin<&mut h2::client::Connection<T, Bytes>>,
-    mut pings: PingPong,
-) -> Result<(), String>
+async fn keep_alive<F>(mut connection: Pin<&mut F>, mut pings: PingPong) -> Result<(), String>
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    F: Future<Output = Result<(), h2::Error>>,
 {
     let mut next_ping = Instant::now() + KEEP_ALIVE_INTERVAL;
     loop {
@@ -290,5 +292,32 @@ where
                 Err(_) => return Err("no answer to a PING".to_owned()),
             },
         }
+    }
+}
+
+/// The connection, polled only after the tasks that are ready when it is woken have run: the
+/// streams they open and the answers that arrive meanwhile then go out and are read in one
+/// pass, one write for many requests rather than one each. The wait is one turn of the
+/// scheduler's queue.
+struct Coalesced<F> {
+    connection: F,
+    yielded: bool,
+}
+
+impl<F> Future for Coalesced<F>
+where
+    F: Future + Unpin,
+{
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        if !self.yielded {
+            self.yielded = true;
+            // Waking itself while running puts the task at the back of the queue.
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        self.yielded = false;
+        Pin::new(&mut self.connection).poll(cx)
     }
 }
