@@ -237,3 +237,19 @@ async fn sends_waiting_on_a_hanging_connect_share_one_attempt_until_the_deadline
     assert_eq!(accepted.load(Ordering::Relaxed), 1, "one connect for all");
     held.abort();
 }
+
+#[tokio::test]
+async fn a_wake_up_in_flight_stays_small() {
+    let fake = FakeFcm::start().await.expect("fake FCM");
+    let sender = sender_with(&fake, &config(&fake));
+    let device = super::device();
+    let request = pushgate_core::WakeRequest {
+        service: pushgate_core::PushService::Fcm,
+        token: "t",
+        device: &device,
+    };
+    let wake_up = pushgate_core::Waker::wake(&sender, request);
+    // Each wake-up in flight holds one; it was 1488 bytes through the general HTTP client.
+    let size = std::mem::size_of_val(&*wake_up);
+    assert!(size <= 1024, "{size} bytes");
+}
