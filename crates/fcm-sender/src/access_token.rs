@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use reqwest::header::HeaderValue;
+use http::HeaderValue;
 use serde_json::Value;
 use tokio::time::{Instant, timeout_at};
 
@@ -27,8 +27,8 @@ pub(crate) struct AccessToken {
 
 impl AccessToken {
     /// The value of the `Authorization` header, marked sensitive so no HTTP layer logs it.
-    pub(crate) fn header_value(&self) -> HeaderValue {
-        self.authorization.clone()
+    pub(crate) fn authorization(&self) -> &HeaderValue {
+        &self.authorization
     }
 }
 
@@ -127,6 +127,24 @@ impl AccessTokens {
 
     /// A token valid now, fetching one if needed; gives up at `deadline`.
     pub(crate) async fn get(&self, deadline: Instant) -> Result<AccessToken, TokenError> {
+        match self.far_from_expiry() {
+            Some(token) => Ok(token),
+            // Boxed: the hourly path need not make every send's future larger.
+            None => Box::pin(self.renew(deadline)).await,
+        }
+    }
+
+    /// The cached token while more than the refresh margin of its life is left.
+    fn far_from_expiry(&self) -> Option<AccessToken> {
+        let now = Instant::now();
+        self.cache()
+            .token
+            .clone()
+            .filter(|token| token.expires_at.saturating_duration_since(now) > self.refresh_margin)
+    }
+
+    /// [`get`](Self::get) when the cached token is missing, expired or near expiry.
+    async fn renew(&self, deadline: Instant) -> Result<AccessToken, TokenError> {
         let (cached, fetches_seen) = {
             let cache = self.cache();
             (cache.token.clone(), cache.fetches_done)
@@ -234,7 +252,7 @@ impl AccessTokens {
             .map_err(|error| TokenError::Transport(transport_failure(&error)))?;
         let status = response.status().as_u16();
         let body = read_capped(response).await.map_err(|error| match error {
-            BodyError::Transport(error) => TokenError::Transport(transport_failure(&error)),
+            BodyError::Transport(failure) => TokenError::Transport(failure),
             BodyError::TooLarge => TokenError::BadAnswer("the answer is too large"),
         })?;
         if status != 200 {
@@ -305,8 +323,8 @@ mod tests {
             now,
         )
         .expect("token");
-        assert_eq!(token.header_value(), "Bearer ya29.abc");
-        assert!(token.header_value().is_sensitive());
+        assert_eq!(token.authorization(), "Bearer ya29.abc");
+        assert!(token.authorization().is_sensitive());
         assert_eq!(token.expires_at, now + Duration::from_secs(3599));
         assert!(!format!("{token:?}").contains("ya29"));
     }

@@ -68,7 +68,7 @@ pub struct FcmConfig {
     /// knowledge (h2c, RFC 9113 §3.3): all wake-ups then share one multiplexed connection, as
     /// they do with FCM itself. Set it to false only for a local relay that speaks HTTP/1.1
     /// alone, which then needs one connection per request in flight. An `https://` URL always
-    /// offers `h2` and `http/1.1` by ALPN and FCM picks HTTP/2; this setting does not apply.
+    /// offers only `h2` by ALPN, as FCM speaks it; this setting does not apply.
     pub http2_prior_knowledge: bool,
 }
 

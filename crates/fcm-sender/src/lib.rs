@@ -8,13 +8,18 @@
 mod access_token;
 mod classify;
 pub mod config;
+mod connect;
+mod connection;
+mod exchange;
 mod grant;
+mod http1;
 mod message;
 pub mod private_key;
 mod response_body;
 pub mod retry;
 mod sender;
 pub mod service_account;
+mod tls;
 
 pub use config::{AndroidPriority, DEFAULT_API_URL, FcmConfig, FcmConfigError};
 pub use grant::{ASSERTION_LIFETIME_SECS, FCM_SCOPE, JWT_BEARER_GRANT_TYPE, UnusableKey};

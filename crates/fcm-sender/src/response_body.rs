@@ -7,10 +7,22 @@ pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Why a body could not be read.
 #[derive(Debug)]
 pub(crate) enum BodyError {
-    /// The connection failed while the body came in.
-    Transport(reqwest::Error),
+    /// The connection failed while the body came in; a short, token-free description.
+    Transport(&'static str),
     /// The body is longer than [`MAX_BODY_BYTES`].
     TooLarge,
+}
+
+/// One answer from FCM, whichever HTTP version carried it.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    /// The HTTP status.
+    pub(crate) status: u16,
+    /// The `Retry-After` header, when there is one.
+    pub(crate) retry_after: Option<http::HeaderValue>,
+    /// The body, or why it could not be read. Left empty for a success, whose body says
+    /// nothing a wake-up needs.
+    pub(crate) body: Result<Vec<u8>, BodyError>,
 }
 
 /// Reads the whole body, refusing more than [`MAX_BODY_BYTES`]. Reading to the end also lets
@@ -23,7 +35,11 @@ pub(crate) async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u
         return Err(BodyError::TooLarge);
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| BodyError::Transport(transport_failure(&error)))?
+    {
         if body.len() + chunk.len() > MAX_BODY_BYTES {
             return Err(BodyError::TooLarge);
         }

@@ -1,26 +1,31 @@
 //! [`FcmSender`]: pushgate's [`Waker`] for FCM HTTP v1. One HTTP/2 connection (by ALPN on
 //! https, with prior knowledge on http), one cached OAuth2 token, a global limit on requests in
 //! flight, and bounded retries, all inside one deadline per wake-up so the publish IQ is never
-//! answered late. What every send shares (the URL, the headers) is prepared once.
+//! answered late. What every send shares (the URI, the headers) is prepared once.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use http::Uri;
 use pushgate_core::{PushService, WakeOutcome, WakeRequest, Waker};
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use reqwest::{Method, Url};
+use reqwest::Url;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, sleep, timeout_at};
 
 use crate::access_token::{AccessToken, AccessTokens};
 use crate::classify::{Verdict, classify_answer};
 use crate::config::{AndroidPriority, FcmConfig, FcmConfigError};
+use crate::connect::Endpoint;
+use crate::connection::FcmConnection;
+use crate::exchange::RequestHead;
 use crate::grant::{GrantSigner, UnusableKey};
+use crate::http1::{self, Http1Relay};
 use crate::message::wake_message;
-use crate::response_body::{BodyError, read_capped, transport_failure};
+use crate::response_body::{Answer, BodyError};
 use crate::retry::RetryPolicy;
 use crate::service_account::ServiceAccount;
+use crate::tls;
 
 /// Why an [`FcmSender`] cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -31,25 +36,34 @@ pub enum FcmSetupError {
     /// The key parsed but cannot sign.
     #[error(transparent)]
     Key(#[from] UnusableKey),
-    /// The HTTP client could not be set up (e.g. no TLS root certificates).
+    /// The HTTP client for the token endpoint could not be set up.
     #[error("cannot set up the HTTP client for FCM: {0}")]
     HttpClient(#[source] reqwest::Error),
+    /// TLS towards FCM could not be set up (e.g. no usable root certificates).
+    #[error("cannot set up TLS for FCM: {0}")]
+    Tls(#[source] tokio_rustls::rustls::Error),
 }
 
-/// The `Content-Type` of every send.
-const JSON_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/json; charset=UTF-8");
+/// How sends reach FCM.
+#[derive(Debug)]
+enum Route {
+    /// Streams on one shared HTTP/2 connection: FCM itself, or an h2c relay.
+    Http2(FcmConnection),
+    /// An HTTP/1.1-only relay.
+    Http1(Http1Relay),
+}
 
 /// Sends wake-ups through FCM HTTP v1 (PROTOCOL.md A.2).
 ///
-/// Sends to an `https://` API URL offer `h2` and `http/1.1` by ALPN; FCM answers `h2`, so every
-/// wake-up is one stream on one shared connection. Sends to an `http://` URL (a local relay, a
-/// test fake) use HTTP/2 with prior knowledge (h2c) unless
-/// [`FcmConfig::http2_prior_knowledge`] is off. The OAuth2 token endpoint has a client of its
-/// own that negotiates as usual, since it is asked once an hour.
+/// Sends to an `https://` API URL offer only `h2` by ALPN, as FCM speaks it, so every wake-up
+/// is one stream on one shared connection, opened when first needed and opened anew when it
+/// ends. Sends to an `http://` URL (a local relay, a test fake) use HTTP/2 with prior
+/// knowledge (h2c) unless [`FcmConfig::http2_prior_knowledge`] is off. The OAuth2 token
+/// endpoint has a general-purpose client of its own, since it is asked once an hour.
 #[derive(Debug)]
 pub struct FcmSender {
-    http: reqwest::Client,
-    /// Parsed once; each send clones it.
+    route: Route,
+    /// Parsed once, for [`send_url`](Self::send_url).
     send_url: Url,
     collapse: bool,
     priority: AndroidPriority,
@@ -65,17 +79,37 @@ impl FcmSender {
     pub fn new(config: &FcmConfig, service_account: ServiceAccount) -> Result<Self, FcmSetupError> {
         config.validate()?;
         let signer = GrantSigner::new(&service_account)?;
-        let send_url = config.send_url(&service_account.project_id);
-        let send_url = Url::parse(&send_url).map_err(|_| FcmConfigError::BadApiUrl {
+        let bad_url = || FcmConfigError::BadApiUrl {
             url: config.api_url.clone(),
             reason: "does not make a valid send URL",
-        })?;
-        let http = http_client(config, config.uses_h2c())?;
-        let token_http = http_client(config, false)?;
-        let tokens = AccessTokens::new(signer, service_account.token_uri.clone(), token_http);
+        };
+        let send_url = config.send_url(&service_account.project_id);
+        let send_url = Url::parse(&send_url).map_err(|_| bad_url())?;
+        let http = http1::client(config).map_err(FcmSetupError::HttpClient)?;
+        let route = if send_url.scheme() == "https" || config.uses_h2c() {
+            let tls = if send_url.scheme() == "https" {
+                Some(tls::connector().map_err(FcmSetupError::Tls)?)
+            } else {
+                None
+            };
+            let endpoint =
+                Endpoint::new(&send_url, tls, config.request_deadline).ok_or_else(bad_url)?;
+            let uri = Uri::try_from(send_url.as_str()).map_err(|_| bad_url())?;
+            Route::Http2(FcmConnection::new(
+                endpoint,
+                config.request_deadline,
+                RequestHead::new(uri),
+            ))
+        } else {
+            Route::Http1(Http1Relay {
+                client: http.clone(),
+                url: send_url.clone(),
+            })
+        };
+        let tokens = AccessTokens::new(signer, service_account.token_uri.clone(), http);
         Ok(Self {
+            route,
             send_url,
-            http,
             collapse: config.collapse,
             priority: config.priority,
             deadline: config.request_deadline,
@@ -130,7 +164,7 @@ impl FcmSender {
                 let Ok(_permit) = self.permits.acquire().await else {
                     return WakeOutcome::Transient("the FCM sender is shut down".to_owned());
                 };
-                self.send_once(&token, body.clone(), &secrets).await
+                self.send_once(&token, &body, &secrets).await
             };
             match verdict {
                 Verdict::Done(outcome) => return outcome,
@@ -166,62 +200,39 @@ impl FcmSender {
     }
 
     /// One POST to FCM, classified.
-    async fn send_once(&self, token: &AccessToken, body: Bytes, secrets: &[&str]) -> Verdict {
-        let mut request = reqwest::Request::new(Method::POST, self.send_url.clone());
-        let headers = request.headers_mut();
-        headers.insert(AUTHORIZATION, token.header_value());
-        headers.insert(CONTENT_TYPE, JSON_CONTENT_TYPE);
-        *request.body_mut() = Some(body.into());
-        let sent = self.http.execute(request).await;
-        let response = match sent {
-            Ok(response) => response,
-            Err(error) => {
+    async fn send_once(&self, token: &AccessToken, body: &Bytes, secrets: &[&str]) -> Verdict {
+        let sent = match &self.route {
+            Route::Http2(connection) => connection.post(token.authorization(), body).await,
+            // Boxed: the rare route should not make every send's future larger.
+            Route::Http1(relay) => Box::pin(relay.post(token.authorization(), body)).await,
+        };
+        let Answer {
+            status,
+            retry_after,
+            body,
+        } = match sent {
+            Ok(answer) => answer,
+            Err(failure) => {
                 return Verdict::Retry {
-                    reason: format!("FCM {}", transport_failure(&error)),
+                    reason: format!("FCM {failure}"),
                     retry_after: None,
                 };
             }
         };
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
-        match read_capped(response).await {
-            Ok(body) => classify_answer(status, retry_after.as_deref(), &body, secrets),
+        let retry_after = retry_after.as_ref().and_then(|value| value.to_str().ok());
+        match body {
+            Ok(body) => classify_answer(status, retry_after, &body, secrets),
             // The status line is enough to classify; the detail is lost.
-            Err(BodyError::TooLarge) => {
-                classify_answer(status, retry_after.as_deref(), b"", secrets)
-            }
+            Err(BodyError::TooLarge) => classify_answer(status, retry_after, b"", secrets),
             Err(BodyError::Transport(_)) if (200..300).contains(&status) => {
                 Verdict::Done(WakeOutcome::Accepted)
             }
-            Err(BodyError::Transport(error)) => Verdict::Retry {
-                reason: format!("FCM HTTP {status}, then {}", transport_failure(&error)),
+            Err(BodyError::Transport(failure)) => Verdict::Retry {
+                reason: format!("FCM HTTP {status}, then {failure}"),
                 retry_after: None,
             },
         }
     }
-}
-
-/// An HTTP client for FCM or its token endpoint; `h2c` speaks HTTP/2 with prior knowledge.
-fn http_client(config: &FcmConfig, h2c: bool) -> Result<reqwest::Client, FcmSetupError> {
-    let mut builder = reqwest::Client::builder()
-        .user_agent(concat!("pushgate/", env!("CARGO_PKG_VERSION")))
-        // A redirect would carry the bearer token elsewhere; FCM never sends one.
-        .redirect(reqwest::redirect::Policy::none())
-        // Retries are this crate's own, with FCM's classification and the wake-up deadline.
-        .retry(reqwest::retry::never())
-        .connect_timeout(config.request_deadline)
-        .pool_idle_timeout(Duration::from_secs(90))
-        // Keeps the HTTP/2 connection to FCM warm between quiet spells.
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .http2_keep_alive_while_idle(true);
-    if h2c {
-        builder = builder.http2_prior_knowledge();
-    }
-    builder.build().map_err(FcmSetupError::HttpClient)
 }
 
 #[async_trait]

@@ -1,6 +1,7 @@
 //! `FcmSender` against the fake FCM and OAuth2 endpoint: an HTTP exchange in, a `WakeOutcome`
 //! out.
 
+mod connection;
 mod deadline;
 mod errors;
 mod http2;
