@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::Uri;
 use pushgate_core::{PushService, WakeOutcome, WakeRequest, Waker};
-use reqwest::Url;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, sleep, timeout_at};
+use url::Url;
 
 use crate::access_token::{AccessToken, AccessTokens};
 use crate::classify::{Verdict, classify_answer};
