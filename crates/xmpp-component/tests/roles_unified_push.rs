@@ -108,12 +108,14 @@ fn spawn_accept(
     token: &str,
     body: &[u8],
 ) -> tokio::task::JoinHandle<AcceptOutcome> {
-    let (provider, token) = (h.provider.clone(), token.to_owned());
-    let message = IncomingMessage {
-        body: body.to_vec(),
-        ..IncomingMessage::default()
-    };
-    tokio::spawn(async move { provider.accept(&token, message).await })
+    let (provider, token, body) = (h.provider.clone(), token.to_owned(), body.to_vec());
+    tokio::spawn(async move {
+        let message = IncomingMessage {
+            body: &body,
+            ..IncomingMessage::default()
+        };
+        provider.accept(&token, message).await
+    })
 }
 
 async fn stored_count(h: &RolesHarness) -> usize {
