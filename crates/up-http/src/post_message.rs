@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -49,7 +49,7 @@ pub(crate) async fn post_message(
         tracing::debug!("push refused: over the per-client rate");
         return too_many_requests(wait);
     }
-    let mut message = match message_headers(&parts.headers) {
+    let headers = match message_headers(&parts.headers) {
         Ok(message) => message,
         Err(error) => return json_error(StatusCode::BAD_REQUEST, &error.to_string()),
     };
@@ -63,9 +63,13 @@ pub(crate) async fn post_message(
         tracing::debug!("push refused: over the per-endpoint rate");
         return too_many_requests(wait);
     }
-    message.body = match read_body(body).await {
+    let body = match read_body(body).await {
         Ok(body) => body,
         Err(response) => return response,
+    };
+    let message = IncomingMessage {
+        body: &body,
+        ..headers
     };
     let outcome = endpoint.provider.accept(&token, message).await;
     answer(outcome, &endpoint.message_url_prefix)
@@ -74,7 +78,7 @@ pub(crate) async fn post_message(
 /// `TTL` (RFC 8030 §5.2; missing means the provider's maximum), `Topic` (§5.4) and `Urgency`
 /// (§5.3). `Content-Encoding` (RFC 8291 `aes128gcm`) and the older draft's `Crypto-Key` and
 /// `Encryption` need nothing: the body is relayed as it came. The body is read later.
-fn message_headers(headers: &HeaderMap) -> Result<IncomingMessage, HeaderError> {
+fn message_headers(headers: &HeaderMap) -> Result<IncomingMessage<'static>, HeaderError> {
     let ttl_secs = headers
         .get("ttl")
         .map(|value| value.to_str().map_err(|_| HeaderError::BadTtl))
@@ -94,18 +98,18 @@ fn message_headers(headers: &HeaderMap) -> Result<IncomingMessage, HeaderError> 
         .map(Urgency::parse)
         .transpose()?;
     Ok(IncomingMessage {
-        body: Vec::new(),
+        body: &[],
         ttl_secs,
         topic,
         urgency,
     })
 }
 
-/// The whole body, at most [`UP_MAX_MESSAGE_BYTES`]: 413 as soon as it runs past that.
-async fn read_body(body: Body) -> Result<Vec<u8>, Response> {
+/// The whole body, at most [`UP_MAX_MESSAGE_BYTES`]: 413 as soon as it runs past that. A body
+/// that arrived in one piece is not copied.
+async fn read_body(body: Body) -> Result<Bytes, Response> {
     match axum::body::to_bytes(body, UP_MAX_MESSAGE_BYTES).await {
-        // One copy at most: none when the bytes are not shared.
-        Ok(bytes) => Ok(Vec::from(bytes)),
+        Ok(bytes) => Ok(bytes),
         Err(error) => {
             let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
             while let Some(current) = cause {

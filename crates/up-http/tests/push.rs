@@ -3,8 +3,8 @@
 
 mod support;
 
-use axum::body::Body;
-use axum::http::{HeaderValue, Request, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, Request, StatusCode, header};
 use pushgate_core::unified_push::{EndpointKey, EndpointKeys};
 use pushgate_core::{MessageStoreLimits, OwnerKey, PushDelivery, Store};
 use support::http::{
@@ -32,6 +32,21 @@ async fn a_delivered_message_gets_201_with_location_and_ttl() {
         "each message has its own resource"
     );
     assert!(stored_bodies(&f).await.is_empty(), "nothing kept");
+}
+
+#[tokio::test]
+async fn a_body_that_arrives_in_one_piece_reaches_the_client_uncopied() {
+    let f = Fixture::new();
+    let router = f.default_router();
+    // Shared, as the server's read buffer is: taking it as a `Vec` would copy it.
+    let body = Bytes::from(vec![0xfb_u8; 3000]);
+    let request = post(&f.register())
+        .header(header::CONTENT_LENGTH, body.len())
+        .body(Body::from(body.clone()))
+        .expect("request");
+    assert_created(&send(&router, request).await, MAX_TTL_SECS);
+    assert_eq!(f.client.body_addresses(), vec![body.as_ptr() as usize]);
+    assert_eq!(f.client.received()[0].3, body);
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +21,7 @@ use crate::handshake;
 use crate::iq_tracker::IqTracker;
 use crate::session::{self, SessionEnd};
 use crate::state::LinkState;
+use crate::writer::Outbound;
 
 /// A configuration that cannot work.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -45,7 +47,7 @@ pub(crate) struct Shared {
     tracker: Arc<IqTracker>,
     state: watch::Sender<LinkState>,
     // The current session's queue; `None` while the link is down.
-    outbound: Mutex<Option<mpsc::Sender<Stanza>>>,
+    outbound: Mutex<Option<mpsc::Sender<Outbound>>>,
 }
 
 /// A handle on one XEP-0114 component link. Cheap to clone; every clone sends through the same
@@ -142,7 +144,10 @@ impl ComponentLink {
         let mut stanza = stanza.into();
         self.address_check(&mut stanza)?;
         let queue = self.queue()?;
-        queue.send(stanza).await.map_err(|_| LinkError::Down)
+        queue
+            .send(Outbound::Stanza(stanza))
+            .await
+            .map_err(|_| LinkError::Down)
     }
 
     /// Queues a stanza without waiting: [`LinkError::QueueFull`] when the queue is full.
@@ -150,10 +155,12 @@ impl ComponentLink {
         let mut stanza = stanza.into();
         self.address_check(&mut stanza)?;
         let queue = self.queue()?;
-        queue.try_send(stanza).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => LinkError::QueueFull,
-            mpsc::error::TrySendError::Closed(_) => LinkError::Down,
-        })
+        queue
+            .try_send(Outbound::Stanza(stanza))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => LinkError::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => LinkError::Down,
+            })
     }
 
     /// Sends an IQ get/set and waits for its answer (a result or an error IQ) until `timeout`.
@@ -173,6 +180,31 @@ impl ComponentLink {
         let (_pending, answer) = self.shared.tracker.register(id, to);
         let exchange = async {
             self.send(iq).await?;
+            answer.await.unwrap_or(Err(IqError::LinkDown))
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .unwrap_or(Err(IqError::Timeout))
+    }
+
+    /// [`Self::send_iq`] for an IQ get/set the caller wrote as bytes: `iq` must be one complete
+    /// `<iq/>` from the component JID to `to` whose id is `id`, fresh from
+    /// [`Self::next_iq_id`], written exactly as the serialiser would write it. The bytes are
+    /// sent as they are, so the usual address check is the caller's.
+    pub(crate) async fn send_encoded_iq(
+        &self,
+        id: String,
+        to: Jid,
+        iq: Bytes,
+        timeout: Duration,
+    ) -> Result<Iq, IqError> {
+        let (_pending, answer) = self.shared.tracker.register(id, to);
+        let exchange = async {
+            let queue = self.queue()?;
+            queue
+                .send(Outbound::Encoded(iq))
+                .await
+                .map_err(|_| LinkError::Down)?;
             answer.await.unwrap_or(Err(IqError::LinkDown))
         };
         tokio::time::timeout(timeout, exchange)
@@ -211,18 +243,18 @@ impl ComponentLink {
         Ok(())
     }
 
-    fn outbound(&self) -> MutexGuard<'_, Option<mpsc::Sender<Stanza>>> {
+    fn outbound(&self) -> MutexGuard<'_, Option<mpsc::Sender<Outbound>>> {
         self.shared
             .outbound
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn queue(&self) -> Result<mpsc::Sender<Stanza>, LinkError> {
+    fn queue(&self) -> Result<mpsc::Sender<Outbound>, LinkError> {
         self.outbound().clone().ok_or(LinkError::Down)
     }
 
-    pub(crate) fn attach(&self, queue: mpsc::Sender<Stanza>) {
+    pub(crate) fn attach(&self, queue: mpsc::Sender<Outbound>) {
         *self.outbound() = Some(queue);
         self.set_state(LinkState::Connected);
     }

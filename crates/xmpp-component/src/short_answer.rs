@@ -103,7 +103,7 @@ fn plain_error(error: &StanzaError) -> Option<(&'static str, &'static str)> {
 
 /// XML 1.0 §2.2 `Char`: no control characters but tab, newline and carriage return, and
 /// neither U+FFFE nor U+FFFF (Rust strings hold no surrogates).
-fn is_xml_text(value: &str) -> bool {
+pub(crate) fn is_xml_text(value: &str) -> bool {
     if value.is_ascii() {
         return value
             .bytes()
@@ -115,7 +115,7 @@ fn is_xml_text(value: &str) -> bool {
 }
 
 /// Escapes an attribute value quoted with `'` as the generic serialiser does.
-fn put_escaped(value: &str, out: &mut BytesMut) {
+pub(crate) fn put_escaped(value: &str, out: &mut BytesMut) {
     let bytes = value.as_bytes();
     let mut start = 0;
     for (i, b) in bytes.iter().enumerate() {

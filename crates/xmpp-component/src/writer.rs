@@ -1,7 +1,7 @@
 //! The writer task of a session: drains the outbound queue, serialises stanzas in batches and
 //! ends the stream with `</stream:stream>` when the queue closes.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use rxml::writer::{Encoder, SimpleNamespaces, TrackNamespace};
 use rxml::{Item, Namespace, xml_ncname};
 use tokio::io::AsyncWriteExt;
@@ -80,6 +80,17 @@ impl StanzaEncoder {
     }
 }
 
+/// One entry of the outbound queue.
+// The queue carried bare stanzas before; boxing them would add an allocation to every one.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// A stanza to serialise.
+    Stanza(Stanza),
+    /// A stanza already written as bytes, exactly as the serialiser would write it; sent as is.
+    Encoded(Bytes),
+}
+
 /// How the writer stopped.
 #[derive(Debug)]
 pub(crate) enum WriterEnd {
@@ -93,7 +104,7 @@ pub(crate) enum WriterEnd {
 
 /// Runs until the queue closes (then writes the footer), `stop` fires, or a write fails.
 pub(crate) async fn run_writer(
-    mut queue: mpsc::Receiver<Stanza>,
+    mut queue: mpsc::Receiver<Outbound>,
     mut socket: OwnedWriteHalf,
     stop: CancellationToken,
 ) -> WriterEnd {
@@ -106,12 +117,11 @@ pub(crate) async fn run_writer(
             next = queue.recv() => next,
         };
         let Some(first) = first else { break };
-        encode_logged(&mut encoder, &first, &mut batch);
-        drop(first);
+        put(&mut encoder, first, &mut batch);
         // Take whatever else is already queued into the same write.
         while batch.len() < BATCH_BYTES {
             match queue.try_recv() {
-                Ok(stanza) => encode_logged(&mut encoder, &stanza, &mut batch),
+                Ok(next) => put(&mut encoder, next, &mut batch),
                 Err(_) => break,
             }
         }
@@ -144,10 +154,16 @@ pub(crate) async fn run_writer(
     }
 }
 
-fn encode_logged(encoder: &mut StanzaEncoder, stanza: &Stanza, out: &mut BytesMut) {
-    if let Err(e) = encoder.encode(stanza, out) {
-        tracing::warn!(error = %e, "dropping an outgoing stanza that cannot be serialised");
-        metrics::counter!("pushgate_xmpp_stanzas_unserialisable_total").increment(1);
+/// Appends one queue entry to the batch; a stanza that cannot be serialised is dropped.
+fn put(encoder: &mut StanzaEncoder, entry: Outbound, out: &mut BytesMut) {
+    match entry {
+        Outbound::Encoded(bytes) => out.extend_from_slice(&bytes),
+        Outbound::Stanza(stanza) => {
+            if let Err(e) = encoder.encode(&stanza, out) {
+                tracing::warn!(error = %e, "dropping an outgoing stanza that cannot be serialised");
+                metrics::counter!("pushgate_xmpp_stanzas_unserialisable_total").increment(1);
+            }
+        }
     }
 }
 
@@ -196,5 +212,39 @@ mod tests {
         }
         let xml = String::from_utf8(out.to_vec()).unwrap();
         assert_eq!(xml.matches("<iq ").count(), 2, "{xml}");
+    }
+
+    #[tokio::test]
+    async fn encoded_entries_go_out_as_they_are_in_queue_order() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (client, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(address), listener.accept());
+        let (_read, write) = client.unwrap().into_split();
+        let (mut server, _) = accepted.unwrap();
+
+        let result = |id: &str| {
+            Outbound::Stanza(Iq::empty_result(Jid::new("example.test").unwrap(), id).into())
+        };
+        let encoded = Bytes::from_static(b"<iq type='set' to='example.test' id='e'><x/></iq>");
+        let (queue, outbound) = mpsc::channel(8);
+        for entry in [result("a"), Outbound::Encoded(encoded), result("b")] {
+            queue.send(entry).await.unwrap();
+        }
+        drop(queue);
+        let end = run_writer(outbound, write, CancellationToken::new()).await;
+        assert!(matches!(end, WriterEnd::Closed), "{end:?}");
+
+        let mut written = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut server, &mut written)
+            .await
+            .unwrap();
+        assert_eq!(
+            written,
+            "<iq type='result' to='example.test' id='a'></iq>\
+             <iq type='set' to='example.test' id='e'><x/></iq>\
+             <iq type='result' to='example.test' id='b'></iq>\
+             </stream:stream>"
+        );
     }
 }

@@ -108,12 +108,14 @@ fn spawn_accept(
     token: &str,
     body: &[u8],
 ) -> tokio::task::JoinHandle<AcceptOutcome> {
-    let (provider, token) = (h.provider.clone(), token.to_owned());
-    let message = IncomingMessage {
-        body: body.to_vec(),
-        ..IncomingMessage::default()
-    };
-    tokio::spawn(async move { provider.accept(&token, message).await })
+    let (provider, token, body) = (h.provider.clone(), token.to_owned(), body.to_vec());
+    tokio::spawn(async move {
+        let message = IncomingMessage {
+            body: &body,
+            ..IncomingMessage::default()
+        };
+        provider.accept(&token, message).await
+    })
 }
 
 async fn stored_count(h: &RolesHarness) -> usize {
@@ -272,6 +274,54 @@ async fn a_push_is_p2s_iq_and_the_answer_is_classified() {
         pushed.await.unwrap(),
         PushDelivery::NotDelivered(_)
     ));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn attribute_values_are_escaped_and_values_xml_cannot_carry_are_not_sent() {
+    let options = RolesOptions {
+        push_deadline: Duration::from_millis(300),
+        ..RolesOptions::default()
+    };
+    let mut h = start_roles(options, |_| ()).await;
+    let client_link = h.client_link.clone();
+    let push_with = |application: &'static str| {
+        let client_link = client_link.clone();
+        tokio::spawn(async move {
+            client_link
+                .push(UpPush {
+                    owner: OWNER,
+                    application,
+                    instance: INSTANCE,
+                    body: b"\xfb\xff<&>",
+                })
+                .await
+        })
+    };
+
+    // Only ids from registrations get here, but whatever they hold arrives as it was.
+    let application = "a'p\"p<&>\t\u{e9}";
+    let pushed = push_with(application);
+    let push = next_push(&mut h).await;
+    let payload = push.get_child("push", UP_NS).unwrap();
+    assert_eq!(payload.attr("application"), Some(application));
+    assert_eq!(payload.attr("instance"), Some(INSTANCE));
+    assert_eq!(payload.text(), "+/88Jj4=");
+    h.session.send_raw(result_to(&push));
+    assert_eq!(pushed.await.unwrap(), PushDelivery::Delivered);
+
+    // A control character cannot be written at all: nothing goes out and the push is not
+    // delivered, while the link goes on.
+    let pushed = push_with("bad\u{1}");
+    assert!(h.session.recv(Duration::from_millis(400)).await.is_none());
+    assert!(matches!(
+        pushed.await.unwrap(),
+        PushDelivery::NotDelivered(_)
+    ));
+    let pushed = spawn_push(&h, b"x");
+    let push = next_push(&mut h).await;
+    h.session.send_raw(result_to(&push));
+    assert_eq!(pushed.await.unwrap(), PushDelivery::Delivered);
     h.stop().await;
 }
 

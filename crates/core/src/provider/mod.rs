@@ -64,11 +64,12 @@ pub enum UpRegisterError {
     Seal(#[from] SealError),
 }
 
-/// A message posted to an endpoint, its headers already validated.
+/// A message posted to an endpoint, its headers already validated. The body is borrowed: a
+/// message the client takes at once is never copied, only one that is kept.
 #[derive(Clone, Debug, Default)]
-pub struct IncomingMessage {
+pub struct IncomingMessage<'a> {
     /// The body (the HTTP side enforces the size limit).
-    pub body: Vec<u8>,
+    pub body: &'a [u8],
     /// Requested `TTL` in seconds; none means the service's maximum.
     pub ttl_secs: Option<u32>,
     /// `Topic`, for replacement of an undelivered message.
@@ -195,7 +196,7 @@ impl Provider {
     }
 
     /// A message POSTed to `{public_url}/push/{token}`.
-    pub async fn accept(&self, token: &str, message: IncomingMessage) -> AcceptOutcome {
+    pub async fn accept(&self, token: &str, message: IncomingMessage<'_>) -> AcceptOutcome {
         let claims = match self.open_endpoint(token).await {
             Ok(Some(claims)) => claims,
             Ok(None) => return AcceptOutcome::NotFound,
@@ -215,7 +216,7 @@ impl Provider {
                 owner: &claims.owner,
                 application: claims.application.as_str(),
                 instance: claims.instance.as_str(),
-                body: &message.body,
+                body: message.body,
             })
             .await;
         match delivery {
@@ -246,7 +247,7 @@ impl Provider {
         token: &str,
         claims: &EndpointClaims,
         owner: OwnerKey,
-        message: IncomingMessage,
+        message: IncomingMessage<'_>,
         ttl_secs: u32,
     ) -> AcceptOutcome {
         let now = self.clock.now();
@@ -262,7 +263,7 @@ impl Provider {
             instance: claims.instance.as_str().to_owned(),
             topic: message.topic.map(|topic| topic.as_str().to_owned()),
             urgency: message.urgency.map(|urgency| urgency.as_str().to_owned()),
-            body: message.body,
+            body: message.body.to_vec(),
             received_at: now,
             expires_at,
         };

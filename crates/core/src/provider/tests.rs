@@ -104,9 +104,9 @@ fn token_of(registration: &UpRegistration) -> &str {
         .unwrap()
 }
 
-fn body(text: &str) -> IncomingMessage {
+fn body(text: &str) -> IncomingMessage<'_> {
     IncomingMessage {
-        body: text.as_bytes().to_vec(),
+        body: text.as_bytes(),
         ..IncomingMessage::default()
     }
 }
@@ -298,7 +298,7 @@ async fn caps_give_owner_full_then_unavailable_and_topics_replace() {
         .provider
         .register(OWNER, "example.test", APP, INSTANCE)
         .unwrap();
-    let topic = |text: &str| IncomingMessage {
+    let topic = |text: &'static str| IncomingMessage {
         topic: Some(Topic::parse("mail").unwrap()),
         ..body(text)
     };

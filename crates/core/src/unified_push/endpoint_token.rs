@@ -5,11 +5,13 @@
 //! operator switches (trap 9).
 
 use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 
+use super::opened_tokens::{self, OpenedTokens};
 use super::paseto;
 use super::up_id::UpId;
 use crate::clock::UnixMillis;
@@ -76,10 +78,12 @@ impl fmt::Debug for EndpointKey {
 }
 
 /// The configured keys: the first seals new tokens, every one opens (key rotation: put the
-/// new key first and keep the old one until the tokens it sealed have expired).
+/// new key first and keep the old one until the tokens it sealed have expired). Tokens that
+/// opened recently are remembered (clones share them), so a busy endpoint is decrypted once.
 #[derive(Clone)]
 pub struct EndpointKeys {
     keys: Vec<EndpointKey>,
+    opened: Arc<OpenedTokens>,
 }
 
 impl EndpointKeys {
@@ -88,12 +92,19 @@ impl EndpointKeys {
         if keys.is_empty() {
             return Err(EndpointKeyError::NoKey);
         }
-        Ok(Self { keys })
+        Ok(Self::with_keys(keys))
     }
 
     /// A single key that both seals and opens.
     pub fn single(key: EndpointKey) -> Self {
-        Self { keys: vec![key] }
+        Self::with_keys(vec![key])
+    }
+
+    fn with_keys(keys: Vec<EndpointKey>) -> Self {
+        Self {
+            keys,
+            opened: Arc::new(OpenedTokens::new(opened_tokens::CAPACITY)),
+        }
     }
 
     /// Seals `claims` with the first key into a token. Each call uses a fresh random nonce
@@ -115,6 +126,23 @@ impl EndpointKeys {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed);
         }
+        if let Some(claims) = self.opened.get(token) {
+            return if claims.expires_at <= now {
+                Err(TokenError::Expired)
+            } else {
+                Ok(claims)
+            };
+        }
+        let claims = self.decrypt(token)?;
+        if claims.expires_at <= now {
+            return Err(TokenError::Expired);
+        }
+        self.opened.insert(token, &claims);
+        Ok(claims)
+    }
+
+    /// The claims `token` holds, if one of the keys sealed it, whatever their expiry.
+    fn decrypt(&self, token: &str) -> Result<EndpointClaims, TokenError> {
         let message = paseto::open(self.keys.iter().map(|key| &key.0), token).map_err(
             |failure| match failure {
                 paseto::OpenFailure::Malformed => TokenError::Malformed,
@@ -130,10 +158,13 @@ impl EndpointKeys {
             application: UpId::parse(&claims.application).map_err(|_| TokenError::Malformed)?,
             instance: UpId::parse(&claims.instance).map_err(|_| TokenError::Malformed)?,
         };
-        if claims.expires_at <= now {
-            return Err(TokenError::Expired);
-        }
         Ok(claims)
+    }
+
+    /// How many opened tokens are remembered.
+    #[cfg(test)]
+    pub(crate) fn remembered(&self) -> usize {
+        self.opened.len()
     }
 }
 

@@ -96,6 +96,39 @@ fn a_token_expires_exactly_at_exp() {
 }
 
 #[test]
+fn only_tokens_that_open_are_remembered_and_expiry_is_checked_every_time() {
+    let keys = EndpointKeys::single(key(1));
+    let claims = claims("alice@example.test/phone");
+    let token = keys.seal(&claims).expect("seals");
+    assert_eq!(keys.open(&token, EXP), Err(TokenError::Expired));
+    assert_eq!(keys.remembered(), 0, "an expired token is not remembered");
+    assert_eq!(keys.open(&token, NOW), Ok(claims.clone()));
+    assert_eq!(keys.remembered(), 1);
+
+    // Remembered, it gives the same answers, expiry included; clones share what is remembered.
+    let clone = keys.clone();
+    assert_eq!(clone.open(&token, NOW), Ok(claims.clone()));
+    assert_eq!(clone.open(&token, EXP - 1), Ok(claims));
+    assert_eq!(clone.open(&token, EXP), Err(TokenError::Expired));
+    assert_eq!(
+        EndpointKeys::single(key(2)).open(&token, NOW),
+        Err(TokenError::WrongKeyOrTampered),
+        "other keys know nothing of it"
+    );
+
+    // Any other spelling is decrypted, refused and not remembered.
+    for index in "v2.local.".len()..token.len() {
+        let mut bytes = token.clone().into_bytes();
+        bytes[index] = if bytes[index] == b'A' { b'B' } else { b'A' };
+        let altered = String::from_utf8(bytes).expect("ascii");
+        assert!(keys.open(&altered, NOW).is_err(), "character {index}");
+    }
+    assert!(keys.open(&format!("{token}A"), NOW).is_err());
+    assert!(keys.open(&token[..token.len() - 1], NOW).is_err());
+    assert_eq!(keys.remembered(), 1);
+}
+
+#[test]
 fn changing_any_character_or_any_byte_breaks_the_token() {
     let keys = EndpointKeys::single(key(1));
     let token = keys

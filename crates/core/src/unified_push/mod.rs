@@ -3,6 +3,7 @@
 
 pub mod endpoint_token;
 pub mod expiration;
+mod opened_tokens;
 mod paseto;
 pub mod up_id;
 

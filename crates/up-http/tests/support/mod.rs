@@ -38,6 +38,7 @@ pub struct ScriptedClient {
     answers: Mutex<VecDeque<PushDelivery>>,
     default: Mutex<PushDelivery>,
     received: Mutex<Vec<Received>>,
+    body_addresses: Mutex<Vec<usize>>,
 }
 
 impl ScriptedClient {
@@ -46,7 +47,13 @@ impl ScriptedClient {
             answers: Mutex::new(VecDeque::new()),
             default: Mutex::new(PushDelivery::Delivered),
             received: Mutex::new(Vec::new()),
+            body_addresses: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Where in memory each body it received was, to tell whether it was copied on the way.
+    pub fn body_addresses(&self) -> Vec<usize> {
+        self.body_addresses.lock().expect("lock").clone()
     }
 
     /// Answers `delivery` from now on.
@@ -68,6 +75,10 @@ impl ScriptedClient {
 #[async_trait]
 impl ClientLink for ScriptedClient {
     async fn push(&self, push: UpPush<'_>) -> PushDelivery {
+        self.body_addresses
+            .lock()
+            .expect("lock")
+            .push(push.body.as_ptr() as usize);
         self.received.lock().expect("lock").push((
             push.owner.to_owned(),
             push.application.to_owned(),

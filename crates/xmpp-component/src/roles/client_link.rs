@@ -1,6 +1,8 @@
 //! The provider's way to its clients: each UnifiedPush message is an IQ `<push/>` from the
 //! component's bare JID to the owner's full JID (PROTOCOL.md A.3, B §2.4).
 
+mod push_bytes;
+
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -81,8 +83,15 @@ impl ClientLink for XmppClientLink {
             // Tokens are sealed from parsed JIDs, so only a foreign key could produce this.
             return PushDelivery::NotDelivered("the owner is not a JID".to_owned());
         };
-        let iq = push_iq(link.address().clone(), owner, &push);
-        let delivery = classify(link.send_iq(iq, self.deadline).await);
+        let id = link.next_iq_id();
+        let answer = match push_bytes::push_iq_bytes(link.address(), &owner, &id, &push) {
+            Some(iq) => link.send_encoded_iq(id, owner, iq, self.deadline).await,
+            None => {
+                let iq = push_iq(link.address().clone(), owner, &push);
+                link.send_iq(iq, self.deadline).await
+            }
+        };
+        let delivery = classify(answer);
         let label = match &delivery {
             PushDelivery::Delivered => "delivered",
             PushDelivery::Revoked => "revoked",
