@@ -117,7 +117,7 @@ impl<'a> Tokenizer<'a> {
                 self.pos += 1;
                 let name = self.name()?;
                 self.skip_space();
-                self.expect(b'>')?;
+                self.require(b'>')?;
                 Ok(Token::End(name))
             }
             Some(b'!' | b'?') | None => Err(Unusual),
@@ -145,7 +145,7 @@ impl<'a> Tokenizer<'a> {
                 }
                 Some(b'/') => {
                     self.pos += 1;
-                    self.expect(b'>')?;
+                    self.require(b'>')?;
                     tag.empty = true;
                     return Ok(tag);
                 }
@@ -170,7 +170,7 @@ impl<'a> Tokenizer<'a> {
             return Err(Unusual);
         }
         self.skip_space();
-        self.expect(b'=')?;
+        self.require(b'=')?;
         self.skip_space();
         let quote = *self.bytes().get(self.pos).ok_or(Unusual)?;
         if quote != b'\'' && quote != b'"' {
@@ -216,7 +216,7 @@ impl<'a> Tokenizer<'a> {
         self.pos > start
     }
 
-    fn expect(&mut self, byte: u8) -> Plain<()> {
+    fn require(&mut self, byte: u8) -> Plain<()> {
         if self.bytes().get(self.pos) == Some(&byte) {
             self.pos += 1;
             Ok(())
