@@ -24,11 +24,26 @@ use url::{Host, Url};
 
 use crate::tls::ALPN_H2;
 
-/// How often an open connection is checked with a PING, idle or not, so that NATs and load
-/// balancers keep it and a dead peer is noticed before a wake-up needs it.
-const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
-/// How long a PING may go unanswered before the connection counts as dead.
-const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How the shared connection to FCM is kept alive: a PING every `interval`, idle or not, so
+/// that NATs and load balancers keep it and a dead peer is noticed before a wake-up needs it;
+/// a PING unanswered for `timeout` ends the connection (the next send opens a new one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeepAlive {
+    /// Time from one answered PING to the next PING.
+    pub interval: Duration,
+    /// How long a PING may go unanswered.
+    pub timeout: Duration,
+}
+
+impl Default for KeepAlive {
+    /// A PING every 30 s, dead after 20 s without an answer.
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(20),
+        }
+    }
+}
 /// The head start of the preferred address family before the other is tried too.
 const FALLBACK_DELAY: Duration = Duration::from_millis(300);
 /// The connection-level receive window: room for a thousand small answers at once, so a burst
@@ -81,6 +96,7 @@ pub(crate) struct Endpoint {
     /// `None` for `http://`.
     tls: Option<(TlsConnector, ServerName<'static>)>,
     connect_timeout: Duration,
+    keep_alive: KeepAlive,
 }
 
 /// A connection ready for requests.
@@ -117,7 +133,13 @@ impl Endpoint {
             port,
             tls,
             connect_timeout,
+            keep_alive: KeepAlive::default(),
         })
+    }
+
+    /// Replaces the keep-alive of the connections opened from now on.
+    pub(crate) fn set_keep_alive(&mut self, keep_alive: KeepAlive) {
+        self.keep_alive = keep_alive;
     }
 
     /// Whether requests go out over TLS.
@@ -132,7 +154,7 @@ impl Endpoint {
             // Requests are small and latency matters more than packet count.
             let _ = tcp.set_nodelay(true);
             match &self.tls {
-                None => start(tcp).await,
+                None => start(tcp, self.keep_alive).await,
                 Some((connector, name)) => {
                     let stream = connector
                         .connect(name.clone(), tcp)
@@ -144,7 +166,7 @@ impl Endpoint {
                     if stream.get_ref().1.alpn_protocol() != Some(ALPN_H2) {
                         return Err(ConnectError::NoHttp2);
                     }
-                    start(stream).await
+                    start(stream, self.keep_alive).await
                 }
             }
         })
@@ -219,7 +241,7 @@ async fn dial_each(addresses: &[SocketAddr], budget: Duration) -> Result<TcpStre
 }
 
 /// The HTTP/2 handshake on `io`, then the connection's own task.
-async fn start<T>(io: T) -> Result<Established, ConnectError>
+async fn start<T>(io: T, keep_alive: KeepAlive) -> Result<Established, ConnectError>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -237,7 +259,7 @@ where
     let closed = Arc::new(AtomicBool::new(false));
     // The task ends with the connection: when the peer closes it or fails, when a PING goes
     // unanswered, or when the sender and every request on it are gone (h2 then says GOAWAY).
-    tokio::spawn(drive(connection, pings, Arc::clone(&closed)));
+    tokio::spawn(drive(connection, pings, keep_alive, Arc::clone(&closed)));
     Ok(Established { send, closed })
 }
 
@@ -245,6 +267,7 @@ where
 async fn drive<T>(
     connection: h2::client::Connection<T, Bytes>,
     pings: Option<PingPong>,
+    keep_alive: KeepAlive,
     closed: Arc<AtomicBool>,
 ) where
     T: AsyncRead + AsyncWrite + Unpin,
@@ -254,7 +277,7 @@ async fn drive<T>(
         yielded: false,
     });
     let ended = match pings {
-        Some(pings) => keep_alive(connection.as_mut(), pings).await,
+        Some(pings) => ping_while_driving(connection.as_mut(), pings, keep_alive).await,
         None => connection.await.map_err(|error| error.to_string()),
     };
     closed.store(true, Ordering::Release);
@@ -264,13 +287,17 @@ async fn drive<T>(
     }
 }
 
-/// Drives `connection` while sending a PING every [`KEEP_ALIVE_INTERVAL`]; gives up on a
-/// connection whose PING is unanswered for [`KEEP_ALIVE_TIMEOUT`].
-async fn keep_alive<F>(mut connection: Pin<&mut F>, mut pings: PingPong) -> Result<(), String>
+/// Drives `connection` while sending a PING every `keep_alive.interval`; gives up on a
+/// connection whose PING is unanswered for `keep_alive.timeout`.
+async fn ping_while_driving<F>(
+    mut connection: Pin<&mut F>,
+    mut pings: PingPong,
+    keep_alive: KeepAlive,
+) -> Result<(), String>
 where
     F: Future<Output = Result<(), h2::Error>>,
 {
-    let mut next_ping = Instant::now() + KEEP_ALIVE_INTERVAL;
+    let mut next_ping = Instant::now() + keep_alive.interval;
     loop {
         tokio::select! {
             biased;
@@ -282,12 +309,12 @@ where
             return connection.await.map_err(|error| error.to_string());
         }
         let pong = std::future::poll_fn(|cx| pings.poll_pong(cx));
-        let mut pong = pin!(timeout(KEEP_ALIVE_TIMEOUT, pong));
+        let mut pong = pin!(timeout(keep_alive.timeout, pong));
         tokio::select! {
             biased;
             ended = &mut connection => return ended.map_err(|error| error.to_string()),
             answered = &mut pong => match answered {
-                Ok(Ok(_)) => next_ping = Instant::now() + KEEP_ALIVE_INTERVAL,
+                Ok(Ok(_)) => next_ping = Instant::now() + keep_alive.interval,
                 Ok(Err(error)) => return Err(error.to_string()),
                 Err(_) => return Err("no answer to a PING".to_owned()),
             },

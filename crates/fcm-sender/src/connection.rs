@@ -15,7 +15,7 @@ use h2::client::SendRequest;
 use http::HeaderValue;
 use tokio::time::Instant;
 
-use crate::connect::{ConnectError, Endpoint};
+use crate::connect::{ConnectError, Endpoint, KeepAlive};
 use crate::exchange::{RequestHead, exchange};
 use crate::response_body::Answer;
 
@@ -74,6 +74,14 @@ impl FcmConnection {
             connect_timeout,
             head,
             slot: Mutex::default(),
+        }
+    }
+
+    /// Replaces the keep-alive of the connections opened from now on. Only while the sender
+    /// is being built, before any send holds the endpoint.
+    pub(crate) fn set_keep_alive(&mut self, keep_alive: KeepAlive) {
+        if let Some(endpoint) = Arc::get_mut(&mut self.endpoint) {
+            endpoint.set_keep_alive(keep_alive);
         }
     }
 

@@ -22,6 +22,7 @@ pub mod service_account;
 mod tls;
 
 pub use config::{AndroidPriority, DEFAULT_API_URL, FcmConfig, FcmConfigError};
+pub use connect::KeepAlive;
 pub use grant::{ASSERTION_LIFETIME_SECS, FCM_SCOPE, JWT_BEARER_GRANT_TYPE, UnusableKey};
 pub use message::wake_message;
 pub use private_key::{PrivateKeyPem, PrivateKeyProblem};

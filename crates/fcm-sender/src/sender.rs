@@ -16,7 +16,7 @@ use url::Url;
 use crate::access_token::{AccessToken, AccessTokens};
 use crate::classify::{Verdict, classify_answer};
 use crate::config::{AndroidPriority, FcmConfig, FcmConfigError};
-use crate::connect::Endpoint;
+use crate::connect::{Endpoint, KeepAlive};
 use crate::connection::FcmConnection;
 use crate::exchange::RequestHead;
 use crate::grant::{GrantSigner, UnusableKey};
@@ -128,6 +128,15 @@ impl FcmSender {
     /// Replaces the retry schedule (default: [`RetryPolicy::default`]).
     pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
+        self
+    }
+
+    /// Replaces how the shared HTTP/2 connection is kept alive (default:
+    /// [`KeepAlive::default`]); it applies to connections opened from now on.
+    pub fn with_keep_alive(mut self, keep_alive: KeepAlive) -> Self {
+        if let Route::Http2(connection) = &mut self.route {
+            connection.set_keep_alive(keep_alive);
+        }
         self
     }
 

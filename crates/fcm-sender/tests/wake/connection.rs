@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pushgate_core::WakeOutcome;
-use pushgate_fcm::{FcmConfig, RetryPolicy};
+use pushgate_fcm::{FcmConfig, KeepAlive, RetryPolicy};
 use pushgate_testkit::fake_fcm::{Answer, FakeFcm};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep};
 
@@ -27,6 +28,7 @@ fn no_retries() -> RetryPolicy {
 struct Relay {
     port: u16,
     links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    freeze: Arc<Notify>,
     accept: JoinHandle<()>,
 }
 
@@ -35,14 +37,19 @@ impl Relay {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let links = Arc::new(Mutex::new(Vec::new()));
+        let freeze = Arc::new(Notify::new());
         let accept = tokio::spawn({
-            let links = Arc::clone(&links);
+            let (links, freeze) = (Arc::clone(&links), Arc::clone(&freeze));
             async move {
                 while let Ok((mut inbound, _)) = listener.accept().await {
-                    let target = target.clone();
+                    let (target, freeze) = (target.clone(), Arc::clone(&freeze));
                     let link = tokio::spawn(async move {
                         let mut outbound = TcpStream::connect(target).await.expect("fake");
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            // Frozen: both sockets stay open, nothing goes through any more.
+                            () = freeze.notified() => std::future::pending::<()>().await,
+                        }
                     });
                     links.lock().expect("links").push(link);
                 }
@@ -51,8 +58,15 @@ impl Relay {
         Self {
             port,
             links,
+            freeze,
             accept,
         }
+    }
+
+    /// Stops forwarding on every connection open now, keeping them open (a peer gone silent,
+    /// as behind a NAT that forgot the connection); later connections are forwarded.
+    fn freeze(&self) {
+        self.freeze.notify_waiters();
     }
 
     fn api_url(&self) -> String {
@@ -101,6 +115,64 @@ async fn a_connection_the_server_closed_is_opened_anew_by_one_send() {
     );
     assert_eq!(fake.connections(), 3, "one new connection for the burst");
     assert_eq!(fake.sends_over_http2(), 21);
+}
+
+fn quick_keep_alive() -> KeepAlive {
+    KeepAlive {
+        interval: Duration::from_millis(50),
+        timeout: Duration::from_millis(200),
+    }
+}
+
+#[tokio::test]
+async fn answered_pings_keep_the_connection_through_idle_spells() {
+    let fake = FakeFcm::start().await.expect("fake FCM");
+    let sender = sender_with(&fake, &config(&fake))
+        .with_retry_policy(no_retries())
+        .with_keep_alive(quick_keep_alive());
+    assert_eq!(wake(&sender, "before").await, WakeOutcome::Accepted);
+    // Several PINGs go out and are answered meanwhile.
+    sleep(Duration::from_millis(600)).await;
+    assert_eq!(wake(&sender, "after").await, WakeOutcome::Accepted);
+    assert_eq!(
+        fake.connections(),
+        2,
+        "the token endpoint, then one for both sends"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_whose_pings_go_unanswered_is_replaced() {
+    let fake = FakeFcm::start().await.expect("fake FCM");
+    let relay = Relay::start(fake.api_url().replace("http://", "")).await;
+    let config = FcmConfig {
+        api_url: relay.api_url(),
+        request_deadline: Duration::from_secs(3),
+        ..config(&fake)
+    };
+    let sender = sender_with(&fake, &config)
+        .with_retry_policy(no_retries())
+        .with_keep_alive(quick_keep_alive());
+    assert_eq!(wake(&sender, "before").await, WakeOutcome::Accepted);
+    assert_eq!(fake.connections(), 2, "the token endpoint, then the sends");
+
+    relay.freeze();
+    // One interval and one PING timeout, with room to spare.
+    sleep(Duration::from_millis(700)).await;
+    let started = Instant::now();
+    // Without the PINGs this send would go out on the silent connection and wait out the
+    // deadline (3 s) for nothing.
+    assert_eq!(wake(&sender, "after").await, WakeOutcome::Accepted);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        fake.connections(),
+        3,
+        "a new connection after the silent one"
+    );
 }
 
 #[tokio::test]
