@@ -151,3 +151,117 @@ fn the_skipped_part_is_not_kept() {
     buf.extend_from_slice(b"</iq>");
     assert!(matches!(framer.next(&buf), Ok(Some(Frame::Skipped { .. }))));
 }
+
+/// Arbitrary input in arbitrary pieces: the framer, the fast reader and the full parser may
+/// refuse it, but never panic, never hand out a range outside the buffer, and never keep more
+/// than the hard bound.
+#[test]
+fn arbitrary_input_is_framed_or_refused_without_panics() {
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move |bound: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % bound as u64) as usize
+    };
+    const ALPHABET: &[&[u8]] = &[
+        b"<",
+        b">",
+        b"/",
+        b"'",
+        b"\"",
+        b"=",
+        b" ",
+        b"\n",
+        b"iq",
+        b"a",
+        b"x",
+        b"!",
+        b"?",
+        b"-",
+        b"[",
+        b"]",
+        b"&amp;",
+        b"&",
+        b";",
+        b"<![CDATA[",
+        b"]]>",
+        b"<!--",
+        b"-->",
+        b"\xc3\xa9",
+        b"\xff",
+        b"<iq type='result' id='r'/>",
+        b"</iq>",
+        b"<pubsub xmlns='http://jabber.org/protocol/pubsub'>",
+        b"<presence/>",
+        b"<iq type='set' id='s' from='example.test'>",
+        b"<a>",
+        b"</a>",
+    ];
+    let limits = XmlLimits {
+        max_stanza_bytes: 300,
+        max_depth: 6,
+        max_attribute_bytes: 40,
+    };
+    let mut elements = 0;
+    for _ in 0..6000 {
+        let mut input = HEADER.as_bytes().to_vec();
+        for _ in 0..next(80) {
+            input.extend_from_slice(ALPHABET[next(ALPHABET.len())]);
+        }
+        let mut framer = Framer::new(limits);
+        let mut buf: Vec<u8> = Vec::new();
+        let mut parser = None;
+        let mut rest = &input[..];
+        'feed: while !rest.is_empty() {
+            let take = 1 + next(rest.len().min(64));
+            let discard = framer.discardable();
+            assert!(discard <= buf.len());
+            buf.drain(..discard);
+            framer.discard(discard);
+            buf.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            loop {
+                let frame = match framer.next(&buf) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(_) => break 'feed,
+                };
+                let end = match frame {
+                    Frame::Header { end } => {
+                        parser = crate::stanza_parser::StanzaParser::start(&buf[..end])
+                            .ok()
+                            .map(|(parser, _)| parser);
+                        end
+                    }
+                    Frame::Element { start, end } => {
+                        elements += 1;
+                        assert!(start <= end && end <= buf.len());
+                        let element = &buf[start..end];
+                        let fast =
+                            crate::fast_stanza::read(element, true, limits.max_attribute_bytes);
+                        let full = match (fast, parser.as_mut()) {
+                            (None, Some(parser)) => Some(parser.read(element, limits)),
+                            _ => None,
+                        };
+                        if matches!(full, Some(Err(_))) {
+                            // Not well-formed: the session would end here.
+                            break 'feed;
+                        }
+                        end
+                    }
+                    Frame::Skipped { end, .. } | Frame::StreamEnd { end } => end,
+                };
+                assert!(end <= buf.len());
+                buf.drain(..end);
+            }
+            assert!(
+                buf.len() <= limits.hard_stanza_bytes() + 64,
+                "{} bytes kept",
+                buf.len()
+            );
+        }
+    }
+    // Enough of the inputs hold whole elements for the readers to be exercised.
+    assert!(elements > 500, "{elements}");
+}
