@@ -73,8 +73,7 @@ impl Dispatcher {
                 self.turn_away(stanza).await;
             }
             Inbound::Publish { request, .. } if draining => {
-                let busy = IqReply::error(ErrorType::Wait, DefinedCondition::ResourceConstraint);
-                self.reply(request.into(), busy).await;
+                self.reply(request.into(), busy()).await;
             }
             Inbound::Publish { request, publish } => self.on_publish(request.into(), publish).await,
             Inbound::Element(XmppStreamElement::Stanza(stanza)) => match stanza {
@@ -128,8 +127,7 @@ impl Dispatcher {
             Stanza::Iq(Iq::Get { from, to, id, .. } | Iq::Set { from, to, id, .. }) => {
                 // A `wait` error: the sender may retry, and no server counts it against a
                 // push registration (PROTOCOL A.2).
-                let busy = IqReply::error(ErrorType::Wait, DefinedCondition::ResourceConstraint);
-                self.reply(IqHeader { from, to, id }, busy).await;
+                self.reply(IqHeader { from, to, id }, busy()).await;
             }
             Stanza::Iq(answer) => {
                 self.link.shared_tracker().resolve(answer);
@@ -203,8 +201,7 @@ impl Dispatcher {
         // Too many requests in flight: a `wait` error makes the sender retry later without
         // counting it against us (PROTOCOL A.2).
         count_rejected("overloaded");
-        let busy = IqReply::error(ErrorType::Wait, DefinedCondition::ResourceConstraint);
-        self.reply(header, busy).await;
+        self.reply(header, busy()).await;
         None
     }
 
@@ -266,6 +263,12 @@ async fn send_reply(link: &ComponentLink, header: IqHeader, reply: IqReply) {
     if let Err(error) = link.send(reply.into_iq(header)).await {
         tracing::debug!(%error, "IQ reply not sent");
     }
+}
+
+/// A `wait` error: the sender may retry, and no server counts it against a push
+/// registration (PROTOCOL A.2).
+fn busy() -> IqReply {
+    IqReply::error(ErrorType::Wait, DefinedCondition::ResourceConstraint)
 }
 
 fn unhandled() -> IqReply {

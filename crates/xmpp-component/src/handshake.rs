@@ -1,5 +1,6 @@
 //! Opening a session: TCP connect, stream header, XEP-0114 handshake.
 
+use bytes::{BufMut, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -13,6 +14,7 @@ use crate::config::ComponentConfig;
 use crate::error::SessionError;
 use crate::inbound::Inbound;
 use crate::reader::{ReadFailure, ReadItem, StanzaReader};
+use crate::short_answer::put_escaped;
 
 /// An authenticated session's two halves.
 pub(crate) struct LinkStream {
@@ -37,29 +39,23 @@ pub(crate) async fn open(config: &ComponentConfig) -> Result<LinkStream, Session
 }
 
 /// The stream header we send (XEP-0114 §3: the stream is in `jabber:component:accept`).
-fn stream_header(jid: &str) -> String {
-    let mut to = String::with_capacity(jid.len());
-    for c in jid.chars() {
-        match c {
-            '&' => to.push_str("&amp;"),
-            '<' => to.push_str("&lt;"),
-            '>' => to.push_str("&gt;"),
-            '\'' => to.push_str("&apos;"),
-            other => to.push(other),
-        }
-    }
-    format!(
-        "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{}' to='{to}' version='1.0'>",
-        ns::COMPONENT,
-        ns::STREAM,
-    )
+fn stream_header(jid: &str) -> BytesMut {
+    let mut header = BytesMut::with_capacity(160 + jid.len());
+    header.put_slice(b"<?xml version='1.0'?><stream:stream xmlns='");
+    header.put_slice(ns::COMPONENT.as_bytes());
+    header.put_slice(b"' xmlns:stream='");
+    header.put_slice(ns::STREAM.as_bytes());
+    header.put_slice(b"' to='");
+    put_escaped(jid, &mut header);
+    header.put_slice(b"' version='1.0'>");
+    header
 }
 
 async fn handshake(tcp: TcpStream, config: &ComponentConfig) -> Result<LinkStream, SessionError> {
     let (read, mut writer) = tcp.into_split();
     let mut reader = StanzaReader::new(read, config.limits);
     writer
-        .write_all(stream_header(&config.jid).as_bytes())
+        .write_all(&stream_header(&config.jid))
         .await
         .map_err(SessionError::Io)?;
     let header = reader.header().await.map_err(SessionError::from)?;
@@ -117,8 +113,8 @@ mod tests {
     #[test]
     fn the_stream_header_is_well_formed_and_addressed() {
         let header = stream_header("push.example.test");
-        let (_, parsed) =
-            crate::stanza_parser::StanzaParser::start(header.as_bytes()).expect("well-formed");
+        let (_, parsed) = crate::stanza_parser::StanzaParser::start(&header).expect("well-formed");
+        let header = String::from_utf8(header.to_vec()).expect("utf-8");
         assert_eq!(parsed.id, None);
         assert!(header.contains("to='push.example.test'"), "{header}");
         assert!(

@@ -116,12 +116,15 @@ pub(crate) struct InboundBuilder {
     skip: Option<SkipReason>,
 }
 
-fn kind_of(name: &QName) -> ElementKind {
-    match name.1.as_str() {
-        "iq" => ElementKind::Iq,
-        "message" => ElementKind::Message,
-        "presence" => ElementKind::Presence,
-        _ => ElementKind::Other,
+impl ElementKind {
+    /// The kind of a top-level element named `name` (in the stream's namespace).
+    pub(crate) fn of_name(name: &str) -> Self {
+        match name {
+            "iq" => Self::Iq,
+            "message" => Self::Message,
+            "presence" => Self::Presence,
+            _ => Self::Other,
+        }
     }
 }
 
@@ -218,7 +221,7 @@ impl FromXml for Inbound {
         ctx: &Context<'_>,
     ) -> Result<InboundBuilder, FromEventsError> {
         let limits = READ_LIMITS.get();
-        let kind = kind_of(&name);
+        let kind = ElementKind::of_name(name.1.as_str());
         let header = if kind == ElementKind::Iq {
             IqHeaderAttrs {
                 id: attr(&attrs, "id"),

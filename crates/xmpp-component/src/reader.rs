@@ -199,12 +199,7 @@ fn header_of(start_tag: &[u8]) -> (ElementKind, IqHeaderAttrs) {
     let Ok(Token::Start(tag)) = tokens.next_token() else {
         return unknown;
     };
-    let kind = match tag.name {
-        "iq" => ElementKind::Iq,
-        "message" => ElementKind::Message,
-        "presence" => ElementKind::Presence,
-        _ => ElementKind::Other,
-    };
+    let kind = ElementKind::of_name(tag.name);
     if kind != ElementKind::Iq {
         return (kind, IqHeaderAttrs::default());
     }
