@@ -117,6 +117,15 @@ fn empty_results_read_as_the_full_parser_reads_them() {
     .map(str::to_owned);
     let taken = agree(&cases);
     assert!(taken >= 8, "only {taken} taken fast");
+    // The common case is the expected stanza.
+    let Some(FastStanza::EmptyResult { id, from, .. }) = by_the_fast_reader(&cases[0]) else {
+        panic!("not read fast: {}", cases[0]);
+    };
+    assert_eq!(id, "up.7");
+    assert_eq!(
+        from.as_ref().map(|j| j.as_str()),
+        Some("a@example.test/phone")
+    );
     // Prosody's form of a client's answer to a push is taken fast.
     assert!(matches!(
         by_the_fast_reader(&cases[11]),
