@@ -41,8 +41,33 @@ impl ClockTick {
     }
 }
 
-/// `utime + stime` of the whole process (every thread, ended ones included), in clock ticks.
-pub fn process_ticks(pid: u32) -> io::Result<u64> {
+/// CPU time of a whole process (every thread, ended ones included), in clock ticks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcessTicks {
+    /// `utime`: running its own code.
+    pub user: u64,
+    /// `stime`: in the kernel on its behalf (system calls, and the loopback network work a
+    /// send does for the receiving socket).
+    pub system: u64,
+}
+
+impl ProcessTicks {
+    /// Both together.
+    pub fn total(self) -> u64 {
+        self.user + self.system
+    }
+
+    /// What was used from `earlier` to `self`.
+    pub fn since(self, earlier: Self) -> Self {
+        Self {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+}
+
+/// `utime` and `stime` of the whole process, in clock ticks.
+pub fn process_ticks(pid: u32) -> io::Result<ProcessTicks> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name (field 2) is in parentheses and may hold spaces: count from its end.
     let after_name = stat
@@ -57,7 +82,10 @@ pub fn process_ticks(pid: u32) -> io::Result<u64> {
             .and_then(|value| value.parse().ok())
             .ok_or_else(|| malformed("stat", pid))
     };
-    Ok(field(14)? + field(15)?)
+    Ok(ProcessTicks {
+        user: field(14)?,
+        system: field(15)?,
+    })
 }
 
 /// Time on the CPU of each live thread, in nanoseconds, by thread id.
@@ -164,7 +192,9 @@ mod tests {
         assert!(threads.values().sum::<u64>() > 0);
         let ticks = process_ticks(pid).expect("stat");
         let tick = ClockTick::of_this_system();
-        assert!(tick.duration(ticks) <= Duration::from_secs(3600));
+        assert!(tick.duration(ticks.total()) <= Duration::from_secs(3600));
+        assert_eq!(ticks.total(), ticks.user + ticks.system);
+        assert_eq!(ticks.since(ticks), ProcessTicks::default());
         let (busy, all) = machine_ticks().expect("/proc/stat");
         assert!(busy <= all && all > 0);
         let memory = memory(pid).expect("status");

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::proc_stats::{self, ClockTick};
+use crate::proc_stats::{self, ClockTick, ProcessTicks};
 
 const PERIOD: Duration = Duration::from_millis(50);
 
@@ -22,6 +22,8 @@ pub struct Usage {
     pub cpu: Duration,
     /// CPU time from `utime + stime` (clock-tick precision), the cross-check.
     pub cpu_ticks: Duration,
+    /// The part of `cpu_ticks` spent in the kernel (`stime`).
+    pub system_ticks: Duration,
     /// The highest `VmRSS` sampled, in KiB.
     pub max_rss_kib: u64,
     /// The window's length.
@@ -37,6 +39,14 @@ impl Usage {
         self.cpu.as_secs_f64() * 1e6 / events as f64
     }
 
+    /// The share of the CPU time spent in the kernel, by the clock-tick counters.
+    pub fn system_share(&self) -> f64 {
+        if self.cpu_ticks.is_zero() {
+            return f64::NAN;
+        }
+        self.system_ticks.as_secs_f64() / self.cpu_ticks.as_secs_f64()
+    }
+
     /// CPU time over wall time (1.0 = one core busy all the time).
     pub fn cpu_share(&self) -> f64 {
         if self.wall.is_zero() {
@@ -48,7 +58,7 @@ impl Usage {
 
 struct Metered {
     pid: u32,
-    start_ticks: u64,
+    start_ticks: ProcessTicks,
     baseline: HashMap<u32, u64>,
     last: HashMap<u32, u64>,
     max_rss_kib: u64,
@@ -59,7 +69,7 @@ impl Metered {
         let baseline = proc_stats::thread_cpu_ns(pid).unwrap_or_default();
         let mut metered = Self {
             pid,
-            start_ticks: proc_stats::process_ticks(pid).unwrap_or(0),
+            start_ticks: proc_stats::process_ticks(pid).unwrap_or_default(),
             last: baseline.clone(),
             baseline,
             max_rss_kib: 0,
@@ -84,10 +94,13 @@ impl Metered {
             .iter()
             .map(|(tid, ns)| ns.saturating_sub(self.baseline.get(tid).copied().unwrap_or(0)))
             .sum();
-        let end_ticks = proc_stats::process_ticks(self.pid).unwrap_or(self.start_ticks);
+        let used = proc_stats::process_ticks(self.pid)
+            .unwrap_or(self.start_ticks)
+            .since(self.start_ticks);
         Usage {
             cpu: Duration::from_nanos(cpu_ns),
-            cpu_ticks: tick.duration(end_ticks.saturating_sub(self.start_ticks)),
+            cpu_ticks: tick.duration(used.total()),
+            system_ticks: tick.duration(used.system),
             max_rss_kib: self.max_rss_kib,
             wall,
         }

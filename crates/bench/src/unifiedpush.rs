@@ -91,7 +91,7 @@ pub async fn run(pushgate: &Path, only: Option<usize>) -> Result<(), BenchError>
         megabytes(idle.rss_kib)
     );
     println!(
-        "{:>11} {:>9} {:>9} {:>7} {:>7} {:>13} {:>12} {:>13} {:>13} {:>13} {:>7} {:>11}  other statuses",
+        "{:>11} {:>9} {:>9} {:>7} {:>7} {:>13} {:>12} {:>8} {:>13} {:>13} {:>13} {:>7} {:>11}  other statuses",
         "connections",
         "pushes",
         "pushes/s",
@@ -99,6 +99,7 @@ pub async fn run(pushgate: &Path, only: Option<usize>) -> Result<(), BenchError>
         "p99 ms",
         "pushgate µs",
         "(stat ticks)",
+        "kernel",
         "Prosody CPU",
         "Prosody µs",
         "driver µs",
@@ -130,7 +131,7 @@ pub async fn run(pushgate: &Path, only: Option<usize>) -> Result<(), BenchError>
             .map(|(status, count)| (*status, *count))
             .collect();
         println!(
-            "{:>11} {:>9} {:>9.0} {:>7.2} {:>7.2} {:>13.1} {:>12.1} {:>12.0}% {:>13.1} {:>13.1} {:>7.1} {:>11.2}  {}",
+            "{:>11} {:>9} {:>9.0} {:>7.2} {:>7.2} {:>13.1} {:>12.1} {:>7.0}% {:>12.0}% {:>13.1} {:>13.1} {:>7.1} {:>11.2}  {}",
             connections,
             pushes,
             pushes as f64 / pushgate_usage.wall.as_secs_f64(),
@@ -138,6 +139,7 @@ pub async fn run(pushgate: &Path, only: Option<usize>) -> Result<(), BenchError>
             result.latencies.percentile_ms(99.0),
             pushgate_usage.cpu_us_per(pushes),
             pushgate_usage.cpu_ticks.as_secs_f64() * 1e6 / pushes.max(1) as f64,
+            pushgate_usage.system_share() * 100.0,
             prosody_usage.cpu_share() * 100.0,
             prosody_usage.cpu_us_per(pushes),
             driver_usage.cpu_us_per(pushes),

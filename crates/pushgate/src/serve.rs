@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use pushgate_core::{Clock, Store, SystemClock};
 use pushgate_store::{CacheConfig, CachingStore, SqlStore, StoreConfig};
-use pushgate_up_http::{ServerConfig, push_routes};
+use pushgate_up_http::{Routes, ServerConfig, push_routes};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -148,9 +148,9 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
         None => None,
     };
     let services = Services::build(&settings, Arc::clone(&cached))?;
-    let mut router = axum::Router::new();
+    let mut routes = Routes::default();
     if let (Some(provider), Some(public_url)) = (&services.provider, &settings.http.public_url) {
-        router = push_routes(
+        routes = push_routes(
             Arc::clone(provider),
             push_endpoint_config(&settings, public_url),
         )?;
@@ -168,7 +168,7 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
         links.push(Arc::new(running.link));
         handlers.push(running.roles);
     }
-    let router = router.merge(health_routes_for(&settings, &store, links));
+    let routes = routes.merge(health_routes_for(&settings, &store, links));
     tasks.push((
         "maintenance".to_owned(),
         tokio::spawn(maintenance(
@@ -184,7 +184,7 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
     tracing::info!(address = %settings.http.listen, "HTTP listening");
     let http = tokio::spawn(pushgate_up_http::serve(
         listener,
-        router,
+        routes,
         server_config(&settings.http),
         shutdown.clone(),
     ));

@@ -10,7 +10,7 @@ use pushgate::health::{HealthSources, LinkHealth, health_routes};
 use pushgate_core::memory_store::MemoryStore;
 use pushgate_core::provider::{Provider, ProviderConfig};
 use pushgate_core::{EndpointKey, EndpointKeys, MessageStoreLimits, SystemClock};
-use pushgate_up_http::{PushEndpointConfig, ServerConfig, app, push_routes};
+use pushgate_up_http::{App, PushEndpointConfig, ServerConfig, app, push_routes};
 use pushgate_xmpp::XmppClientLink;
 use serde_json::json;
 use tower::ServiceExt;
@@ -40,7 +40,7 @@ impl LinkHealth for Link {
     }
 }
 
-fn router(links: Vec<Arc<Link>>, store: Arc<MemoryStore>) -> axum::Router {
+fn router(links: Vec<Arc<Link>>, store: Arc<MemoryStore>) -> App {
     let links = links
         .into_iter()
         .map(|link| link as Arc<dyn LinkHealth>)
@@ -74,7 +74,7 @@ fn router(links: Vec<Arc<Link>>, store: Arc<MemoryStore>) -> axum::Router {
     app(routes, &ServerConfig::default())
 }
 
-async fn get(router: axum::Router, path: &str) -> (StatusCode, serde_json::Value) {
+async fn get(router: App, path: &str) -> (StatusCode, serde_json::Value) {
     let request = Request::get(path).body(Body::empty()).expect("request");
     let response = router.oneshot(request).await.expect("response");
     let status = response.status();

@@ -2,14 +2,17 @@
 
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::Body;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware;
 use axum::middleware::Next;
 use axum::response::Response;
 use http_body_util::Limited;
 
-use crate::errors::json_error;
+use crate::errors::{json_error, method_not_allowed, not_found};
 use crate::push::UP_MAX_MESSAGE_BYTES;
 
 /// How the HTTP server treats connections and requests.
@@ -42,20 +45,22 @@ impl Default for ServerConfig {
     }
 }
 
+/// `router` with a JSON 404 for unknown paths, a JSON 405 for wrong methods, the body cap and
+/// the request deadline.
+pub(crate) fn with_limits(router: Router, config: &ServerConfig) -> Router {
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(config.clone(), deadline))
+        .layer(middleware::from_fn_with_state(config.clone(), cap_body))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+}
+
 /// Refuses a body over the cap: at once by `Content-Length`, or, for a streamed body, as soon as
 /// the handler reads past the cap (RFC 8030 §7.2 leaves the size to the server; 413 per RFC 9110
 /// §15.5.14).
-pub(crate) async fn cap_body(
-    State(config): State<ServerConfig>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > config.max_body_bytes as u64) {
+async fn cap_body(State(config): State<ServerConfig>, request: Request, next: Next) -> Response {
+    if declares_too_large(request.headers(), config.max_body_bytes) {
         return too_large();
     }
     let request = request.map(|body| Body::new(Limited::new(body, config.max_body_bytes)));
@@ -63,23 +68,31 @@ pub(crate) async fn cap_body(
 }
 
 /// Answers 503 when the handler does not finish within the request timeout.
-pub(crate) async fn deadline(
-    State(config): State<ServerConfig>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn deadline(State(config): State<ServerConfig>, request: Request, next: Next) -> Response {
     match tokio::time::timeout(config.request_timeout, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => {
-            let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, "request timed out");
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            response
-        }
+        Err(_) => timed_out(),
     }
 }
 
-fn too_large() -> Response {
+/// Whether `Content-Length` says the body is over `max_body_bytes`.
+pub(crate) fn declares_too_large(headers: &HeaderMap, max_body_bytes: usize) -> bool {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok())
+        .is_some_and(|length| length > max_body_bytes as u64)
+}
+
+/// The answer when a request ran past its deadline.
+pub(crate) fn timed_out() -> Response {
+    let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, "request timed out");
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+pub(crate) fn too_large() -> Response {
     json_error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
 }

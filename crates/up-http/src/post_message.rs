@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::BoxError;
+use axum::body::{Bytes, HttpBody};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use http_body_util::LengthLimitError;
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use pushgate_core::provider::{
     AcceptOutcome, HeaderError, IncomingMessage, Topic, Urgency, parse_ttl,
 };
@@ -32,34 +33,50 @@ const OWNER_FULL_RETRY_AFTER_SECS: u64 = 60;
 /// `Retry-After` when the store is full or down: usually brief.
 const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 10;
 
-/// `POST /push/{token}`.
+/// `POST /push/{token}` through the router (a token with percent-escapes comes this way).
 pub(crate) async fn post_message(
     State(endpoint): State<Arc<PushEndpoint>>,
     token: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    // The per-client limit comes first: it is the one that protects everything after it.
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(peer)| *peer);
-    let client = client_key(&parts.headers, peer, endpoint.trust_forwarded_for);
+    let token = token.ok().map(|Path(token)| token);
+    accept_push(&endpoint, peer, &parts.headers, token.as_deref(), body).await
+}
+
+/// One push message to `token` (`None`: the path held none), from the client at `peer`.
+pub(crate) async fn accept_push<B>(
+    endpoint: &PushEndpoint,
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+    token: Option<&str>,
+    body: B,
+) -> Response
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    // The per-client limit comes first: it is the one that protects everything after it.
+    let client = client_key(headers, peer, endpoint.trust_forwarded_for);
     if let Err(wait) = endpoint.per_client.check(&client) {
         tracing::debug!("push refused: over the per-client rate");
         return too_many_requests(wait);
     }
-    let headers = match message_headers(&parts.headers) {
+    let headers = match message_headers(headers) {
         Ok(message) => message,
         Err(error) => return json_error(StatusCode::BAD_REQUEST, &error.to_string()),
     };
     // A path that is not even shaped like a token is answered at once, before it takes a slot
     // in the per-endpoint limiter; the provider judges everything else.
     let token = match token {
-        Ok(Path(token)) if token.len() <= MAX_TOKEN_LEN && token.starts_with(TOKEN_PREFIX) => token,
+        Some(token) if token.len() <= MAX_TOKEN_LEN && token.starts_with(TOKEN_PREFIX) => token,
         _ => return no_such_endpoint(),
     };
-    if let Err(wait) = endpoint.per_endpoint.check(&endpoint.endpoint_key(&token)) {
+    if let Err(wait) = endpoint.per_endpoint.check(&endpoint.endpoint_key(token)) {
         tracing::debug!("push refused: over the per-endpoint rate");
         return too_many_requests(wait);
     }
@@ -71,7 +88,7 @@ pub(crate) async fn post_message(
         body: &body,
         ..headers
     };
-    let outcome = endpoint.provider.accept(&token, message).await;
+    let outcome = endpoint.provider.accept(token, message).await;
     answer(outcome, &endpoint.message_url_prefix)
 }
 
@@ -107,11 +124,15 @@ fn message_headers(headers: &HeaderMap) -> Result<IncomingMessage<'static>, Head
 
 /// The whole body, at most [`UP_MAX_MESSAGE_BYTES`]: 413 as soon as it runs past that. A body
 /// that arrived in one piece is not copied.
-async fn read_body(body: Body) -> Result<Bytes, Response> {
-    match axum::body::to_bytes(body, UP_MAX_MESSAGE_BYTES).await {
-        Ok(bytes) => Ok(bytes),
+async fn read_body<B>(body: B) -> Result<Bytes, Response>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    match Limited::new(body, UP_MAX_MESSAGE_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
         Err(error) => {
-            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*error);
             while let Some(current) = cause {
                 if current.is::<LengthLimitError>() {
                     return Err(json_error(

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use pushgate_core::provider::Provider;
 
+use crate::app::Routes;
 use crate::errors::json_error;
 use crate::post_message::post_message;
 use crate::rate_limit::{KeyedLimit, MAX_TRACKED_KEYS, RateLimits};
@@ -85,7 +86,7 @@ impl PushEndpoint {
 pub fn push_routes(
     provider: Arc<Provider>,
     config: PushEndpointConfig,
-) -> Result<Router, PushEndpointError> {
+) -> Result<Routes, PushEndpointError> {
     let public_url = config.public_url.trim_end_matches('/');
     let message_url_prefix = format!("{public_url}/message/");
     // The id appended later is hex, so the prefix decides whether every Location is valid.
@@ -112,10 +113,11 @@ pub fn push_routes(
         trust_forwarded_for: config.trust_forwarded_for,
         token_hasher: std::hash::RandomState::new(),
     });
-    Ok(Router::new()
+    let router = Router::new()
         .route("/push/{token}", get(discovery).post(post_message))
         .route("/message/{id}", any(no_such_message))
-        .with_state(endpoint))
+        .with_state(Arc::clone(&endpoint));
+    Ok(Routes::with_push(router, endpoint))
 }
 
 /// `GET /push/{token}`: the UnifiedPush discovery answer, the same for any token (PROTOCOL.md

@@ -1,47 +1,41 @@
-//! Accepting connections and serving the router on them until shutdown.
+//! Accepting connections and serving the routes on them until shutdown.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use axum::http::Request;
-use axum::middleware;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
+use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::ServiceExt as _;
 
-use crate::errors::{method_not_allowed, not_found};
-use crate::limits::{ServerConfig, cap_body, deadline};
+use crate::app::{App, Routes, app};
+use crate::limits::ServerConfig;
 
-/// `router` with what every pushgate route gets: a JSON 404 for unknown paths, a JSON 405 for
-/// wrong methods, the body cap and the request deadline. [`serve`] serves this; tests can call
-/// it directly.
-pub fn app(router: Router, config: &ServerConfig) -> Router {
-    router
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(config.clone(), deadline))
-        .layer(middleware::from_fn_with_state(config.clone(), cap_body))
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
-}
-
-/// Serves [`app`]`(router, config)` on `listener` until `shutdown` is cancelled, then stops
+/// Serves [`app`]`(routes, config)` on `listener` until `shutdown` is cancelled, then stops
 /// accepting, lets in-flight requests finish (at most `config.shutdown_grace`) and returns once
 /// every connection task has ended.
-pub async fn serve(
+pub fn serve(
     listener: TcpListener,
-    router: Router,
+    routes: impl Into<Routes>,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> + Send + 'static {
+    let app = Arc::new(app(routes, &config));
+    serve_app(listener, app, config, shutdown)
+}
+
+async fn serve_app(
+    listener: TcpListener,
+    app: Arc<App>,
     config: ServerConfig,
     shutdown: CancellationToken,
 ) {
-    let app = app(router, &config);
     let connections = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
 
@@ -69,7 +63,7 @@ pub async fn serve(
             },
         };
         tracing::trace!(%peer, "HTTP connection accepted");
-        let app = app.clone();
+        let app = Arc::clone(&app);
         let config = config.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
@@ -88,7 +82,7 @@ pub async fn serve(
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    app: Router,
+    app: Arc<App>,
     config: &ServerConfig,
     shutdown: &CancellationToken,
 ) {
@@ -96,13 +90,12 @@ async fn serve_connection(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout);
-    // Every request learns the peer address as axum's `ConnectInfo`, as
-    // `into_make_service_with_connect_info` would give it (the per-client rate limit needs it).
-    let app = app.map_request(move |mut request: Request<Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(peer));
-        request
+    // The per-client rate limit needs the peer address.
+    let service = service_fn(move |request: Request<Incoming>| {
+        let app = Arc::clone(&app);
+        async move { Ok::<_, Infallible>(app.respond(request, Some(peer)).await) }
     });
-    let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
 
     tokio::select! {

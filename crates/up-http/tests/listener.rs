@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use pushgate_up_http::{RateLimits, ServerConfig, serve};
+use pushgate_up_http::{RateLimits, Routes, ServerConfig, serve};
 use support::{Fixture, burst_then_hourly, endpoint_config, generous};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -20,7 +20,7 @@ struct Running {
     server: JoinHandle<()>,
 }
 
-async fn start(router: Router, config: ServerConfig) -> Running {
+async fn start(router: impl Into<Routes>, config: ServerConfig) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     let shutdown = CancellationToken::new();
@@ -33,11 +33,11 @@ async fn start(router: Router, config: ServerConfig) -> Running {
 }
 
 /// The push routes of a real provider with the default limits.
-fn push_routes() -> Router {
+fn push_routes() -> Routes {
     routes_of(&Fixture::new(), RateLimits::default())
 }
 
-fn routes_of(fixture: &Fixture, rate_limits: RateLimits) -> Router {
+fn routes_of(fixture: &Fixture, rate_limits: RateLimits) -> Routes {
     pushgate_up_http::push_routes(fixture.provider.clone(), endpoint_config(rate_limits))
         .expect("valid configuration")
 }

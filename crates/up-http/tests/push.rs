@@ -1,16 +1,21 @@
-//! `POST /push/{token}` through the router with a real provider: PROTOCOL.md A.3, the rows
+//! `POST /push/{token}` through the app with a real provider: PROTOCOL.md A.3, the rows
 //! that accept a message or refuse the request itself (201, 404, 413, 400), and discovery.
 
 mod support;
+
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, Request, StatusCode, header};
 use pushgate_core::unified_push::{EndpointKey, EndpointKeys};
 use pushgate_core::{MessageStoreLimits, OwnerKey, PushDelivery, Store};
+use pushgate_up_http::{RateLimits, ServerConfig};
 use support::http::{
     assert_created, assert_error, chunked, post, push, push_with, send, stored_bodies,
 };
-use support::{APP, Fixture, INSTANCE, MAX_TTL_SECS, NOW, OWNER};
+use support::{
+    APP, Fixture, INSTANCE, MAX_TTL_SECS, NOW, OWNER, endpoint_config, generous, server_config,
+};
 
 #[tokio::test]
 async fn a_delivered_message_gets_201_with_location_and_ttl() {
@@ -259,6 +264,54 @@ async fn a_body_over_4096_bytes_gets_413_by_length_or_by_stream() {
         StatusCode::PAYLOAD_TOO_LARGE,
     );
     assert!(f.client.received().is_empty(), "nothing was relayed");
+}
+
+#[tokio::test]
+async fn a_push_is_held_to_the_servers_body_cap_and_deadline() {
+    let f = Fixture::new();
+    let server = ServerConfig {
+        max_body_bytes: 1000,
+        request_timeout: Duration::from_millis(100),
+        ..server_config()
+    };
+    let router = f.router_under(
+        endpoint_config(RateLimits {
+            per_endpoint: generous(),
+            per_client: generous(),
+        }),
+        &server,
+    );
+    let token = f.register();
+    let declared = send(&router, push(&token, &[b'a'; 1001])).await;
+    assert_error(&declared, StatusCode::PAYLOAD_TOO_LARGE);
+    let streamed = post(&token).body(chunked(6, 200)).expect("request");
+    assert_error(
+        &send(&router, streamed).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+    );
+    assert!(f.client.received().is_empty(), "nothing was relayed");
+    assert_created(
+        &send(&router, push(&token, &[b'a'; 1000])).await,
+        MAX_TTL_SECS,
+    );
+
+    f.client.go_silent();
+    let late = send(&router, push(&token, b"x")).await;
+    assert_error(&late, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(late.retry_after(), 1);
+}
+
+#[tokio::test]
+async fn a_token_written_with_percent_escapes_is_the_same_endpoint() {
+    let f = Fixture::new();
+    let router = f.default_router();
+    let token = f.register();
+    let escaped = token.replacen("v2.local.", "v2%2Elocal%2E", 1);
+    assert_created(&send(&router, push(&escaped, b"hi")).await, MAX_TTL_SECS);
+    assert_eq!(
+        f.client.received(),
+        vec![(OWNER.into(), APP.into(), INSTANCE.into(), b"hi".to_vec())]
+    );
 }
 
 #[tokio::test]

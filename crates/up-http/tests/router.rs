@@ -9,7 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{Request, StatusCode, header};
 use axum::routing::{get, post};
 use http_body_util::BodyExt;
-use pushgate_up_http::{ServerConfig, app};
+use pushgate_up_http::{Routes, ServerConfig, app};
 use support::Fixture;
 use tower::ServiceExt;
 
@@ -21,7 +21,7 @@ fn config() -> ServerConfig {
 }
 
 /// The push routes of a real provider (without the plumbing: `send` adds it).
-fn push_routes() -> Router {
+fn push_routes() -> Routes {
     let fixture = Fixture::new();
     pushgate_up_http::push_routes(
         fixture.provider.clone(),
@@ -30,7 +30,10 @@ fn push_routes() -> Router {
     .expect("valid configuration")
 }
 
-async fn send(router: Router, request: Request<Body>) -> (StatusCode, serde_json::Value) {
+async fn send(
+    router: impl Into<Routes>,
+    request: Request<Body>,
+) -> (StatusCode, serde_json::Value) {
     let response = app(router, &config())
         .oneshot(request)
         .await

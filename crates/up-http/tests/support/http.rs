@@ -2,12 +2,12 @@
 
 use std::net::SocketAddr;
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use pushgate_core::{OwnerKey, Store};
+use pushgate_up_http::App;
 use tower::ServiceExt;
 
 use super::{Fixture, NOW, OWNER};
@@ -36,7 +36,7 @@ impl Answer {
     }
 }
 
-pub async fn send(router: &Router, request: Request<Body>) -> Answer {
+pub async fn send(router: &App, request: Request<Body>) -> Answer {
     let response = router
         .clone()
         .oneshot(request)

@@ -8,17 +8,17 @@ pub mod http;
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::Router;
 use pushgate_core::clock::FixedClock;
 use pushgate_core::memory_store::MemoryStore;
 use pushgate_core::provider::{Provider, ProviderConfig};
 use pushgate_core::unified_push::{EndpointKey, EndpointKeys};
 use pushgate_core::{ClientLink, MessageStoreLimits, PushDelivery, UpPush};
-use pushgate_up_http::{PushEndpointConfig, Rate, RateLimits, ServerConfig, app, push_routes};
+use pushgate_up_http::{App, PushEndpointConfig, Rate, RateLimits, ServerConfig, app, push_routes};
 
 /// 2027-01-15: before the shared vectors' tokens expire (2030).
 pub const NOW: i64 = 1_800_000_000_000;
@@ -39,6 +39,7 @@ pub struct ScriptedClient {
     default: Mutex<PushDelivery>,
     received: Mutex<Vec<Received>>,
     body_addresses: Mutex<Vec<usize>>,
+    silent: AtomicBool,
 }
 
 impl ScriptedClient {
@@ -48,6 +49,7 @@ impl ScriptedClient {
             default: Mutex::new(PushDelivery::Delivered),
             received: Mutex::new(Vec::new()),
             body_addresses: Mutex::new(Vec::new()),
+            silent: AtomicBool::new(false),
         }
     }
 
@@ -64,6 +66,11 @@ impl ScriptedClient {
     /// Answers `delivery` once, before falling back to the default.
     pub fn then(&self, delivery: PushDelivery) {
         self.answers.lock().expect("lock").push_back(delivery);
+    }
+
+    /// Never answers from now on, as a client that went away without a word.
+    pub fn go_silent(&self) {
+        self.silent.store(true, Ordering::Release);
     }
 
     /// Everything received so far.
@@ -85,6 +92,9 @@ impl ClientLink for ScriptedClient {
             push.instance.to_owned(),
             push.body.to_vec(),
         ));
+        if self.silent.load(Ordering::Acquire) {
+            std::future::pending::<()>().await;
+        }
         let scripted = self.answers.lock().expect("lock").pop_front();
         scripted.unwrap_or_else(|| self.default.lock().expect("lock").clone())
     }
@@ -154,13 +164,18 @@ impl Fixture {
     }
 
     /// The push routes under the server plumbing, as `serve` runs them.
-    pub fn router(&self, config: PushEndpointConfig) -> Router {
+    pub fn router(&self, config: PushEndpointConfig) -> App {
+        self.router_under(config, &server_config())
+    }
+
+    /// The push routes under the server plumbing with `server`'s limits.
+    pub fn router_under(&self, config: PushEndpointConfig, server: &ServerConfig) -> App {
         let routes = push_routes(self.provider.clone(), config).expect("valid configuration");
-        app(routes, &server_config())
+        app(routes, server)
     }
 
     /// The router with limits no test reaches unless it means to.
-    pub fn default_router(&self) -> Router {
+    pub fn default_router(&self) -> App {
         self.router(endpoint_config(RateLimits {
             per_endpoint: generous(),
             per_client: generous(),
