@@ -91,7 +91,7 @@ pub async fn run(pushgate: &Path, only: Option<usize>) -> Result<(), BenchError>
         megabytes(idle.rss_kib)
     );
     println!(
-        "{:>11} {:>9} {:>9} {:>7} {:>7} {:>13} {:>12} {:>8} {:>13} {:>13} {:>13} {:>7} {:>11}  other statuses",
+        "{:>11} {:>9} {:>9} {:>7} {:>7} {:>13} {:>12} {:>9} {:>10} {:>13} {:>13} {:>13} {:>7} {:>11}  other statuses",
         "connections",
         "pushes",
         "pushes/s",
@@ -99,7 +99,8 @@ pub async fn run(pushgate: &Path, only: Option<usize>) -> Result<(), BenchError>
         "p99 ms",
         "pushgate µs",
         "(stat ticks)",
-        "kernel",
+        "user µs",
+        "kernel µs",
         "Prosody CPU",
         "Prosody µs",
         "driver µs",
@@ -131,7 +132,7 @@ pub async fn run(pushgate: &Path, only: Option<usize>) -> Result<(), BenchError>
             .map(|(status, count)| (*status, *count))
             .collect();
         println!(
-            "{:>11} {:>9} {:>9.0} {:>7.2} {:>7.2} {:>13.1} {:>12.1} {:>7.0}% {:>12.0}% {:>13.1} {:>13.1} {:>7.1} {:>11.2}  {}",
+            "{:>11} {:>9} {:>9.0} {:>7.2} {:>7.2} {:>13.1} {:>12.1} {:>9.1} {:>10.1} {:>12.0}% {:>13.1} {:>13.1} {:>7.1} {:>11.2}  {}",
             connections,
             pushes,
             pushes as f64 / pushgate_usage.wall.as_secs_f64(),
@@ -139,7 +140,8 @@ pub async fn run(pushgate: &Path, only: Option<usize>) -> Result<(), BenchError>
             result.latencies.percentile_ms(99.0),
             pushgate_usage.cpu_us_per(pushes),
             pushgate_usage.cpu_ticks.as_secs_f64() * 1e6 / pushes.max(1) as f64,
-            pushgate_usage.system_share() * 100.0,
+            pushgate_usage.cpu_us_per(pushes) * (1.0 - pushgate_usage.system_share()),
+            pushgate_usage.cpu_us_per(pushes) * pushgate_usage.system_share(),
             prosody_usage.cpu_share() * 100.0,
             prosody_usage.cpu_us_per(pushes),
             driver_usage.cpu_us_per(pushes),

@@ -5,6 +5,7 @@
 //! `ClientLink`). Every decision about what a request means is made here.
 
 pub mod app_server;
+pub mod bounded_cache;
 pub mod client_link;
 pub mod clock;
 pub mod device;

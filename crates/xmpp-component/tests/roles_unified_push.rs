@@ -278,6 +278,47 @@ async fn a_push_is_p2s_iq_and_the_answer_is_classified() {
 }
 
 #[tokio::test]
+async fn each_push_goes_to_its_own_owner_and_an_owner_that_is_no_jid_to_nobody() {
+    let mut h = start_roles(RolesOptions::default(), |_| ()).await;
+    let client_link = h.client_link.clone();
+    let push_to = |owner: &'static str| {
+        let client_link = client_link.clone();
+        tokio::spawn(async move {
+            client_link
+                .push(UpPush {
+                    owner,
+                    application: APPLICATION,
+                    instance: INSTANCE,
+                    body: b"x",
+                })
+                .await
+        })
+    };
+    // The same owners again and again, as a busy endpoint's messages come.
+    let bob = "bob@example.test/phone";
+    for owner in [OWNER, bob, OWNER, bob, bob] {
+        let pushed = push_to(owner);
+        let push = h.session.recv(STEP).await.expect("a push");
+        assert_eq!(push.attr("to"), Some(owner), "{push:?}");
+        h.session.send_raw(format!(
+            "<iq type='result' id='{}' from='{owner}' to='{JID}'/>",
+            push.attr("id").expect("id")
+        ));
+        assert_eq!(pushed.await.unwrap(), PushDelivery::Delivered, "{owner}");
+    }
+    // Twice: a JID that failed to parse is not remembered as anything.
+    for _ in 0..2 {
+        let pushed = push_to("@example.test/nobody");
+        assert!(matches!(
+            pushed.await.unwrap(),
+            PushDelivery::NotDelivered(_)
+        ));
+    }
+    assert!(h.session.recv(Duration::from_millis(200)).await.is_none());
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn attribute_values_are_escaped_and_values_xml_cannot_carry_are_not_sent() {
     let options = RolesOptions {
         push_deadline: Duration::from_millis(300),

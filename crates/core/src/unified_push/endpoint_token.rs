@@ -11,9 +11,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 
-use super::opened_tokens::{self, OpenedTokens};
 use super::paseto;
 use super::up_id::UpId;
+use crate::bounded_cache::BoundedCache;
 use crate::clock::UnixMillis;
 
 /// The longest token accepted or issued, in bytes. Checked before any decoding, so a huge path
@@ -77,13 +77,16 @@ impl fmt::Debug for EndpointKey {
     }
 }
 
+/// How many opened tokens are remembered: each costs about 600 bytes.
+const OPENED_TOKENS: usize = 1024;
+
 /// The configured keys: the first seals new tokens, every one opens (key rotation: put the
 /// new key first and keep the old one until the tokens it sealed have expired). Tokens that
 /// opened recently are remembered (clones share them), so a busy endpoint is decrypted once.
 #[derive(Clone)]
 pub struct EndpointKeys {
     keys: Vec<EndpointKey>,
-    opened: Arc<OpenedTokens>,
+    opened: Arc<BoundedCache<EndpointClaims>>,
 }
 
 impl EndpointKeys {
@@ -103,7 +106,7 @@ impl EndpointKeys {
     fn with_keys(keys: Vec<EndpointKey>) -> Self {
         Self {
             keys,
-            opened: Arc::new(OpenedTokens::new(opened_tokens::CAPACITY)),
+            opened: Arc::new(BoundedCache::new(OPENED_TOKENS)),
         }
     }
 

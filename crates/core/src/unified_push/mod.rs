@@ -3,7 +3,6 @@
 
 pub mod endpoint_token;
 pub mod expiration;
-mod opened_tokens;
 mod paseto;
 pub mod up_id;
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use pushgate_core::bounded_cache::BoundedCache;
 use pushgate_core::client_link::{ClientLink, PushDelivery, UpPush};
 use rxml::xml_ncname;
 use xmpp_parsers::iq::Iq;
@@ -38,7 +39,13 @@ pub struct AlreadyAttached;
 pub struct XmppClientLink {
     link: OnceLock<ComponentLink>,
     deadline: Duration,
+    /// Owners pushed to recently, parsed: an endpoint that gets messages often has its owner's
+    /// JID checked and normalised once.
+    owners: BoundedCache<Jid>,
 }
+
+/// How many parsed owner JIDs are kept: each costs about 100 bytes.
+const KEPT_OWNERS: usize = 1024;
 
 impl Default for XmppClientLink {
     fn default() -> Self {
@@ -52,6 +59,7 @@ impl XmppClientLink {
         Self {
             link: OnceLock::new(),
             deadline,
+            owners: BoundedCache::new(KEPT_OWNERS),
         }
     }
 
@@ -71,6 +79,15 @@ impl XmppClientLink {
     pub fn deadline(&self) -> Duration {
         self.deadline
     }
+
+    fn owner_jid(&self, owner: &str) -> Option<Jid> {
+        if let Some(jid) = self.owners.get(owner) {
+            return Some(jid);
+        }
+        let jid = Jid::new(owner).ok()?;
+        self.owners.insert(owner, &jid);
+        Some(jid)
+    }
 }
 
 #[async_trait]
@@ -79,7 +96,7 @@ impl ClientLink for XmppClientLink {
         let Some(link) = self.link.get() else {
             return PushDelivery::NotDelivered("link not started".to_owned());
         };
-        let Ok(owner) = Jid::new(push.owner) else {
+        let Some(owner) = self.owner_jid(push.owner) else {
             // Tokens are sealed from parsed JIDs, so only a foreign key could produce this.
             return PushDelivery::NotDelivered("the owner is not a JID".to_owned());
         };
