@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -177,14 +177,11 @@ impl ComponentLink {
         };
         let id = self.shared.tracker.next_id();
         *iq.id_mut() = id.clone();
-        let (_pending, answer) = self.shared.tracker.register(id, to);
-        let exchange = async {
-            self.send(iq).await?;
-            answer.await.unwrap_or(Err(IqError::LinkDown))
-        };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .unwrap_or(Err(IqError::Timeout))
+        let (_pending, answer) =
+            self.shared
+                .tracker
+                .register(id, to, tokio::time::Instant::now() + timeout);
+        exchange(self.send(iq), answer).await
     }
 
     /// [`Self::send_iq`] for an IQ get/set the caller wrote as bytes: `iq` must be one complete
@@ -198,18 +195,18 @@ impl ComponentLink {
         iq: Bytes,
         timeout: Duration,
     ) -> Result<Iq, IqError> {
-        let (_pending, answer) = self.shared.tracker.register(id, to);
-        let exchange = async {
+        let (_pending, answer) =
+            self.shared
+                .tracker
+                .register(id, to, tokio::time::Instant::now() + timeout);
+        let send = async {
             let queue = self.queue()?;
             queue
                 .send(Outbound::Encoded(iq))
                 .await
-                .map_err(|_| LinkError::Down)?;
-            answer.await.unwrap_or(Err(IqError::LinkDown))
+                .map_err(|_| LinkError::Down)
         };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .unwrap_or(Err(IqError::Timeout))
+        exchange(send, answer).await
     }
 
     /// XEP-0114 §4: the server checks the addresses of what a component sends and closes the
@@ -273,6 +270,20 @@ impl ComponentLink {
     }
 }
 
+/// Queues a request with `send` and waits for its `answer`, which the tracker fails at the
+/// deadline: also while the request still waits for room in a full queue.
+async fn exchange(
+    send: impl Future<Output = Result<(), LinkError>>,
+    mut answer: oneshot::Receiver<Result<Iq, IqError>>,
+) -> Result<Iq, IqError> {
+    tokio::select! {
+        biased;
+        sent = send => sent?,
+        answered = &mut answer => return answered.unwrap_or(Err(IqError::LinkDown)),
+    }
+    answer.await.unwrap_or(Err(IqError::LinkDown))
+}
+
 async fn supervise(
     link: ComponentLink,
     config: ComponentConfig,
@@ -280,6 +291,8 @@ async fn supervise(
     shutdown: CancellationToken,
 ) {
     let tasks = TaskTracker::new();
+    let tracker = Arc::clone(&link.shared.tracker);
+    let deadlines = tokio::spawn(async move { tracker.expire_overdue().await });
     let permits = Arc::new(Semaphore::new(config.max_concurrent_iqs));
     let mut backoff = Backoff::new(config.reconnect);
     let component = link.jid().to_string();
@@ -330,6 +343,7 @@ async fn supervise(
     }
     link.detach();
     link.shared.tracker.fail_all();
+    deadlines.abort();
     tasks.close();
     if tokio::time::timeout(config.timeouts.shutdown_grace, tasks.wait())
         .await
