@@ -90,12 +90,21 @@ fn prosody_offline_to(push: &Element) -> String {
 }
 
 fn spawn_push(h: &RolesHarness, body: &'static [u8]) -> tokio::task::JoinHandle<PushDelivery> {
+    spawn_push_to(h, OWNER, APPLICATION, body)
+}
+
+fn spawn_push_to(
+    h: &RolesHarness,
+    owner: &'static str,
+    application: &'static str,
+    body: &'static [u8],
+) -> tokio::task::JoinHandle<PushDelivery> {
     let client_link = h.client_link.clone();
     tokio::spawn(async move {
         client_link
             .push(UpPush {
-                owner: OWNER,
-                application: APPLICATION,
+                owner,
+                application,
                 instance: INSTANCE,
                 body,
             })
@@ -280,24 +289,10 @@ async fn a_push_is_p2s_iq_and_the_answer_is_classified() {
 #[tokio::test]
 async fn each_push_goes_to_its_own_owner_and_an_owner_that_is_no_jid_to_nobody() {
     let mut h = start_roles(RolesOptions::default(), |_| ()).await;
-    let client_link = h.client_link.clone();
-    let push_to = |owner: &'static str| {
-        let client_link = client_link.clone();
-        tokio::spawn(async move {
-            client_link
-                .push(UpPush {
-                    owner,
-                    application: APPLICATION,
-                    instance: INSTANCE,
-                    body: b"x",
-                })
-                .await
-        })
-    };
     // The same owners again and again, as a busy endpoint's messages come.
     let bob = "bob@example.test/phone";
     for owner in [OWNER, bob, OWNER, bob, bob] {
-        let pushed = push_to(owner);
+        let pushed = spawn_push_to(&h, owner, APPLICATION, b"x");
         let push = h.session.recv(STEP).await.expect("a push");
         assert_eq!(push.attr("to"), Some(owner), "{push:?}");
         h.session.send_raw(format!(
@@ -308,7 +303,7 @@ async fn each_push_goes_to_its_own_owner_and_an_owner_that_is_no_jid_to_nobody()
     }
     // Twice: a JID that failed to parse is not remembered as anything.
     for _ in 0..2 {
-        let pushed = push_to("@example.test/nobody");
+        let pushed = spawn_push_to(&h, "@example.test/nobody", APPLICATION, b"x");
         assert!(matches!(
             pushed.await.unwrap(),
             PushDelivery::NotDelivered(_)
@@ -325,24 +320,13 @@ async fn attribute_values_are_escaped_and_values_xml_cannot_carry_are_not_sent()
         ..RolesOptions::default()
     };
     let mut h = start_roles(options, |_| ()).await;
-    let client_link = h.client_link.clone();
-    let push_with = |application: &'static str| {
-        let client_link = client_link.clone();
-        tokio::spawn(async move {
-            client_link
-                .push(UpPush {
-                    owner: OWNER,
-                    application,
-                    instance: INSTANCE,
-                    body: b"\xfb\xff<&>",
-                })
-                .await
-        })
+    let push_with = |h: &RolesHarness, application: &'static str| {
+        spawn_push_to(h, OWNER, application, b"\xfb\xff<&>")
     };
 
     // Only ids from registrations get here, but whatever they hold arrives as it was.
     let application = "a'p\"p<&>\t\u{e9}";
-    let pushed = push_with(application);
+    let pushed = push_with(&h, application);
     let push = next_push(&mut h).await;
     let payload = push.get_child("push", UP_NS).unwrap();
     assert_eq!(payload.attr("application"), Some(application));
@@ -353,7 +337,7 @@ async fn attribute_values_are_escaped_and_values_xml_cannot_carry_are_not_sent()
 
     // A control character cannot be written at all: nothing goes out and the push is not
     // delivered, while the link goes on.
-    let pushed = push_with("bad\u{1}");
+    let pushed = push_with(&h, "bad\u{1}");
     assert!(h.session.recv(Duration::from_millis(400)).await.is_none());
     assert!(matches!(
         pushed.await.unwrap(),
