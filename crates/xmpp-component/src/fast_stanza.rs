@@ -153,32 +153,43 @@ fn read_pubsub(tokens: &mut Tokenizer<'_>) -> Plain<Option<PushPublish>> {
     let mut publish: Option<PushPublish> = None;
     let mut secret = None;
     let mut options_seen = false;
+    read_children(tokens, "pubsub", |tokens, tag| {
+        let is_pubsub = tag.namespace(ns::PUBSUB) == ns::PUBSUB;
+        if is_pubsub && tag.name == "publish" && publish.is_none() {
+            publish = Some(PushPublish {
+                node: tag.attr("node").map(|node| decode(node).into_owned()),
+                secret: None,
+            });
+            skip_rest(tokens, tag)
+        } else if is_pubsub && tag.name == "publish-options" && !options_seen {
+            options_seen = true;
+            if !tag.empty {
+                secret = read_publish_options(tokens)?;
+            }
+            Ok(())
+        } else {
+            skip_rest(tokens, tag)
+        }
+    })?;
+    Ok(publish.map(|publish| PushPublish { secret, ..publish }))
+}
+
+/// Reads the children of the open element `parent` up to its end tag: `child` gets each child's
+/// start tag and reads the child whole (or calls [`skip_rest`]); text between them is passed
+/// over. Any other end tag is a document the fast reader leaves to the full parser.
+fn read_children<'a>(
+    tokens: &mut Tokenizer<'a>,
+    parent: &str,
+    mut child: impl FnMut(&mut Tokenizer<'a>, &Tag<'a>) -> Plain<()>,
+) -> Plain<()> {
     loop {
         match tokens.next_token()? {
-            Token::Start(tag) => {
-                let namespace = tag.namespace(ns::PUBSUB);
-                let is_pubsub = namespace == ns::PUBSUB;
-                if is_pubsub && tag.name == "publish" && publish.is_none() {
-                    publish = Some(PushPublish {
-                        node: tag.attr("node").map(|node| decode(node).into_owned()),
-                        secret: None,
-                    });
-                    skip_rest(tokens, &tag)?;
-                } else if is_pubsub && tag.name == "publish-options" && !options_seen {
-                    options_seen = true;
-                    if !tag.empty {
-                        secret = read_publish_options(tokens)?;
-                    }
-                } else {
-                    skip_rest(tokens, &tag)?;
-                }
-            }
-            Token::End("pubsub") => break,
+            Token::Start(tag) => child(tokens, &tag)?,
+            Token::End(name) if name == parent => return Ok(()),
             Token::End(_) => return Err(Unusual),
             Token::Text(_) => (),
         }
     }
-    Ok(publish.map(|publish| PushPublish { secret, ..publish }))
 }
 
 fn skip_rest(tokens: &mut Tokenizer<'_>, tag: &Tag<'_>) -> Plain<()> {
@@ -193,72 +204,57 @@ fn skip_rest(tokens: &mut Tokenizer<'_>, tag: &Tag<'_>) -> Plain<()> {
 fn read_publish_options(tokens: &mut Tokenizer<'_>) -> Plain<Option<String>> {
     let mut secret = None;
     let mut form_seen = false;
-    loop {
-        match tokens.next_token()? {
-            Token::Start(tag) => {
-                if !form_seen && tag.name == "x" && tag.namespace(ns::PUBSUB) == ns::DATA_FORMS {
-                    form_seen = true;
-                    if !tag.empty {
-                        secret = read_form(tokens)?;
-                    }
-                } else {
-                    skip_rest(tokens, &tag)?;
-                }
+    read_children(tokens, "publish-options", |tokens, tag| {
+        if !form_seen && tag.name == "x" && tag.namespace(ns::PUBSUB) == ns::DATA_FORMS {
+            form_seen = true;
+            if !tag.empty {
+                secret = read_form(tokens)?;
             }
-            Token::End("publish-options") => return Ok(secret),
-            Token::End(_) => return Err(Unusual),
-            Token::Text(_) => (),
+            Ok(())
+        } else {
+            skip_rest(tokens, tag)
         }
-    }
+    })?;
+    Ok(secret)
 }
 
 /// The first value of the fields named `secret` (a field without a value is passed over).
 fn read_form(tokens: &mut Tokenizer<'_>) -> Plain<Option<String>> {
     let mut secret = None;
-    loop {
-        match tokens.next_token()? {
-            Token::Start(tag) => {
-                let wanted = secret.is_none()
-                    && tag.name == "field"
-                    && tag.namespace(ns::DATA_FORMS) == ns::DATA_FORMS
-                    && tag.attr("var").is_some_and(|var| decode(var) == "secret");
-                if wanted && !tag.empty {
-                    secret = read_field(tokens)?;
-                } else {
-                    skip_rest(tokens, &tag)?;
-                }
-            }
-            Token::End("x") => return Ok(secret),
-            Token::End(_) => return Err(Unusual),
-            Token::Text(_) => (),
+    read_children(tokens, "x", |tokens, tag| {
+        let wanted = secret.is_none()
+            && tag.name == "field"
+            && tag.namespace(ns::DATA_FORMS) == ns::DATA_FORMS
+            && tag.attr("var").is_some_and(|var| decode(var) == "secret");
+        if wanted && !tag.empty {
+            secret = read_field(tokens)?;
+            Ok(())
+        } else {
+            skip_rest(tokens, tag)
         }
-    }
+    })?;
+    Ok(secret)
 }
 
 /// The text of the field's first `<value/>`, if it has one.
 fn read_field(tokens: &mut Tokenizer<'_>) -> Plain<Option<String>> {
     let mut value = None;
-    loop {
-        match tokens.next_token()? {
-            Token::Start(tag) => {
-                let wanted = value.is_none()
-                    && tag.name == "value"
-                    && tag.namespace(ns::DATA_FORMS) == ns::DATA_FORMS;
-                if wanted {
-                    value = Some(if tag.empty {
-                        String::new()
-                    } else {
-                        read_text(tokens)?
-                    });
-                } else {
-                    skip_rest(tokens, &tag)?;
-                }
-            }
-            Token::End("field") => return Ok(value),
-            Token::End(_) => return Err(Unusual),
-            Token::Text(_) => (),
+    read_children(tokens, "field", |tokens, tag| {
+        let wanted = value.is_none()
+            && tag.name == "value"
+            && tag.namespace(ns::DATA_FORMS) == ns::DATA_FORMS;
+        if wanted {
+            value = Some(if tag.empty {
+                String::new()
+            } else {
+                read_text(tokens)?
+            });
+            Ok(())
+        } else {
+            skip_rest(tokens, tag)
         }
-    }
+    })?;
+    Ok(value)
 }
 
 /// The character data directly inside `<value/>` (text in child elements does not count).
