@@ -164,6 +164,7 @@ impl FcmSender {
         let mut bearer_refreshed = false;
         loop {
             attempts += 1;
+            let attempt_started = Instant::now();
             let token = match self.tokens.get(deadline).await {
                 Ok(token) => token,
                 Err(error) => return WakeOutcome::Transient(error.to_string()),
@@ -197,7 +198,11 @@ impl FcmSender {
                         return WakeOutcome::Transient(reason);
                     }
                     let pause = retry_after.unwrap_or_else(|| self.retry.backoff(attempts));
-                    if Instant::now() + pause >= deadline {
+                    // A retry must have time to be answered: none is started with less left
+                    // than the attempt that just failed took, nor in the last tenth of the
+                    // deadline, where it would only end in the deadline itself.
+                    let needed = attempt_started.elapsed().max(self.deadline / 10);
+                    if Instant::now() + pause + needed >= deadline {
                         return WakeOutcome::Transient(format!("{reason}; no time left to retry"));
                     }
                     tracing::debug!(device = ?request.device, %reason, ?pause, "retrying an FCM send");

@@ -57,6 +57,23 @@ async fn retry_after_past_the_deadline_gives_up_at_once() {
 }
 
 #[tokio::test]
+async fn no_retry_is_started_in_the_last_tenth_of_the_deadline() {
+    // A retry after the 10 s FCM asks for would leave 0.5 s, less than a tenth of 10.5 s.
+    let (fake, sender) = start_with_deadline(Duration::from_millis(10_500)).await;
+    fake.script(
+        "late",
+        [Answer::error(FcmErrorCode::QuotaExceeded).with_retry_after(Some("10"))],
+    );
+    let started = Instant::now();
+    let WakeOutcome::Transient(text) = wake(&sender, "late").await else {
+        panic!("quota is transient");
+    };
+    assert!(text.contains("no time left"), "{text}");
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(fake.sends_to("late"), 1);
+}
+
+#[tokio::test]
 async fn a_fake_that_never_answers_is_transient_at_the_deadline() {
     let (fake, sender) = start_with_deadline(Duration::from_millis(300)).await;
     fake.script("silent", [Answer::never()]);
