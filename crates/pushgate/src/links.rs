@@ -36,9 +36,16 @@ pub fn component_config(settings: &ComponentSettings) -> ComponentConfig {
     };
     config.limits = XmlLimits {
         max_stanza_bytes: settings.max_stanza_bytes,
-        ..XmlLimits::default()
+        max_depth: settings.max_depth,
+        max_attribute_bytes: settings.max_attribute_bytes,
+        max_name_bytes: settings.max_name_bytes,
+        max_attributes: settings.max_attributes,
+        max_elements: settings.max_elements,
+        max_form_fields: settings.max_form_fields,
+        max_field_values: settings.max_field_values,
     };
     config.max_concurrent_iqs = settings.max_concurrent_iqs;
+    config.max_request_bytes_in_flight = settings.max_request_bytes_in_flight;
     config
 }
 

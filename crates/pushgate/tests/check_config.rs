@@ -592,6 +592,57 @@ fn roles_limits_and_push_timeout_are_checked() {
 }
 
 #[test]
+fn xml_limits_have_defaults_floors_and_overrides() {
+    let dir = Workdir::new();
+    dir.write("pushgate.toml", MINIMAL);
+    let out = dir.run(&["check-config"], &[]).ok();
+    let component = section(&out, "[[component]]");
+    for line in [
+        "max_stanza_bytes = 262144",
+        "max_depth = 32",
+        "max_attribute_bytes = 4096",
+        "max_name_bytes = 512",
+        "max_attributes = 64",
+        "max_elements = 256",
+        "max_form_fields = 64",
+        "max_field_values = 16",
+        "max_request_bytes_in_flight = 4194304",
+    ] {
+        assert!(component.contains(&line), "{line}: {out}");
+    }
+
+    let out = dir
+        .run(
+            &["check-config"],
+            &[("PUSHGATE_COMPONENT__MAX_ELEMENTS", "1000")],
+        )
+        .ok();
+    assert!(
+        section(&out, "[[component]]").contains(&"max_elements = 1000"),
+        "{out}"
+    );
+
+    // Below the floors the push stanzas themselves would be refused.
+    let err = dir
+        .run(
+            &["check-config"],
+            &[
+                ("PUSHGATE_COMPONENT__MAX_DEPTH", "4"),
+                ("PUSHGATE_COMPONENT__MAX_FORM_FIELDS", "2"),
+                ("PUSHGATE_COMPONENT__MAX_REQUEST_BYTES_IN_FLIGHT", "8192"),
+            ],
+        )
+        .config_error();
+    assert!(err.contains("`component.max_depth`"), "{err}");
+    assert!(err.contains("must be at least 12"), "{err}");
+    assert!(err.contains("`component.max_form_fields`"), "{err}");
+    assert!(
+        err.contains("`component.max_request_bytes_in_flight`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn the_database_cache_has_defaults_and_a_bounded_ttl() {
     let dir = Workdir::new();
     dir.write("pushgate.toml", MINIMAL);

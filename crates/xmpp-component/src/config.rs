@@ -28,6 +28,11 @@ pub struct ComponentConfig {
     /// How many incoming IQ get/set requests are handled at once; past this bound a request is
     /// answered `resource-constraint` (wait).
     pub max_concurrent_iqs: usize,
+    /// Wire bytes of the parsed stanzas (IQ requests, messages, presences) whose handlers run
+    /// at once. An IQ request past it is answered `resource-constraint` (wait); a message or
+    /// presence waits. Parsed stanzas are held as trees a few times their wire size, so this
+    /// bounds what hostile requests can make the process hold.
+    pub max_request_bytes_in_flight: usize,
 }
 
 impl std::fmt::Debug for ComponentConfig {
@@ -44,6 +49,10 @@ impl std::fmt::Debug for ComponentConfig {
             .field("limits", &self.limits)
             .field("outbound_queue", &self.outbound_queue)
             .field("max_concurrent_iqs", &self.max_concurrent_iqs)
+            .field(
+                "max_request_bytes_in_flight",
+                &self.max_request_bytes_in_flight,
+            )
             .finish()
     }
 }
@@ -67,9 +76,14 @@ impl ComponentConfig {
             limits: XmlLimits::default(),
             outbound_queue: 1024,
             max_concurrent_iqs: 256,
+            max_request_bytes_in_flight: DEFAULT_REQUEST_BYTES_IN_FLIGHT,
         }
     }
 }
+
+/// The default of [`ComponentConfig::max_request_bytes_in_flight`]: 4 MiB, some thousands of
+/// ordinary requests, and tens of MB at most as parsed trees.
+pub const DEFAULT_REQUEST_BYTES_IN_FLIGHT: usize = 4 * 1024 * 1024;
 
 /// A short random instance id: 8 lowercase hex digits.
 pub fn generate_instance_id() -> String {
@@ -127,27 +141,41 @@ impl Default for ReconnectPolicy {
     }
 }
 
-/// Limits on incoming XML, enforced per top-level element (stanza).
+/// Limits on incoming XML, enforced per top-level element (stanza) while its bytes arrive,
+/// before anything is parsed or built.
 ///
-/// A stanza over `max_stanza_bytes`, deeper than `max_depth` or with an attribute value longer
-/// than `max_attribute_bytes` is skipped without being kept in memory; if it was an IQ get/set
-/// it is answered `bad-request`, and the link stays up. Two cases end the stream instead,
-/// because the parser cannot skip them: a single token (attribute value, name) over 8 KiB, and
-/// a stanza over four times `max_stanza_bytes` (the memory bound of the skip).
+/// A stanza that crosses any of them is skipped without being kept in memory, whatever its
+/// size; if it was an IQ get/set whose `id` and `from` can be read, it is answered
+/// `policy-violation` (modify), and the link stays up. A stanza is never the stream's problem:
+/// only input that cannot be framed at all (text between stanzas) ends the stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct XmlLimits {
     /// Wire bytes of one stanza, from `<` to its closing `>`.
     pub max_stanza_bytes: usize,
     /// Element nesting depth inside one stanza (the stanza element itself is depth 1).
     pub max_depth: usize,
-    /// Bytes of one attribute value.
+    /// Bytes of one attribute value (a namespace URI is one too).
     pub max_attribute_bytes: usize,
+    /// Bytes of one element or attribute name with its prefix, counted as the unquoted run of
+    /// a start tag between two attribute values (so the spaces and `=` around it count too).
+    pub max_name_bytes: usize,
+    /// Attributes (namespace declarations included) of one element.
+    pub max_attributes: usize,
+    /// Elements in one stanza, the stanza element included.
+    pub max_elements: usize,
+    /// Fields of one XEP-0004 data form.
+    pub max_form_fields: usize,
+    /// Values of one data form field.
+    pub max_field_values: usize,
 }
 
 impl XmlLimits {
-    /// Input bytes between two complete stanzas after which the stream is ended.
-    pub fn hard_stanza_bytes(&self) -> usize {
-        self.max_stanza_bytes.saturating_mul(4).max(64 * 1024)
+    /// The longest single token (name, attribute value, buffered text) the full parser takes;
+    /// the framer already refused any name or value longer than the limits allow.
+    pub(crate) fn parser_token_bytes(&self) -> usize {
+        self.max_attribute_bytes
+            .max(self.max_name_bytes)
+            .max(8 * 1024)
     }
 }
 
@@ -157,6 +185,11 @@ impl Default for XmlLimits {
             max_stanza_bytes: 256 * 1024,
             max_depth: 32,
             max_attribute_bytes: 4096,
+            max_name_bytes: 512,
+            max_attributes: 64,
+            max_elements: 256,
+            max_form_fields: 64,
+            max_field_values: 16,
         }
     }
 }

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 use tokio_xmpp::xmlstream::XmppStreamElement;
 use xmpp_parsers::iq::{Iq, IqHeader, IqRequestPayload};
@@ -14,6 +13,7 @@ use xmpp_parsers::stanza::Stanza;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 use xmpp_parsers::stream_error::DefinedCondition as StreamCondition;
 
+use crate::budget::{Held, RequestBudget};
 use crate::builtin;
 use crate::config::ComponentConfig;
 use crate::error::SessionError;
@@ -27,7 +27,7 @@ pub(crate) struct Dispatcher {
     link: ComponentLink,
     handler: Arc<dyn StanzaHandler>,
     tasks: TaskTracker,
-    permits: Arc<Semaphore>,
+    budget: RequestBudget,
     keepalive_timeout: Duration,
     ping_targets: Vec<Jid>,
 }
@@ -52,22 +52,27 @@ impl Dispatcher {
         link: &ComponentLink,
         handler: &Arc<dyn StanzaHandler>,
         tasks: &TaskTracker,
-        permits: &Arc<Semaphore>,
+        budget: &RequestBudget,
         config: &ComponentConfig,
     ) -> Self {
         Self {
             link: link.clone(),
             handler: Arc::clone(handler),
             tasks: tasks.clone(),
-            permits: Arc::clone(permits),
+            budget: budget.clone(),
             keepalive_timeout: config.timeouts.keepalive_timeout,
             ping_targets: ping_targets(link),
         }
     }
 
-    /// Handles one element; `Some` ends the session. While `draining` (shutdown), only
-    /// answers to our own IQs are taken; new requests are turned away.
-    pub(crate) async fn dispatch(&self, inbound: Inbound, draining: bool) -> Option<SessionError> {
+    /// Handles one element of `wire_bytes`; `Some` ends the session. While `draining`
+    /// (shutdown), only answers to our own IQs are taken; new requests are turned away.
+    pub(crate) async fn dispatch(
+        &self,
+        inbound: Inbound,
+        wire_bytes: usize,
+        draining: bool,
+    ) -> Option<SessionError> {
         match inbound {
             Inbound::Element(XmppStreamElement::Stanza(stanza)) if draining => {
                 self.turn_away(stanza).await;
@@ -77,17 +82,19 @@ impl Dispatcher {
             }
             Inbound::Publish { request, publish } => self.on_publish(request.into(), publish).await,
             Inbound::Element(XmppStreamElement::Stanza(stanza)) => match stanza {
-                Stanza::Iq(iq) => self.on_iq(iq).await,
+                Stanza::Iq(iq) => self.on_iq(iq, wire_bytes).await,
                 Stanza::Message(message) => {
                     let (handler, link) = (Arc::clone(&self.handler), self.link.clone());
-                    self.spawn_bounded(async move { handler.handle_message(&link, message).await })
-                        .await;
+                    self.spawn_bounded(wire_bytes, async move {
+                        handler.handle_message(&link, message).await;
+                    })
+                    .await;
                 }
                 Stanza::Presence(presence) => {
                     let (handler, link) = (Arc::clone(&self.handler), self.link.clone());
-                    self.spawn_bounded(
-                        async move { handler.handle_presence(&link, presence).await },
-                    )
+                    self.spawn_bounded(wire_bytes, async move {
+                        handler.handle_presence(&link, presence).await;
+                    })
                     .await;
                 }
             },
@@ -107,7 +114,8 @@ impl Dispatcher {
             } => {
                 tracing::warn!(?kind, %error, "malformed stanza");
                 count_rejected("malformed");
-                self.reject(kind, header).await;
+                self.reject(kind, header, DefinedCondition::BadRequest)
+                    .await;
             }
             Inbound::Skipped {
                 kind,
@@ -116,7 +124,14 @@ impl Dispatcher {
             } => {
                 tracing::warn!(?kind, reason = reason.as_str(), "stanza skipped");
                 count_rejected(reason.as_str());
-                self.reject(kind, header).await;
+                // RFC 6120 §8.3.3.12: a stanza over a local limit violates the service's
+                // policy; one that does not parse is a bad request (§8.3.3.1).
+                let condition = if reason.is_limit() {
+                    DefinedCondition::PolicyViolation
+                } else {
+                    DefinedCondition::BadRequest
+                };
+                self.reject(kind, header, condition).await;
             }
         }
         None
@@ -138,7 +153,7 @@ impl Dispatcher {
         }
     }
 
-    async fn on_iq(&self, iq: Iq) {
+    async fn on_iq(&self, iq: Iq, wire_bytes: usize) {
         let (header, payload) = match iq {
             Iq::Get {
                 from,
@@ -170,7 +185,7 @@ impl Dispatcher {
             self.reply(header, reply).await;
             return;
         }
-        let Some((permit, header)) = self.request_permit(header).await else {
+        let Some((permit, header)) = self.request_permit(header, wire_bytes).await else {
             return;
         };
         let (handler, link) = (Arc::clone(&self.handler), self.link.clone());
@@ -182,7 +197,8 @@ impl Dispatcher {
     }
 
     async fn on_publish(&self, header: IqHeader, publish: PushPublish) {
-        let Some((permit, header)) = self.request_permit(header).await else {
+        // Read straight from its bytes: a publish holds only its node and secret.
+        let Some((permit, header)) = self.request_permit(header, 0).await else {
             return;
         };
         let (handler, link) = (Arc::clone(&self.handler), self.link.clone());
@@ -193,10 +209,14 @@ impl Dispatcher {
         });
     }
 
-    /// A permit for one more request in flight; without one the request is answered here.
-    async fn request_permit(&self, header: IqHeader) -> Option<(OwnedSemaphorePermit, IqHeader)> {
-        if let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() {
-            return Some((permit, header));
+    /// Room for one more request in flight; without it the request is answered here.
+    async fn request_permit(
+        &self,
+        header: IqHeader,
+        wire_bytes: usize,
+    ) -> Option<(Held, IqHeader)> {
+        if let Some(held) = self.budget.try_request(wire_bytes) {
+            return Some((held, header));
         }
         // Too many requests in flight: a `wait` error makes the sender retry later without
         // counting it against us (PROTOCOL A.2).
@@ -205,8 +225,9 @@ impl Dispatcher {
         None
     }
 
-    /// Answers a broken IQ get/set `bad-request`, when it can be addressed at all.
-    async fn reject(&self, kind: ElementKind, header: IqHeaderAttrs) {
+    /// Answers a broken or over-limit IQ get/set with `condition` (modify), when it can be
+    /// addressed at all.
+    async fn reject(&self, kind: ElementKind, header: IqHeaderAttrs, condition: DefinedCondition) {
         if kind != ElementKind::Iq || !header.is_request() {
             return;
         }
@@ -220,17 +241,21 @@ impl Dispatcher {
             to,
             id,
         };
-        let bad = IqReply::error(ErrorType::Modify, DefinedCondition::BadRequest);
-        self.reply(header, bad).await;
+        self.reply(header, IqReply::error(ErrorType::Modify, condition))
+            .await;
     }
 
     async fn reply(&self, header: IqHeader, reply: IqReply) {
         send_reply(&self.link, header, reply).await;
     }
 
-    async fn spawn_bounded(&self, work: impl Future<Output = ()> + Send + 'static) {
-        // Waiting for a permit here slows the reader down instead of dropping the stanza.
-        let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
+    async fn spawn_bounded(
+        &self,
+        wire_bytes: usize,
+        work: impl Future<Output = ()> + Send + 'static,
+    ) {
+        // Waiting for room here slows the reader down instead of dropping the stanza.
+        let Some(permit) = self.budget.wait_for(wire_bytes).await else {
             return;
         };
         self.tasks.spawn(async move {

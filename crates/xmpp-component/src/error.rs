@@ -75,8 +75,6 @@ pub(crate) enum SessionError {
     /// Prosody and ejabberd drop the TCP connection on shutdown without `</stream:stream>`.
     #[error("the server closed the connection without ending the stream")]
     ConnectionClosed,
-    #[error("a stanza exceeded the hard size bound")]
-    HardLimit,
     /// RFC 6120 §11: the stream must be well-formed XML; there is no recovering from it.
     #[error("the server's stream is not well-formed: {0}")]
     NotWellFormed(String),

@@ -15,7 +15,7 @@ const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:componen
 /// What the full parser and the app server's reading of a pubsub tree make of `xml`, in the
 /// fast reader's terms; `None` for anything else.
 fn by_the_full_parser(xml: &str) -> Option<FastStanza> {
-    let (mut parser, _) = StanzaParser::start(HEADER.as_bytes()).unwrap();
+    let (mut parser, _) = StanzaParser::start(HEADER.as_bytes(), XmlLimits::default()).unwrap();
     let inbound = parser.read(xml.as_bytes(), XmlLimits::default()).ok()??;
     let Inbound::Element(XmppStreamElement::Stanza(Stanza::Iq(iq))) = inbound else {
         return None;

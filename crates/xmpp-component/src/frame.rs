@@ -5,9 +5,10 @@
 //! Whatever it frames is then read by a parser that checks everything else, so it need not
 //! reject malformed XML itself; it must only never split a well-formed stanza wrongly.
 //!
-//! The limits are applied here, while the bytes arrive: a stanza over `max_stanza_bytes` or
-//! nested deeper than `max_depth` is marked skipped and its bytes are dropped as they are
-//! scanned, so it costs no memory; past the hard bound the stream is given up.
+//! The limits are applied here, while the bytes arrive: a stanza over `max_stanza_bytes`,
+//! nested deeper than `max_depth`, with too many elements, too many attributes on one element,
+//! or a name or attribute value too long is marked skipped and its bytes are dropped as they
+//! are scanned, so it costs no memory whatever its size, and no parser ever sees it.
 
 use memchr::{memchr, memchr3, memmem};
 
@@ -38,8 +39,6 @@ pub(crate) enum Frame {
 pub(crate) enum FrameError {
     #[error("text outside of any stanza")]
     TextBetweenStanzas,
-    #[error("a stanza exceeds the hard size bound")]
-    HardLimit,
 }
 
 /// The outcome of one scanning step.
@@ -86,7 +85,6 @@ impl Terminator {
 #[derive(Debug)]
 pub(crate) struct Framer {
     limits: XmlLimits,
-    hard_limit: usize,
     state: State,
     /// Where scanning resumes.
     pos: usize,
@@ -102,13 +100,19 @@ pub(crate) struct Framer {
     dropped: usize,
     skip: Option<SkipReason>,
     skipped_start_tag: Option<Vec<u8>>,
+    /// Start tags seen in the current stanza.
+    elements: usize,
+    /// Attribute values opened in the current start tag.
+    tag_attributes: usize,
+    /// Bytes of the current run of the current start tag: a quoted value, or the unquoted
+    /// part (names, `=`, spaces) before the next quote or the tag's end.
+    run: usize,
 }
 
 impl Framer {
     pub(crate) fn new(limits: XmlLimits) -> Self {
         Self {
             limits,
-            hard_limit: limits.hard_stanza_bytes(),
             state: State::Text,
             pos: 0,
             in_stream: false,
@@ -118,6 +122,9 @@ impl Framer {
             dropped: 0,
             skip: None,
             skipped_start_tag: None,
+            elements: 0,
+            tag_attributes: 0,
+            run: 0,
         }
     }
 
@@ -125,9 +132,20 @@ impl Framer {
     /// stanzas, the scanned part of a skipped stanza). Call [`Self::discard`] after dropping them.
     pub(crate) fn discardable(&self) -> usize {
         match self.start {
-            Some(start) if self.skip.is_none() => start,
+            Some(start) if self.skip.is_none() || self.keeps_start_tag() => start,
             _ => self.pos,
         }
+    }
+
+    /// Whether a skipped stanza is still kept whole because its own start tag has not ended:
+    /// it was skipped for something in that tag (a long value, many attributes), and the tag
+    /// is what says how to answer it. Kept up to `max_stanza_bytes`, never past.
+    fn keeps_start_tag(&self) -> bool {
+        self.in_stream
+            && self.depth == 0
+            && self.start_tag_end.is_none()
+            && self.dropped == 0
+            && self.stanza_bytes(self.pos) <= self.limits.max_stanza_bytes
     }
 
     /// The caller dropped `n` (at most [`Self::discardable`]) bytes from the buffer's front.
@@ -151,6 +169,9 @@ impl Framer {
         self.dropped = 0;
         self.skip = None;
         self.skipped_start_tag = None;
+        self.elements = 0;
+        self.tag_attributes = 0;
+        self.run = 0;
         self.state = State::Text;
     }
 
@@ -178,23 +199,26 @@ impl Framer {
                 Step::NeedMore => break,
                 Step::Continue => (),
             }
-            self.check_size(buf)?;
+            self.check_size(buf);
         }
-        self.check_size(buf)?;
+        self.check_size(buf);
         Ok(None)
     }
 
-    fn check_size(&mut self, buf: &[u8]) -> Result<(), FrameError> {
-        if self.start.is_some() && self.in_stream {
-            let size = self.stanza_bytes(self.pos);
-            if size > self.hard_limit {
-                return Err(FrameError::HardLimit);
-            }
-            if size > self.limits.max_stanza_bytes {
-                self.mark_skipped(SkipReason::TooLarge, buf);
-            }
+    fn check_size(&mut self, buf: &[u8]) {
+        if self.start.is_some()
+            && self.in_stream
+            && self.stanza_bytes(self.pos) > self.limits.max_stanza_bytes
+        {
+            self.mark_skipped(SkipReason::TooLarge, buf);
         }
-        Ok(())
+    }
+
+    /// Checks the run of the current start tag that just grew or ended against `max`.
+    fn check_run(&mut self, reason: SkipReason, max: usize, buf: &[u8]) {
+        if self.in_stream && self.run > max {
+            self.mark_skipped(reason, buf);
+        }
     }
 
     /// Advances over one run of bytes in the current state.
@@ -241,6 +265,8 @@ impl Framer {
                     self.state = State::Markup(kind);
                 }
                 _ => {
+                    self.tag_attributes = 0;
+                    self.run = 0;
                     self.state = State::StartTag {
                         quote: None,
                         slash: false,
@@ -284,17 +310,23 @@ impl Framer {
     }
 
     fn scan_start_tag(&mut self, buf: &[u8], mut quote: Option<u8>, mut slash: bool) -> Step {
+        let (max_value, max_name) = (self.limits.max_attribute_bytes, self.limits.max_name_bytes);
         let mut at = self.pos;
         while at < buf.len() {
             if let Some(q) = quote {
                 match memchr(q, &buf[at..]) {
                     Some(i) => {
+                        self.run += i;
+                        self.check_run(SkipReason::AttributeTooLong, max_value, buf);
+                        self.run = 0;
                         at += i + 1;
                         quote = None;
                         slash = false;
                         continue;
                     }
                     None => {
+                        self.run += buf.len() - at;
+                        self.check_run(SkipReason::AttributeTooLong, max_value, buf);
                         at = buf.len();
                         break;
                     }
@@ -302,9 +334,14 @@ impl Framer {
             }
             let Some(i) = memchr3(b'>', b'\'', b'"', &buf[at..]) else {
                 slash = buf.last() == Some(&b'/');
+                self.run += buf.len() - at;
+                self.check_run(SkipReason::NameTooLong, max_name, buf);
                 at = buf.len();
                 break;
             };
+            self.run += i;
+            self.check_run(SkipReason::NameTooLong, max_name, buf);
+            self.run = 0;
             let byte = buf[at + i];
             if byte == b'>' {
                 let empty = (i > 0 && buf[at + i - 1] == b'/') || (i == 0 && slash);
@@ -314,6 +351,11 @@ impl Framer {
                     Some(frame) => Step::Frame(frame),
                     None => Step::Continue,
                 };
+            }
+            // An attribute value opens.
+            self.tag_attributes += 1;
+            if self.in_stream && self.tag_attributes > self.limits.max_attributes {
+                self.mark_skipped(SkipReason::TooManyAttributes, buf);
             }
             quote = Some(byte);
             at += i + 1;
@@ -338,6 +380,15 @@ impl Framer {
         }
         if self.depth == 0 {
             self.start_tag_end = Some(self.pos);
+            if self.skip.is_some() && self.skipped_start_tag.is_none() && self.dropped == 0 {
+                // Skipped for something in its own start tag, which was kept to answer it.
+                let start = self.start.unwrap_or(0);
+                self.skipped_start_tag = Some(buf[start..self.pos].to_vec());
+            }
+        }
+        self.elements += 1;
+        if self.elements > self.limits.max_elements {
+            self.mark_skipped(SkipReason::TooManyElements, buf);
         }
         if empty {
             if self.depth == 0 {

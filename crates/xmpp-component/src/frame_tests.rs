@@ -118,13 +118,149 @@ fn a_deep_stanza_is_skipped() {
 }
 
 #[test]
-fn past_the_hard_bound_the_stream_is_given_up() {
+fn a_stanza_of_any_size_is_skipped_and_the_stream_goes_on() {
     let limits = XmlLimits {
         max_stanza_bytes: 10,
         ..XmlLimits::default()
     };
-    let input = format!("{HEADER}<iq>{}", "z".repeat(limits.hard_stanza_bytes() + 1));
-    assert_eq!(frames(&input, 4096, limits), Err(FrameError::HardLimit));
+    // 4 MiB: far past any bound the skip could have had.
+    let input = format!(
+        "{HEADER}<iq id='huge'>{}</iq><iq id='next'/>",
+        "z".repeat(4 << 20)
+    );
+    let framed = frames(&input, 4096, limits).unwrap();
+    assert_eq!(
+        kinds(&framed),
+        ["header", "skipped stanza too large", "element"]
+    );
+    assert_eq!(framed[1].1, "<iq id='huge'>");
+}
+
+/// Each limit of one start tag or one stanza, crossed by a stanza that must still be answered:
+/// (limits, stanza, expected kind, the start tag kept to answer it).
+fn limit_cases() -> Vec<(XmlLimits, String, &'static str)> {
+    let limits = XmlLimits {
+        max_attribute_bytes: 64,
+        max_name_bytes: 32,
+        max_attributes: 4,
+        max_elements: 5,
+        ..XmlLimits::default()
+    };
+    let head = "<iq type='get' id='i1' from='a@example.test/r'>";
+    vec![
+        (
+            limits,
+            format!("{head}<foo xmlns='urn:x' a='{}'/></iq>", "v".repeat(65)),
+            "skipped attribute value too long",
+        ),
+        (
+            limits,
+            format!("{head}<foo xmlns='{}'/></iq>", "u".repeat(65)),
+            "skipped attribute value too long",
+        ),
+        (
+            limits,
+            format!("{head}<{} xmlns='urn:x'/></iq>", "n".repeat(40)),
+            "skipped name too long",
+        ),
+        (
+            limits,
+            format!("{head}<foo xmlns='urn:x' {}='v'/></iq>", "n".repeat(40)),
+            "skipped name too long",
+        ),
+        (
+            limits,
+            format!("{head}<foo xmlns='urn:x' a='1' b='2' c='3' d='4'/></iq>"),
+            "skipped too many attributes",
+        ),
+        (
+            limits,
+            format!("{head}<foo xmlns='urn:x'>{}</foo></iq>", "<f/>".repeat(4)),
+            "skipped too many elements",
+        ),
+    ]
+}
+
+#[test]
+fn a_stanza_over_a_limit_of_its_tags_is_skipped_and_answerable() {
+    for (limits, stanza, kind) in limit_cases() {
+        let input = format!("{HEADER}{stanza}<iq type='result' id='next'/>");
+        let framed = every_split(&input, limits).unwrap();
+        assert_eq!(kinds(&framed), ["header", kind, "element"], "{stanza}");
+        assert_eq!(
+            framed[1].1, "<iq type='get' id='i1' from='a@example.test/r'>",
+            "{stanza}"
+        );
+        assert_eq!(framed[2].1, "<iq type='result' id='next'/>");
+    }
+}
+
+#[test]
+fn just_within_the_limits_of_its_tags_a_stanza_is_framed() {
+    let (limits, ..) = limit_cases()[0].clone();
+    let stanza = format!(
+        "<iq type='get' id='i1'><foo xmlns='urn:x' {name}='{value}' b='2'><f/><g/></foo></iq>",
+        name = "n".repeat(28),
+        value = "v".repeat(64),
+    );
+    let framed = every_split(&format!("{HEADER}{stanza}"), limits).unwrap();
+    assert_eq!(kinds(&framed), ["header", "element"]);
+    assert_eq!(framed[1].1, stanza);
+}
+
+#[test]
+fn a_stanza_over_a_limit_of_its_own_start_tag_is_answerable() {
+    let limits = XmlLimits {
+        max_attribute_bytes: 64,
+        max_attributes: 4,
+        ..XmlLimits::default()
+    };
+    let long_value = format!(
+        "<iq type='get' id='i2' from='a@example.test/r' x='{}'><foo xmlns='urn:x'/></iq>",
+        "v".repeat(100)
+    );
+    let many =
+        "<iq type='get' id='i3' from='a@example.test/r' a='1' b='2'><foo xmlns='urn:x'/></iq>";
+    for stanza in [long_value.as_str(), many] {
+        let framed = every_split(&format!("{HEADER}{stanza}"), limits).unwrap();
+        assert_eq!(kinds(&framed)[0], "header");
+        assert!(framed[1].0.starts_with("skipped"), "{framed:?}");
+        let start_tag_end = stanza.find('>').unwrap() + 1;
+        assert_eq!(framed[1].1, stanza[..start_tag_end], "{stanza}");
+    }
+}
+
+#[test]
+fn a_start_tag_is_kept_to_answer_only_up_to_the_stanza_limit() {
+    let limits = XmlLimits {
+        max_stanza_bytes: 4096,
+        max_attribute_bytes: 64,
+        ..XmlLimits::default()
+    };
+    let mut framer = Framer::new(limits);
+    let mut buf = format!("{HEADER}<iq type='get' id='i4' x='").into_bytes();
+    let Some(Frame::Header { end }) = framer.next(&buf).unwrap() else {
+        panic!("no header");
+    };
+    buf.drain(..end);
+    // An attribute value that never ends: kept while it may still be answered, then dropped.
+    for _ in 0..100 {
+        assert_eq!(framer.next(&buf).unwrap(), None);
+        let discard = framer.discardable();
+        buf.drain(..discard);
+        framer.discard(discard);
+        assert!(buf.len() <= 4096 + 1000, "{} bytes kept", buf.len());
+        buf.extend_from_slice(&[b'v'; 1000]);
+    }
+    buf.extend_from_slice(b"'/>");
+    assert!(matches!(
+        framer.next(&buf),
+        Ok(Some(Frame::Skipped {
+            reason: SkipReason::AttributeTooLong,
+            start_tag: None,
+            ..
+        }))
+    ));
 }
 
 #[test]
@@ -154,7 +290,7 @@ fn the_skipped_part_is_not_kept() {
 
 /// Arbitrary input in arbitrary pieces: the framer, the fast reader and the full parser may
 /// refuse it, but never panic, never hand out a range outside the buffer, and never keep more
-/// than the hard bound.
+/// than one stanza's limit; a stanza the full parser refuses costs only that stanza.
 #[test]
 fn arbitrary_input_is_framed_or_refused_without_panics() {
     let mut state: u64 = 0x2545_F491_4F6C_DD1D;
@@ -202,8 +338,13 @@ fn arbitrary_input_is_framed_or_refused_without_panics() {
         max_stanza_bytes: 300,
         max_depth: 6,
         max_attribute_bytes: 40,
+        max_name_bytes: 20,
+        max_attributes: 4,
+        max_elements: 12,
+        ..XmlLimits::default()
     };
     let mut elements = 0;
+    let mut refused = 0;
     for _ in 0..6000 {
         let mut input = HEADER.as_bytes().to_vec();
         for _ in 0..next(80) {
@@ -229,7 +370,7 @@ fn arbitrary_input_is_framed_or_refused_without_panics() {
                 };
                 let end = match frame {
                     Frame::Header { end } => {
-                        parser = crate::stanza_parser::StanzaParser::start(&buf[..end])
+                        parser = crate::stanza_parser::StanzaParser::start(&buf[..end], limits)
                             .ok()
                             .map(|(parser, _)| parser);
                         end
@@ -245,8 +386,10 @@ fn arbitrary_input_is_framed_or_refused_without_panics() {
                             _ => None,
                         };
                         if matches!(full, Some(Err(_))) {
-                            // Not well-formed: the session would end here.
-                            break 'feed;
+                            // Refused: the session starts its parser afresh and goes on.
+                            refused += 1;
+                            let restarted = parser.as_mut().map(|parser| parser.restart());
+                            assert!(matches!(restarted, Some(Ok(()))));
                         }
                         end
                     }
@@ -255,13 +398,16 @@ fn arbitrary_input_is_framed_or_refused_without_panics() {
                 assert!(end <= buf.len());
                 buf.drain(..end);
             }
+            // At most the stanza being read (up to its limit), plus what arrived last.
             assert!(
-                buf.len() <= limits.hard_stanza_bytes() + 64,
+                buf.len() <= limits.max_stanza_bytes + 2 * 64,
                 "{} bytes kept",
                 buf.len()
             );
         }
     }
-    // Enough of the inputs hold whole elements for the readers to be exercised.
+    // Enough of the inputs hold whole elements for the readers to be exercised, and some of
+    // them are refused by the full parser (and survived).
     assert!(elements > 500, "{elements}");
+    assert!(refused > 50, "{refused}");
 }

@@ -99,7 +99,6 @@ impl From<ReadFailure> for SessionError {
         match failure {
             ReadFailure::Io(e) => Self::Io(e),
             ReadFailure::Closed => Self::ConnectionClosed,
-            ReadFailure::Frame(crate::frame::FrameError::HardLimit) => Self::HardLimit,
             ReadFailure::Frame(other) => Self::NotWellFormed(other.to_string()),
             ReadFailure::NotWellFormed(other) => Self::NotWellFormed(other.to_string()),
         }
@@ -113,7 +112,9 @@ mod tests {
     #[test]
     fn the_stream_header_is_well_formed_and_addressed() {
         let header = stream_header("push.example.test");
-        let (_, parsed) = crate::stanza_parser::StanzaParser::start(&header).expect("well-formed");
+        let (_, parsed) =
+            crate::stanza_parser::StanzaParser::start(&header, crate::XmlLimits::default())
+                .expect("well-formed");
         let header = String::from_utf8(header.to_vec()).expect("utf-8");
         assert_eq!(parsed.id, None);
         assert!(header.contains("to='push.example.test'"), "{header}");

@@ -60,17 +60,37 @@ pub(crate) enum SkipReason {
     TooLarge,
     TooDeep,
     AttributeTooLong,
+    NameTooLong,
+    TooManyAttributes,
+    TooManyElements,
+    TooManyFormFields,
+    TooManyFieldValues,
+    /// The full parser refused it (e.g. an undeclared prefix, a comment, a mismatched tag).
+    Malformed,
     UnknownElement,
 }
 
 impl SkipReason {
+    /// A short label for logs and the `reason` of the rejection metric.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::TooLarge => "stanza too large",
             Self::TooDeep => "stanza nested too deep",
             Self::AttributeTooLong => "attribute value too long",
+            Self::NameTooLong => "name too long",
+            Self::TooManyAttributes => "too many attributes",
+            Self::TooManyElements => "too many elements",
+            Self::TooManyFormFields => "too many form fields",
+            Self::TooManyFieldValues => "too many field values",
+            Self::Malformed => "malformed",
             Self::UnknownElement => "unknown top-level element",
         }
+    }
+
+    /// Whether the stanza crossed one of our limits (answered `policy-violation`), rather than
+    /// being broken (answered `bad-request`).
+    pub fn is_limit(self) -> bool {
+        !matches!(self, Self::Malformed | Self::UnknownElement)
     }
 }
 
@@ -111,6 +131,10 @@ pub(crate) struct InboundBuilder {
     // Nesting depth inside the top-level element (the element itself is 1).
     depth: usize,
     bytes: usize,
+    // Fields of the data form being read, and values of its field being read (XEP-0004 forms
+    // do not nest, so one count of each is enough).
+    form_fields: usize,
+    field_values: usize,
     // `None` once the element is being skipped.
     inner: Option<StanzaBuilder>,
     skip: Option<SkipReason>,
@@ -164,6 +188,30 @@ impl InboundBuilder {
         Ok(())
     }
 
+    /// Counts the data form fields and values an element adds, against the limits.
+    fn count_form_parts(&mut self, name: &QName) {
+        if name.0.as_str() != xmpp_parsers::ns::DATA_FORMS {
+            return;
+        }
+        match name.1.as_str() {
+            "x" => self.form_fields = 0,
+            "field" => {
+                self.form_fields += 1;
+                self.field_values = 0;
+                if self.form_fields > self.limits.max_form_fields {
+                    self.skip(SkipReason::TooManyFormFields);
+                }
+            }
+            "value" => {
+                self.field_values += 1;
+                if self.field_values > self.limits.max_field_values {
+                    self.skip(SkipReason::TooManyFieldValues);
+                }
+            }
+            _ => (),
+        }
+    }
+
     fn finish_skipped(&mut self, reason: SkipReason) -> Inbound {
         Inbound::Skipped {
             kind: self.kind,
@@ -179,12 +227,14 @@ impl FromEventsBuilder for InboundBuilder {
     fn feed(&mut self, ev: Event, ctx: &Context<'_>) -> Result<Option<Inbound>, Error> {
         self.bytes = self.bytes.saturating_add(ev.metrics().len());
         match &ev {
-            Event::StartElement(_, _, attrs) => {
+            Event::StartElement(_, name, attrs) => {
                 self.depth += 1;
                 if self.depth > self.limits.max_depth {
                     self.skip(SkipReason::TooDeep);
                 } else if attributes_too_long(attrs, self.limits.max_attribute_bytes) {
                     self.skip(SkipReason::AttributeTooLong);
+                } else {
+                    self.count_form_parts(name);
                 }
             }
             Event::EndElement(_) => self.depth = self.depth.saturating_sub(1),
@@ -238,6 +288,8 @@ impl FromXml for Inbound {
             header,
             depth: 1,
             bytes: start_tag_bytes(&name, &attrs),
+            form_fields: 0,
+            field_values: 0,
             inner: None,
             skip: None,
         };

@@ -9,6 +9,7 @@
 //! UnifiedPush provider), and [`XmppClientLink`] carries the provider's pushes to clients.
 
 mod backoff;
+mod budget;
 mod builtin;
 pub mod config;
 mod dispatch;
@@ -29,7 +30,10 @@ mod stanza_parser;
 mod state;
 mod writer;
 
-pub use config::{ComponentConfig, LinkTimeouts, ReconnectPolicy, XmlLimits, generate_instance_id};
+pub use config::{
+    ComponentConfig, DEFAULT_REQUEST_BYTES_IN_FLIGHT, LinkTimeouts, ReconnectPolicy, XmlLimits,
+    generate_instance_id,
+};
 pub use error::{IqError, LinkError};
 pub use handler::{IqReply, PushPublish, StanzaHandler, stanza_error};
 pub use link::{ComponentLink, ConfigError};

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -14,6 +14,7 @@ use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::stanza::Stanza;
 
 use crate::backoff::Backoff;
+use crate::budget::RequestBudget;
 use crate::config::ComponentConfig;
 use crate::error::{IqError, LinkError, SessionError};
 use crate::handler::StanzaHandler;
@@ -35,7 +36,7 @@ pub enum ConfigError {
     /// The instance id goes into every IQ id, so it must be short and plain.
     #[error("instance_id must be 1 to 32 ASCII letters or digits")]
     BadInstanceId,
-    /// `outbound_queue` or `max_concurrent_iqs` is zero.
+    /// `outbound_queue`, `max_concurrent_iqs` or `max_request_bytes_in_flight` is zero.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
 }
@@ -80,6 +81,9 @@ fn validate(config: &ComponentConfig) -> Result<BareJid, ConfigError> {
     }
     if config.max_concurrent_iqs == 0 {
         return Err(ConfigError::Zero("max_concurrent_iqs"));
+    }
+    if config.max_request_bytes_in_flight == 0 {
+        return Err(ConfigError::Zero("max_request_bytes_in_flight"));
     }
     Ok(jid)
 }
@@ -293,7 +297,7 @@ async fn supervise(
     let tasks = TaskTracker::new();
     let tracker = Arc::clone(&link.shared.tracker);
     let deadlines = tokio::spawn(async move { tracker.expire_overdue().await });
-    let permits = Arc::new(Semaphore::new(config.max_concurrent_iqs));
+    let budget = RequestBudget::new(&config);
     let mut backoff = Backoff::new(config.reconnect);
     let component = link.jid().to_string();
     while !shutdown.is_cancelled() {
@@ -310,7 +314,7 @@ async fn supervise(
                     config: &config,
                     handler: &handler,
                     tasks: &tasks,
-                    permits: &permits,
+                    budget: &budget,
                     shutdown: &shutdown,
                 };
                 let end = session::run(stream, context).await;

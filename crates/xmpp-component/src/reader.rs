@@ -16,7 +16,7 @@ use crate::config::XmlLimits;
 use crate::fast_stanza::{self, FastStanza};
 use crate::fast_xml::{Token, Tokenizer, decode};
 use crate::frame::{Frame, FrameError, Framer};
-use crate::inbound::{ElementKind, Inbound, IqHeaderAttrs};
+use crate::inbound::{ElementKind, Inbound, IqHeaderAttrs, SkipReason};
 use crate::stanza_parser::{NotWellFormed, StanzaParser, StreamHeader};
 
 /// Bytes asked of the socket per read (more when a stanza needs it).
@@ -57,6 +57,8 @@ pub(crate) struct StanzaReader {
     /// Whether XEP-0357 publishes are read by the fast reader (the handler takes them so).
     publishes: bool,
     last_input: Instant,
+    /// Wire bytes of the element [`Self::next`] returned last.
+    last_element_bytes: usize,
 }
 
 impl StanzaReader {
@@ -69,12 +71,19 @@ impl StanzaReader {
             limits,
             publishes: false,
             last_input: Instant::now(),
+            last_element_bytes: 0,
         }
     }
 
     /// Lets the fast reader take XEP-0357 publishes.
     pub(crate) fn read_publishes(&mut self, on: bool) {
         self.publishes = on;
+    }
+
+    /// Wire bytes of the element [`Self::next`] returned last (0 for a skipped one, which was
+    /// not kept).
+    pub(crate) fn last_element_bytes(&self) -> usize {
+        self.last_element_bytes
     }
 
     /// When the last bytes arrived.
@@ -87,7 +96,7 @@ impl StanzaReader {
         loop {
             match self.framer.next(&self.buf)? {
                 Some(Frame::Header { end }) => {
-                    let (parser, header) = StanzaParser::start(&self.buf[..end])?;
+                    let (parser, header) = StanzaParser::start(&self.buf[..end], self.limits)?;
                     self.buf.advance(end);
                     self.parser = Some(parser);
                     return Ok(header);
@@ -127,6 +136,7 @@ impl StanzaReader {
     }
 
     fn take(&mut self, frame: Frame) -> Result<ReadItem, ReadFailure> {
+        self.last_element_bytes = 0;
         match frame {
             Frame::Element { start, end } => {
                 let element = &self.buf[start..end];
@@ -141,12 +151,25 @@ impl StanzaReader {
                             .parser
                             .as_mut()
                             .ok_or(NotWellFormed::Stream("a stanza before the stream header"))?;
-                        match parser.read(element, self.limits)? {
-                            Some(inbound) => ReadItem::Inbound(inbound),
-                            None => ReadItem::Dropped,
+                        match parser.read(element, self.limits) {
+                            Ok(Some(inbound)) => ReadItem::Inbound(inbound),
+                            Ok(None) => ReadItem::Dropped,
+                            Err(error) => {
+                                // The framer found where this stanza ends, so refusing it
+                                // costs only the stanza; the stream goes on with a new parser.
+                                tracing::debug!(%error, "the full parser refused a stanza");
+                                parser.restart()?;
+                                let (kind, header) = header_of(element);
+                                ReadItem::Inbound(Inbound::Skipped {
+                                    kind,
+                                    header,
+                                    reason: SkipReason::Malformed,
+                                })
+                            }
                         }
                     }
                 };
+                self.last_element_bytes = end - start;
                 self.buf.advance(end);
                 Ok(item)
             }
@@ -189,7 +212,7 @@ fn from_fast(fast: FastStanza) -> Inbound {
     }
 }
 
-/// What the start tag of a skipped stanza says about how to answer it.
+/// What the start tag of a skipped stanza (or the stanza itself) says about how to answer it.
 fn header_of(start_tag: &[u8]) -> (ElementKind, IqHeaderAttrs) {
     let unknown = (ElementKind::Other, IqHeaderAttrs::default());
     // Attribute lengths were not limited while skipping; only the size bound applies here.

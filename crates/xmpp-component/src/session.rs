@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::budget::RequestBudget;
 use crate::config::ComponentConfig;
 use crate::dispatch::Dispatcher;
 use crate::error::SessionError;
@@ -23,7 +24,7 @@ pub(crate) struct Context<'a> {
     pub config: &'a ComponentConfig,
     pub handler: &'a Arc<dyn StanzaHandler>,
     pub tasks: &'a TaskTracker,
-    pub permits: &'a Arc<Semaphore>,
+    pub budget: &'a RequestBudget,
     pub shutdown: &'a CancellationToken,
 }
 
@@ -55,7 +56,7 @@ pub(crate) async fn run(stream: LinkStream, cx: Context<'_>) -> SessionEnd {
     cx.link.attach(queue);
     tracing::info!(%component, "component link up");
     metrics::counter!("pushgate_xmpp_link_up_total").increment(1);
-    let dispatcher = Dispatcher::new(cx.link, cx.handler, cx.tasks, cx.permits, cx.config);
+    let dispatcher = Dispatcher::new(cx.link, cx.handler, cx.tasks, cx.budget, cx.config);
     {
         let (handler, link) = (Arc::clone(cx.handler), cx.link.clone());
         cx.tasks.spawn(async move { handler.link_up(&link).await });
@@ -149,7 +150,8 @@ async fn read_loop(
         };
         match next {
             Ok(ReadItem::Inbound(inbound)) => {
-                if let Some(reason) = dispatcher.dispatch(inbound, false).await {
+                let wire_bytes = stream.last_element_bytes();
+                if let Some(reason) = dispatcher.dispatch(inbound, wire_bytes, false).await {
                     return ReadEnd::Failed(reason);
                 }
             }
@@ -214,7 +216,7 @@ async fn drain(stream: &mut StanzaReader, dispatcher: &Dispatcher) {
     loop {
         match stream.next().await {
             Ok(ReadItem::Inbound(inbound)) => {
-                if dispatcher.dispatch(inbound, true).await.is_some() {
+                if dispatcher.dispatch(inbound, 0, true).await.is_some() {
                     break;
                 }
             }

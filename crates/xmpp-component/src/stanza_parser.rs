@@ -4,10 +4,14 @@
 //! so that stanzas inherit the stream's namespaces exactly as on the wire, and then each framed
 //! stanza it has to read, whole. Stanzas read elsewhere are simply never shown to it: to the
 //! parser the stream just has fewer children.
+//!
+//! A stanza the parser refuses is that stanza's problem, not the stream's: the framer already
+//! found where it ends, so the parser is started afresh from the same stream header and the
+//! stream goes on.
 
 use rxml::error::EndOrError;
 use rxml::xml_lang::XmlLangStack;
-use rxml::{Event, Parse, Parser};
+use rxml::{Event, Options, Parse, Parser, WithOptions};
 use xso::error::FromEventsError;
 use xso::{Context, FromEventsBuilder, FromXml};
 
@@ -33,12 +37,30 @@ pub(crate) struct StreamHeader {
 pub(crate) struct StanzaParser {
     parser: Parser,
     languages: XmlLangStack,
+    /// The server's stream header, to start afresh after a stanza the parser refused.
+    header: Vec<u8>,
+    token_bytes: usize,
 }
 
 impl StanzaParser {
-    /// Reads the server's stream header (and the XML declaration before it, if any).
-    pub(crate) fn start(header: &[u8]) -> Result<(Self, StreamHeader), NotWellFormed> {
-        let mut parser = Parser::new();
+    /// Reads the server's stream header (and the XML declaration before it, if any); the
+    /// parser then takes tokens (names, values, text runs) of up to `limits`'
+    /// [`XmlLimits::parser_token_bytes`].
+    pub(crate) fn start(
+        header: &[u8],
+        limits: XmlLimits,
+    ) -> Result<(Self, StreamHeader), NotWellFormed> {
+        Self::start_with(header, limits.parser_token_bytes())
+    }
+
+    fn start_with(
+        header: &[u8],
+        token_bytes: usize,
+    ) -> Result<(Self, StreamHeader), NotWellFormed> {
+        let mut parser = Parser::with_options(Options {
+            max_token_length: token_bytes,
+            ..Options::default()
+        });
         let mut languages = XmlLangStack::new();
         let mut rest = header;
         loop {
@@ -52,7 +74,13 @@ impl StanzaParser {
                     }
                     languages.push_from_attrs(&attrs);
                     let id = attrs.get(&rxml::Namespace::NONE, "id").cloned();
-                    return Ok((Self { parser, languages }, StreamHeader { id }));
+                    let parser = Self {
+                        parser,
+                        languages,
+                        header: header.to_vec(),
+                        token_bytes,
+                    };
+                    return Ok((parser, StreamHeader { id }));
                 }
                 Ok(Some(_)) | Ok(None) | Err(EndOrError::NeedMoreData) => {
                     return Err(NotWellFormed::Stream("no stream header"));
@@ -62,8 +90,16 @@ impl StanzaParser {
         }
     }
 
+    /// Starts afresh after [`Self::read`] refused an element: a parser that failed is done.
+    pub(crate) fn restart(&mut self) -> Result<(), NotWellFormed> {
+        let (fresh, _) = Self::start_with(&std::mem::take(&mut self.header), self.token_bytes)?;
+        *self = fresh;
+        Ok(())
+    }
+
     /// Reads one whole top-level element, under `limits`. `Ok(None)`: well-formed, but not
-    /// readable as anything (the element is dropped and the stream goes on).
+    /// readable as anything (the element is dropped and the stream goes on). After an error
+    /// call [`Self::restart`] before reading on.
     pub(crate) fn read(
         &mut self,
         element: &[u8],

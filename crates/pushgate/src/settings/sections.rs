@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
+use pushgate_xmpp::XmlLimits;
+
 use super::values::{HumanDuration, SecretString, lenient_string};
 
 /// `[component]` (or one `[[component]]` entry): a XEP-0114 link to an XMPP server.
@@ -48,10 +50,35 @@ pub struct ComponentSettings {
     /// The largest stanza accepted from the server, in bytes.
     #[serde(default = "default_max_stanza_bytes")]
     pub max_stanza_bytes: usize,
+    /// The deepest element nesting accepted in one stanza.
+    #[serde(default = "default_max_depth")]
+    pub max_depth: usize,
+    /// The longest attribute value (or namespace URI) accepted, in bytes.
+    #[serde(default = "default_max_attribute_bytes")]
+    pub max_attribute_bytes: usize,
+    /// The longest element or attribute name accepted, in bytes.
+    #[serde(default = "default_max_name_bytes")]
+    pub max_name_bytes: usize,
+    /// The most attributes accepted on one element.
+    #[serde(default = "default_max_attributes")]
+    pub max_attributes: usize,
+    /// The most elements accepted in one stanza.
+    #[serde(default = "default_max_elements")]
+    pub max_elements: usize,
+    /// The most fields accepted in one data form.
+    #[serde(default = "default_max_form_fields")]
+    pub max_form_fields: usize,
+    /// The most values accepted in one data form field.
+    #[serde(default = "default_max_field_values")]
+    pub max_field_values: usize,
     /// How many IQ requests from the server are handled at once; past it they are answered
     /// `resource-constraint` (wait).
     #[serde(default = "default_max_concurrent_iqs")]
     pub max_concurrent_iqs: usize,
+    /// The most wire bytes of parsed requests whose handlers run at once; past it an IQ
+    /// request is answered `resource-constraint` (wait).
+    #[serde(default = "default_max_request_bytes_in_flight")]
+    pub max_request_bytes_in_flight: usize,
     /// Which push roles this link serves: `app_server` (XEP-0357, p2) and/or `unified_push`
     /// (up). At most one link may serve `unified_push`: its JID is the one clients accept
     /// pushes from.
@@ -97,6 +124,30 @@ fn default_max_stanza_bytes() -> usize {
 }
 fn default_max_concurrent_iqs() -> usize {
     256
+}
+fn default_max_depth() -> usize {
+    XmlLimits::default().max_depth
+}
+fn default_max_attribute_bytes() -> usize {
+    XmlLimits::default().max_attribute_bytes
+}
+fn default_max_name_bytes() -> usize {
+    XmlLimits::default().max_name_bytes
+}
+fn default_max_attributes() -> usize {
+    XmlLimits::default().max_attributes
+}
+fn default_max_elements() -> usize {
+    XmlLimits::default().max_elements
+}
+fn default_max_form_fields() -> usize {
+    XmlLimits::default().max_form_fields
+}
+fn default_max_field_values() -> usize {
+    XmlLimits::default().max_field_values
+}
+fn default_max_request_bytes_in_flight() -> usize {
+    pushgate_xmpp::DEFAULT_REQUEST_BYTES_IN_FLIGHT
 }
 
 /// `[database]`: where registrations, revocations and stored messages live.

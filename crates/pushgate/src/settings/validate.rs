@@ -151,11 +151,41 @@ fn check_components(settings: &mut Settings, findings: &mut Findings) {
                 "must be at least 1",
             );
         }
-        if component.max_stanza_bytes < 4096 {
+        // The floors keep every stanza Conversations, Prosody and ejabberd send for push
+        // within the limits: a publish nests 8 deep, holds ~30 elements and 4-field forms.
+        for (field, value, floor, unit) in [
+            (
+                "max_stanza_bytes",
+                component.max_stanza_bytes,
+                4096,
+                " bytes",
+            ),
+            ("max_depth", component.max_depth, 12, ""),
+            (
+                "max_attribute_bytes",
+                component.max_attribute_bytes,
+                1024,
+                " bytes",
+            ),
+            ("max_name_bytes", component.max_name_bytes, 64, " bytes"),
+            ("max_attributes", component.max_attributes, 16, ""),
+            ("max_elements", component.max_elements, 64, ""),
+            ("max_form_fields", component.max_form_fields, 16, ""),
+            ("max_field_values", component.max_field_values, 1, ""),
+        ] {
+            if value < floor {
+                findings.add(
+                    key(field),
+                    lookup(field),
+                    format!("must be at least {floor}{unit}"),
+                );
+            }
+        }
+        if component.max_request_bytes_in_flight < component.max_stanza_bytes {
             findings.add(
-                key("max_stanza_bytes"),
-                lookup("max_stanza_bytes"),
-                "must be at least 4096 bytes",
+                key("max_request_bytes_in_flight"),
+                lookup("max_request_bytes_in_flight"),
+                "must be at least max_stanza_bytes, so that any stanza accepted can be handled",
             );
         }
     }

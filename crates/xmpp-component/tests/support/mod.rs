@@ -125,6 +125,7 @@ pub fn config(server: &FakeXmppServer, jid: &str) -> ComponentConfig {
         limits: XmlLimits::default(),
         outbound_queue: 64,
         max_concurrent_iqs: 8,
+        max_request_bytes_in_flight: pushgate_xmpp::DEFAULT_REQUEST_BYTES_IN_FLIGHT,
     }
 }
 
