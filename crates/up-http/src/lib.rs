@@ -13,6 +13,7 @@ mod post_message;
 mod push;
 mod rate_limit;
 mod server;
+mod strict_http1;
 
 pub use app::{App, Routes, app};
 pub use errors::json_error;

@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::Request;
 use hyper::body::Incoming;
@@ -16,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::app::{App, Routes, app};
 use crate::limits::ServerConfig;
+use crate::strict_http1::{FramingRefusals, StrictHttp1, close_after, refusal};
 
 /// Serves [`app`]`(routes, config)` on `listener` until `shutdown` is cancelled, then stops
 /// accepting, lets in-flight requests finish (at most `config.shutdown_grace`) and returns once
@@ -90,10 +92,32 @@ async fn serve_connection(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout);
+    // hyper accepts some requests whose framing a proxy in front could read otherwise; the
+    // stream wrapper finds them and the service refuses them (see `strict_http1`).
+    let refusals = FramingRefusals::new();
+    let stream = StrictHttp1::new(stream, refusals.clone());
+    // hyper hands requests over one at a time in the order their heads arrive, which is the
+    // order the wrapper counts them in.
+    let handed = AtomicU64::new(0);
     // The per-client rate limit needs the peer address.
     let service = service_fn(move |request: Request<Incoming>| {
+        let index = handed.fetch_add(1, Ordering::Relaxed);
         let app = Arc::clone(&app);
-        async move { Ok::<_, Infallible>(app.respond(request, Some(peer)).await) }
+        let refusals = refusals.clone();
+        async move {
+            if refusals.refuses(index) {
+                // The body is left unread: where it ends is what is in doubt.
+                return Ok::<_, Infallible>(refusal());
+            }
+            let mut response = app.respond(request, Some(peer)).await;
+            // A fault found in this request's body while it was being answered: where the
+            // next request would start is in doubt, so the connection is not reused
+            // (RFC 9112 §6.3).
+            if refusals.refuses(index) {
+                close_after(&mut response);
+            }
+            Ok(response)
+        }
     });
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
