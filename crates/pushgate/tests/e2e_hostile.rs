@@ -221,9 +221,9 @@ fn iq_to_component(payload: Element) -> Element {
 }
 
 fn long_attribute_value() -> Element {
-    let mut foo = Element::builder("foo", "urn:x").build();
-    stanza::set_attr(&mut foo, "a", &"v".repeat(9000));
-    iq_to_component(foo)
+    let mut payload = Element::builder("foo", "urn:x").build();
+    stanza::set_attr(&mut payload, "a", &"v".repeat(9000));
+    iq_to_component(payload)
 }
 
 /// The hostile IQs: long names, values and namespaces, deep nesting, 10,000 attributes and a
