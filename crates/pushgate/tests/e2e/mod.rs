@@ -14,6 +14,8 @@ pub mod webpush;
 use std::time::{Duration, Instant};
 
 pub use pushgate::{Pushgate, PushgateOptions};
+// Not every test binary that shares this module starts a real server.
+#[allow(unused_imports)]
 pub use servers::{ServerKind, XmppServer};
 
 /// The push component's JID, serving both roles over one link.

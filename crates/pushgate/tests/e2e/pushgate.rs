@@ -184,6 +184,16 @@ impl Pushgate {
         started.elapsed()
     }
 
+    /// The most memory the process has held so far (its peak resident set, `VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     /// SIGTERM, then waits for the exit code (killing after 20 s).
     pub async fn stop(mut self) -> Option<i32> {
         self.terminate().await
