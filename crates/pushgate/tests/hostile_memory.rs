@@ -108,3 +108,83 @@ async fn hostile_forms_in_flight_stay_within_64_mb() {
     );
     assert_eq!(server.handshakes(), 1, "the link stayed up");
 }
+
+/// One account registering 5,000 UnifiedPush endpoints, and available presence from 20,000
+/// distinct JIDs: endpoints are stateless tokens and only owners with kept messages are
+/// flushed on presence, so neither leaves anything behind per user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_endpoints_and_presences_leave_nothing_per_user() {
+    const REGISTRATIONS: usize = 5000;
+    const PRESENCES: usize = 20_000;
+    const GROWTH_LIMIT_KIB: u64 = 16 * 1024;
+    let server = FakeXmppServer::start(COMPONENT, COMPONENT_SECRET)
+        .await
+        .unwrap();
+    let pushgate = Pushgate::start(PushgateOptions::new(server.port())).await;
+    let mut session = server
+        .next_session(Duration::from_secs(10))
+        .await
+        .expect("pushgate did not connect");
+    let idle = pushgate.peak_rss_kib().expect("peak RSS readable");
+
+    let mut burst = String::new();
+    for i in 0..REGISTRATIONS {
+        // Distinct 32-byte ids, standard base64 as Conversations sends them.
+        let instance = format!("{i:0>43}=");
+        burst.push_str(&format!(
+            "<iq type='set' id='r{i}' from='mallory@example.test/laptop' to='{COMPONENT}'>\
+             <register xmlns='http://gultsch.de/xmpp/drafts/unified-push' \
+             application='XrfnJea6xD8qkGQ3qnvggAgd54an0S97lkm+R7adbKA=' instance='{instance}'/></iq>"
+        ));
+    }
+    session.send_raw(burst);
+    let mut registered = 0;
+    for _ in 0..REGISTRATIONS {
+        let answer = session
+            .recv(Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|| panic!("a registration was not answered\n{}", pushgate.log()));
+        if answer.attr("type") == Some("result") {
+            registered += 1;
+        } else {
+            // A burst past max_concurrent_iqs is asked to wait; anything else is a fault.
+            assert!(
+                String::from(&answer).contains("resource-constraint"),
+                "{}",
+                String::from(&answer)
+            );
+        }
+    }
+    assert!(registered > REGISTRATIONS / 2, "{registered}");
+
+    let mut burst = String::new();
+    for i in 0..PRESENCES {
+        burst.push_str(&format!(
+            "<presence from='user{i}@example.test/phone' to='{COMPONENT}'/>"
+        ));
+    }
+    session.send_raw(burst);
+    // The link answers a ping only after it has read every presence before it.
+    session.send_raw(format!(
+        "<iq type='get' id='after' from='example.test' to='{COMPONENT}'><ping xmlns='urn:xmpp:ping'/></iq>"
+    ));
+    let answer = session
+        .recv(Duration::from_secs(30))
+        .await
+        .expect("the ping after the presences was not answered");
+    assert_eq!(answer.attr("id"), Some("after"));
+    // Let any work the presences started run its course before measuring.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let peak = pushgate.peak_rss_kib().expect("peak RSS readable");
+    pushgate_testkit::interop::notice(&format!(
+        "peak RSS {:.1} MB (idle {:.1} MB) after {REGISTRATIONS} registrations and {PRESENCES} presences",
+        peak as f64 / 1024.0,
+        idle as f64 / 1024.0,
+    ));
+    assert!(
+        peak.saturating_sub(idle) <= GROWTH_LIMIT_KIB,
+        "peak RSS grew by {} KiB\n{}",
+        peak.saturating_sub(idle),
+        pushgate.log()
+    );
+}

@@ -306,6 +306,15 @@ impl Provider {
         }
     }
 
+    /// Whether `owner` (a full JID) may have kept messages: one was stored for it, or the
+    /// flush after link-up found some, and no flush has since sent them all. Available
+    /// presence flushes only such owners, so presence from anyone else costs nothing: no task,
+    /// no database query. The set holds at most one entry per owner with stored messages,
+    /// which the store's caps bound.
+    pub fn may_have_messages(&self, owner: &str) -> bool {
+        self.has_pending(&OwnerKey::of_jid(owner))
+    }
+
     fn has_pending(&self, owner: &OwnerKey) -> bool {
         lock(&self.pending_owners).contains(owner)
     }

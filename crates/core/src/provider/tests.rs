@@ -379,6 +379,59 @@ async fn presence_flushes_in_order_and_stops_at_the_first_failure() {
 }
 
 #[tokio::test]
+async fn only_owners_with_kept_messages_may_have_messages() {
+    let f = fixture();
+    let registration = f
+        .provider
+        .register(OWNER, "example.test", APP, INSTANCE)
+        .unwrap();
+    assert!(!f.provider.may_have_messages(OWNER));
+    // A delivered message keeps nothing.
+    f.provider
+        .accept(token_of(&registration), body("now"))
+        .await;
+    assert!(!f.provider.may_have_messages(OWNER));
+    f.client
+        .always(PushDelivery::NotDelivered("offline".into()));
+    f.provider
+        .accept(token_of(&registration), body("kept"))
+        .await;
+    assert!(f.provider.may_have_messages(OWNER));
+    assert!(!f.provider.may_have_messages("alice@example.test/other"));
+    // An interrupted flush leaves the owner pending; a complete one clears it.
+    assert!(f.provider.flush_owner(OWNER).await.interrupted);
+    assert!(f.provider.may_have_messages(OWNER));
+    f.client.always(PushDelivery::Delivered);
+    assert_eq!(f.provider.flush_owner(OWNER).await.delivered, 1);
+    assert!(!f.provider.may_have_messages(OWNER));
+}
+
+#[tokio::test]
+async fn after_a_restart_the_link_up_flush_finds_the_owners_again() {
+    let f = fixture();
+    let registration = f
+        .provider
+        .register(OWNER, "example.test", APP, INSTANCE)
+        .unwrap();
+    f.client
+        .always(PushDelivery::NotDelivered("offline".into()));
+    f.provider
+        .accept(token_of(&registration), body("kept"))
+        .await;
+    // A new process on the same store knows nothing until the link-up flush reads it.
+    let restarted = Provider::new(
+        f.provider.keys.clone(),
+        f.store.clone(),
+        f.client.clone(),
+        f.clock.clone(),
+        f.provider.config.clone(),
+    );
+    assert!(!restarted.may_have_messages(OWNER));
+    assert!(restarted.flush_all().await.interrupted);
+    assert!(restarted.may_have_messages(OWNER));
+}
+
+#[tokio::test]
 async fn a_delivery_flushes_what_was_kept_before() {
     let f = fixture();
     let registration = f

@@ -214,8 +214,12 @@ impl StanzaHandler for PushRoles {
         if presence.type_ != presence::Type::None {
             return;
         }
-        // Messages are kept per full JID (the owner in the endpoint token).
-        if let Some(owner) = presence.from.filter(Jid::is_full) {
+        // Messages are kept per full JID (the owner in the endpoint token). Presence is sent
+        // on every bind by every client of the server, so only an owner with kept messages
+        // starts a flush.
+        if let Some(owner) = presence.from.filter(Jid::is_full)
+            && provider.may_have_messages(owner.as_str())
+        {
             self.spawn_flush(provider, Some(owner));
         }
     }
