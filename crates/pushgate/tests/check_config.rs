@@ -30,7 +30,7 @@ fn defaults_fill_every_key_the_file_leaves_out() {
     assert!(component.contains(&r#"jid = "push.example.test""#), "{out}");
     assert!(component.contains(&r#"host = "127.0.0.1""#), "{out}");
     assert!(component.contains(&"port = 5347"), "{out}");
-    assert!(component.contains(&r#"keepalive_idle = "1m""#), "{out}");
+    assert!(component.contains(&r#"keepalive_idle = "10s""#), "{out}");
     let database = section(&out, "[database]");
     assert!(
         database.contains(&r#"url = "sqlite://pushgate.db?mode=rwc""#),

@@ -41,7 +41,8 @@ impl Backoff {
         self.failures = 0;
     }
 
-    /// Records how long a session stayed up; a stable one resets the backoff.
+    /// Records how long a session that completed its handshake stayed up: a stable one resets
+    /// the backoff, a shorter one leaves it to grow like a failed attempt (a crash loop).
     pub(crate) fn session_ended(&mut self, lasted: Duration) {
         if lasted >= self.policy.stable_after {
             self.reset();
@@ -86,6 +87,30 @@ mod tests {
     fn first_retry_is_within_a_second() {
         let mut backoff = Backoff::new(ReconnectPolicy::default());
         assert!(backoff.next_delay() <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn sessions_that_keep_working_are_retried_at_once_however_often_they_drop() {
+        let mut backoff = Backoff::new(ReconnectPolicy::default());
+        // Two failed attempts, then a session of 2 s, again and again (a link that flaps).
+        backoff.next_delay();
+        backoff.next_delay();
+        for _ in 0..20 {
+            backoff.session_ended(Duration::from_secs(2));
+            assert!(backoff.next_delay() <= Duration::from_millis(500));
+        }
+    }
+
+    #[test]
+    fn a_crash_loop_backs_off() {
+        let mut backoff = Backoff::new(ReconnectPolicy::default());
+        let mut bases = Vec::new();
+        for _ in 0..5 {
+            backoff.session_ended(Duration::from_millis(100));
+            bases.push(backoff.base().as_millis());
+            backoff.next_delay();
+        }
+        assert_eq!(bases, [500, 1000, 2000, 4000, 8000]);
     }
 
     #[test]

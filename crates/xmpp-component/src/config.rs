@@ -112,7 +112,8 @@ impl Default for LinkTimeouts {
         Self {
             connect: Duration::from_secs(10),
             handshake: Duration::from_secs(10),
-            keepalive_idle: Duration::from_secs(60),
+            // A frozen server is noticed within keepalive_idle + keepalive_timeout (30 s).
+            keepalive_idle: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(20),
             iq: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
@@ -121,13 +122,21 @@ impl Default for LinkTimeouts {
 }
 
 /// Exponential backoff with jitter between connection attempts.
+///
+/// The backoff grows only with failed attempts: a refused connection, a handshake that failed
+/// or was rejected, a `<conflict/>`. A session that completed its handshake and stayed up at
+/// least `stable_after` was a success, so when it drops the next attempt comes after `initial`
+/// again (within a second by default), however often the network flaps. A session that ended
+/// sooner counts as a failed attempt: a server that accepts the handshake and drops the stream
+/// at once (a crash loop) is retried with a growing delay instead of in a tight loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReconnectPolicy {
     /// Base delay of the first retry (the actual delay is jittered into `[initial/2, initial]`).
     pub initial: Duration,
     /// Cap of the delay.
     pub max: Duration,
-    /// A session that stayed up this long resets the backoff to `initial`.
+    /// A session that stayed up this long resets the backoff to `initial`; a shorter one
+    /// counts as a failed attempt.
     pub stable_after: Duration,
 }
 
@@ -136,7 +145,7 @@ impl Default for ReconnectPolicy {
         Self {
             initial: Duration::from_millis(500),
             max: Duration::from_secs(30),
-            stable_after: Duration::from_secs(30),
+            stable_after: Duration::from_secs(1),
         }
     }
 }

@@ -171,6 +171,51 @@ async fn reconnects_within_a_second_after_the_server_drops_the_link() {
 }
 
 #[tokio::test]
+async fn a_link_that_keeps_dropping_is_retried_within_a_second_every_time() {
+    // The flapping link: every session works, then its TCP connection is reset.
+    let (server, _running, mut session) = connected(|_| ()).await;
+    let mut waits = Vec::new();
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        session.send(ping_request("alive"));
+        assert!(session.recv_iq(STEP).await.is_some(), "the session worked");
+        let dropped = Instant::now();
+        session.drop_connection();
+        session = server.next_session(STEP).await.expect("no reconnect");
+        waits.push(dropped.elapsed());
+    }
+    eprintln!("reconnect waits: {waits:?}");
+    assert!(
+        waits.iter().all(|wait| *wait < Duration::from_secs(1)),
+        "{waits:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_drops_every_session_at_once_is_retried_ever_more_slowly() {
+    let (server, _running, session) = connected(|c| {
+        c.reconnect = ReconnectPolicy {
+            initial: Duration::from_millis(40),
+            max: Duration::from_secs(5),
+            stable_after: Duration::from_secs(1),
+        }
+    })
+    .await;
+    let mut session = session;
+    let mut waits = Vec::new();
+    for _ in 0..5 {
+        let dropped = Instant::now();
+        session.drop_connection();
+        session = server.next_session(STEP).await.expect("no reconnect");
+        waits.push(dropped.elapsed());
+    }
+    eprintln!("crash-loop waits: {waits:?}");
+    // Jittered into [base/2, base]: the fifth base is 16 times the first.
+    assert!(waits[4] >= Duration::from_millis(300), "{waits:?}");
+    assert!(waits[0] < Duration::from_millis(200), "{waits:?}");
+}
+
+#[tokio::test]
 async fn a_dropped_connection_is_reported_as_closed_not_as_an_xml_error() {
     // Prosody and ejabberd close the socket on shutdown without a stream footer.
     let (_server, running, session) = connected(|_| ()).await;

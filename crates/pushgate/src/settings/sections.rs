@@ -110,7 +110,8 @@ fn default_connect_timeout() -> HumanDuration {
     HumanDuration::secs(10)
 }
 fn default_keepalive_idle() -> HumanDuration {
-    HumanDuration::secs(60)
+    // With keepalive_timeout's 20 s, a frozen server is noticed within 30 s.
+    HumanDuration::secs(10)
 }
 fn default_keepalive_timeout() -> HumanDuration {
     HumanDuration::secs(20)
