@@ -45,6 +45,8 @@ pub fn component_config(settings: &ComponentSettings) -> ComponentConfig {
         max_field_values: settings.max_field_values,
     };
     config.max_concurrent_iqs = settings.max_concurrent_iqs;
+    config.max_queued_iqs = settings.max_queued_iqs;
+    config.iq_queue_wait = settings.iq_queue_wait.get();
     config.max_request_bytes_in_flight = settings.max_request_bytes_in_flight;
     config
 }

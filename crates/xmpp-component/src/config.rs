@@ -25,9 +25,15 @@ pub struct ComponentConfig {
     pub limits: XmlLimits,
     /// Capacity of the outbound stanza queue shared by every task that sends.
     pub outbound_queue: usize,
-    /// How many incoming IQ get/set requests are handled at once; past this bound a request is
-    /// answered `resource-constraint` (wait).
+    /// How many incoming IQ get/set requests are handled at once; past this bound a request
+    /// waits in a queue of `max_queued_iqs`.
     pub max_concurrent_iqs: usize,
+    /// How many IQ requests may wait for their turn; past it a request is answered
+    /// `resource-constraint` (wait). 0: none waits.
+    pub max_queued_iqs: usize,
+    /// The longest a request waits in the queue before it is answered `resource-constraint`
+    /// (wait); well inside the deadline the XMPP server gives a publish.
+    pub iq_queue_wait: Duration,
     /// Wire bytes of the parsed stanzas (IQ requests, messages, presences) whose handlers run
     /// at once. An IQ request past it is answered `resource-constraint` (wait); a message or
     /// presence waits. Parsed stanzas are held as trees a few times their wire size, so this
@@ -49,6 +55,8 @@ impl std::fmt::Debug for ComponentConfig {
             .field("limits", &self.limits)
             .field("outbound_queue", &self.outbound_queue)
             .field("max_concurrent_iqs", &self.max_concurrent_iqs)
+            .field("max_queued_iqs", &self.max_queued_iqs)
+            .field("iq_queue_wait", &self.iq_queue_wait)
             .field(
                 "max_request_bytes_in_flight",
                 &self.max_request_bytes_in_flight,
@@ -76,6 +84,8 @@ impl ComponentConfig {
             limits: XmlLimits::default(),
             outbound_queue: 1024,
             max_concurrent_iqs: 256,
+            max_queued_iqs: DEFAULT_QUEUED_IQS,
+            iq_queue_wait: DEFAULT_IQ_QUEUE_WAIT,
             max_request_bytes_in_flight: DEFAULT_REQUEST_BYTES_IN_FLIGHT,
         }
     }
@@ -84,6 +94,14 @@ impl ComponentConfig {
 /// The default of [`ComponentConfig::max_request_bytes_in_flight`]: 4 MiB, some thousands of
 /// ordinary requests, and tens of MB at most as parsed trees.
 pub const DEFAULT_REQUEST_BYTES_IN_FLIGHT: usize = 4 * 1024 * 1024;
+
+/// The default of [`ComponentConfig::max_queued_iqs`]: a burst of some thousands of publishes
+/// (a busy server after a restart) waits instead of being refused.
+pub const DEFAULT_QUEUED_IQS: usize = 4096;
+
+/// The default of [`ComponentConfig::iq_queue_wait`]: with the wake-up's own deadline after it,
+/// well inside the ~30 s ejabberd and Prosody give a publish.
+pub const DEFAULT_IQ_QUEUE_WAIT: Duration = Duration::from_secs(5);
 
 /// A short random instance id: 8 lowercase hex digits.
 pub fn generate_instance_id() -> String {

@@ -13,7 +13,7 @@ use xmpp_parsers::stanza::Stanza;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 use xmpp_parsers::stream_error::DefinedCondition as StreamCondition;
 
-use crate::budget::{Held, RequestBudget};
+use crate::budget::{Admission, Held, RequestBudget};
 use crate::builtin;
 use crate::config::ComponentConfig;
 use crate::error::SessionError;
@@ -185,11 +185,14 @@ impl Dispatcher {
             self.reply(header, reply).await;
             return;
         }
-        let Some((permit, header)) = self.request_permit(header, wire_bytes).await else {
+        let Some(admission) = self.admit(&header, wire_bytes).await else {
             return;
         };
         let (handler, link) = (Arc::clone(&self.handler), self.link.clone());
         self.tasks.spawn(async move {
+            let Some(permit) = turn(admission, &link, &header).await else {
+                return;
+            };
             let reply = handler.handle_iq(&link, &header, payload).await;
             send_reply(&link, header, reply.unwrap_or_else(unhandled)).await;
             drop(permit);
@@ -198,31 +201,34 @@ impl Dispatcher {
 
     async fn on_publish(&self, header: IqHeader, publish: PushPublish) {
         // Read straight from its bytes: a publish holds only its node and secret.
-        let Some((permit, header)) = self.request_permit(header, 0).await else {
+        let Some(admission) = self.admit(&header, 0).await else {
             return;
         };
         let (handler, link) = (Arc::clone(&self.handler), self.link.clone());
         self.tasks.spawn(async move {
+            let Some(permit) = turn(admission, &link, &header).await else {
+                return;
+            };
             let reply = handler.handle_publish(&link, &header, publish).await;
             send_reply(&link, header, reply.unwrap_or_else(unhandled)).await;
             drop(permit);
         });
     }
 
-    /// Room for one more request in flight; without it the request is answered here.
-    async fn request_permit(
-        &self,
-        header: IqHeader,
-        wire_bytes: usize,
-    ) -> Option<(Held, IqHeader)> {
-        if let Some(held) = self.budget.try_request(wire_bytes) {
-            return Some((held, header));
+    /// Room for one more request, now or after a wait in the queue; without it the request
+    /// is answered here.
+    async fn admit(&self, header: &IqHeader, wire_bytes: usize) -> Option<Admission> {
+        match self.budget.admit(wire_bytes) {
+            Ok(admission) => Some(admission),
+            Err(refusal) => {
+                // A `wait` error makes the sender retry later without counting it against us
+                // (PROTOCOL A.2).
+                tracing::debug!(reason = refusal.as_str(), "IQ request refused: overloaded");
+                count_rejected(refusal.as_str());
+                self.reply(copy_of(header), busy()).await;
+                None
+            }
         }
-        // Too many requests in flight: a `wait` error makes the sender retry later without
-        // counting it against us (PROTOCOL A.2).
-        count_rejected("overloaded");
-        self.reply(header, busy()).await;
-        None
     }
 
     /// Answers a broken or over-limit IQ get/set with `condition` (modify), when it can be
@@ -276,6 +282,31 @@ impl Dispatcher {
                 }
             });
         }
+    }
+}
+
+/// The request's turn to run: at once, or after its wait in the queue. A request whose turn
+/// did not come within the queue wait is answered `resource-constraint` (wait) here.
+async fn turn(admission: Admission, link: &ComponentLink, header: &IqHeader) -> Option<Held> {
+    let queued = match admission {
+        Admission::Now(held) => return Some(held),
+        Admission::Queued(queued) => queued,
+    };
+    metrics::counter!("pushgate_xmpp_iqs_queued_total").increment(1);
+    let held = queued.turn().await;
+    if held.is_none() {
+        count_rejected("queue wait");
+        send_reply(link, copy_of(header), busy()).await;
+    }
+    held
+}
+
+/// `IqHeader` is not `Clone`; the handler keeps the request's, the refusal needs its own.
+fn copy_of(header: &IqHeader) -> IqHeader {
+    IqHeader {
+        from: header.from.clone(),
+        to: header.to.clone(),
+        id: header.id.clone(),
     }
 }
 

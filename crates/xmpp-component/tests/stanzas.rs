@@ -241,8 +241,12 @@ async fn a_stanza_of_any_size_is_skipped_and_the_session_goes_on() {
 }
 
 #[tokio::test]
-async fn too_many_requests_get_resource_constraint_wait() {
-    let (_server, _running, mut session) = connected(|c| c.max_concurrent_iqs = 1).await;
+async fn requests_past_a_full_queue_get_resource_constraint_wait() {
+    let (_server, _running, mut session) = connected(|c| {
+        c.max_concurrent_iqs = 1;
+        c.max_queued_iqs = 0;
+    })
+    .await;
     session.send(request(
         "s1",
         true,
@@ -262,6 +266,52 @@ async fn too_many_requests_get_resource_constraint_wait() {
     let second = session.recv_iq(STEP).await.expect("no reply");
     assert!(
         matches!(&second, Iq::Result { id, .. } if id == "s1"),
+        "{second:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_burst_past_the_running_limit_waits_its_turn() {
+    let (_server, _running, mut session) = connected(|c| c.max_concurrent_iqs = 1).await;
+    for id in ["q1", "q2", "q3"] {
+        session.send(request(id, true, Element::builder("slow", TEST_NS).build()));
+    }
+    // Each takes 300 ms and only one runs at a time: all three are answered, in order.
+    for id in ["q1", "q2", "q3"] {
+        let reply = session.recv_iq(STEP).await.expect("no reply");
+        assert!(
+            matches!(&reply, Iq::Result { id: got, .. } if got == id),
+            "{reply:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_request_that_waits_past_the_queue_wait_gets_resource_constraint_wait() {
+    let (_server, _running, mut session) = connected(|c| {
+        c.max_concurrent_iqs = 1;
+        c.iq_queue_wait = Duration::from_millis(100);
+    })
+    .await;
+    session.send(request(
+        "w1",
+        true,
+        Element::builder("slow", TEST_NS).build(),
+    ));
+    session.send(request(
+        "w2",
+        true,
+        Element::builder("slow", TEST_NS).build(),
+    ));
+    let first = session.recv_iq(STEP).await.expect("no reply");
+    assert_eq!(first.id(), "w2");
+    assert_eq!(
+        error_of(&first),
+        Some(("resource-constraint".into(), "wait".into()))
+    );
+    let second = session.recv_iq(STEP).await.expect("no reply");
+    assert!(
+        matches!(&second, Iq::Result { id, .. } if id == "w1"),
         "{second:?}"
     );
 }

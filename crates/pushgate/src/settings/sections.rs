@@ -71,10 +71,17 @@ pub struct ComponentSettings {
     /// The most values accepted in one data form field.
     #[serde(default = "default_max_field_values")]
     pub max_field_values: usize,
-    /// How many IQ requests from the server are handled at once; past it they are answered
-    /// `resource-constraint` (wait).
+    /// How many IQ requests from the server are handled at once; past it they wait in a queue.
     #[serde(default = "default_max_concurrent_iqs")]
     pub max_concurrent_iqs: usize,
+    /// How many IQ requests may wait for their turn; past it they are answered
+    /// `resource-constraint` (wait). 0: none waits.
+    #[serde(default = "default_max_queued_iqs")]
+    pub max_queued_iqs: usize,
+    /// The longest an IQ request waits in the queue before it is answered
+    /// `resource-constraint` (wait).
+    #[serde(default = "default_iq_queue_wait")]
+    pub iq_queue_wait: HumanDuration,
     /// The most wire bytes of parsed requests whose handlers run at once; past it an IQ
     /// request is answered `resource-constraint` (wait).
     #[serde(default = "default_max_request_bytes_in_flight")]
@@ -125,6 +132,12 @@ fn default_max_stanza_bytes() -> usize {
 }
 fn default_max_concurrent_iqs() -> usize {
     256
+}
+fn default_max_queued_iqs() -> usize {
+    pushgate_xmpp::DEFAULT_QUEUED_IQS
+}
+fn default_iq_queue_wait() -> HumanDuration {
+    HumanDuration::secs(pushgate_xmpp::DEFAULT_IQ_QUEUE_WAIT.as_secs())
 }
 fn default_max_depth() -> usize {
     XmlLimits::default().max_depth

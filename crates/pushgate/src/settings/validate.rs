@@ -139,6 +139,7 @@ fn check_components(settings: &mut Settings, findings: &mut Findings) {
             ("keepalive_idle", component.keepalive_idle),
             ("keepalive_timeout", component.keepalive_timeout),
             ("reconnect_max", component.reconnect_max),
+            ("iq_queue_wait", component.iq_queue_wait),
         ] {
             if value.get().is_zero() {
                 findings.add(key(field), lookup(field), "must be longer than zero");
