@@ -462,3 +462,32 @@ async fn link_up_flushes_everything_kept() {
     assert_eq!(h.server.handshakes(), 2);
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_link_up_flush_the_database_failed_is_tried_again_until_it_succeeds() {
+    let mut h = start_roles(RolesOptions::default(), |c| {
+        c.reconnect.initial = Duration::from_millis(20);
+    })
+    .await;
+    let token = register(&mut h).await;
+    store_while_offline(&mut h, &token, b"kept").await;
+    // The database is down when the link comes back: the flush fails, and is tried again.
+    h.store.set_unavailable(true);
+    h.session.close_stream();
+    h.session = h.server.next_session(STEP).await.expect("no reconnect");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.store.set_unavailable(false);
+    // No presence and no new link: the retry alone sends what was kept.
+    let push = next_push(&mut h).await;
+    assert_eq!(body_of(&push), "a2VwdA==");
+    h.session.send_raw(result_to(&push));
+    tokio::time::timeout(STEP, async {
+        while stored_count(&h).await > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("kept message not flushed");
+    assert_eq!(h.server.handshakes(), 2);
+    h.stop().await;
+}

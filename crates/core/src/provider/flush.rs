@@ -20,6 +20,9 @@ pub struct FlushReport {
     pub unopenable: u64,
     /// Whether the owner stopped answering, leaving messages for a later flush.
     pub interrupted: bool,
+    /// Whether the database failed, leaving messages unsent whoever could take them: the
+    /// flush should be tried again.
+    pub failed: bool,
 }
 
 impl FlushReport {
@@ -28,6 +31,7 @@ impl FlushReport {
         self.revoked += other.revoked;
         self.unopenable += other.unopenable;
         self.interrupted |= other.interrupted;
+        self.failed |= other.failed;
     }
 }
 
@@ -66,6 +70,7 @@ impl Provider {
                 Err(error) => {
                     tracing::warn!(%error, "flush: reading stored messages failed");
                     report.interrupted = true;
+                    report.failed = true;
                     return report;
                 }
             };
@@ -110,6 +115,7 @@ impl Provider {
                 Err(error) => {
                     tracing::warn!(%error, "flush: reading stored messages failed");
                     report.interrupted = true;
+                    report.failed = true;
                     return report;
                 }
             };

@@ -510,6 +510,33 @@ async fn a_revocation_during_flush_drops_that_endpoints_messages() {
 }
 
 #[tokio::test]
+async fn a_flush_the_database_failed_says_so_and_a_later_one_sends_everything() {
+    let f = fixture();
+    let registration = f
+        .provider
+        .register(OWNER, "example.test", APP, INSTANCE)
+        .unwrap();
+    f.client
+        .always(PushDelivery::NotDelivered("offline".into()));
+    f.provider.accept(token_of(&registration), body("a")).await;
+    f.client.always(PushDelivery::Delivered);
+    f.store.set_unavailable(true);
+    let report = f.provider.flush_all().await;
+    assert!(report.failed && report.interrupted, "{report:?}");
+    let report = f.provider.flush_owner(OWNER).await;
+    assert!(report.failed, "{report:?}");
+    f.store.set_unavailable(false);
+    let report = f.provider.flush_all().await;
+    assert_eq!((report.delivered, report.failed), (1, false));
+    // An owner who stops answering interrupts a flush, but nothing failed.
+    f.client
+        .always(PushDelivery::NotDelivered("offline".into()));
+    f.provider.accept(token_of(&registration), body("b")).await;
+    let report = f.provider.flush_owner(OWNER).await;
+    assert!(report.interrupted && !report.failed, "{report:?}");
+}
+
+#[tokio::test]
 async fn a_database_failure_is_unavailable() {
     let f = fixture();
     let registration = f

@@ -11,10 +11,12 @@ mod register_push;
 mod up_register;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use pushgate_core::app_server::AppServer;
 use pushgate_core::provider::Provider;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use xmpp_parsers::disco::{DiscoInfoResult, Identity, Item as DiscoItem};
 use xmpp_parsers::iq::{IqHeader, IqRequestPayload};
@@ -39,6 +41,11 @@ pub(crate) fn read_publish_for_tests(
 /// The namespace of the UnifiedPush elements (`register`, `registered`, `push`).
 pub const UNIFIED_PUSH: &str = "http://gultsch.de/xmpp/drafts/unified-push";
 
+/// The first wait before a flush the database failed is tried again; it doubles each time.
+const FLUSH_RETRY_FIRST: Duration = Duration::from_millis(200);
+/// The longest wait between two tries of a failed flush.
+const FLUSH_RETRY_MAX: Duration = Duration::from_secs(10);
+
 /// The stanza handler of one component link serving either role or both.
 ///
 /// A role that is off is not announced in disco, and its requests are answered
@@ -50,6 +57,8 @@ pub struct PushRoles {
     app_server: Option<Arc<AppServer>>,
     provider: Option<Arc<Provider>>,
     tasks: TaskTracker,
+    /// Cancelled on shutdown: flushes waiting to try again stop.
+    closing: CancellationToken,
 }
 
 impl std::fmt::Debug for PushRoles {
@@ -97,6 +106,7 @@ impl PushRoles {
             app_server,
             provider,
             tasks: TaskTracker::new(),
+            closing: CancellationToken::new(),
         }
     }
 
@@ -108,19 +118,36 @@ impl PushRoles {
     /// Waits for the running flushes. Call it after the link has stopped: without a link
     /// every push fails at once, so each flush ends at its next message.
     pub async fn close_and_wait(&self) {
+        self.closing.cancel();
         self.tasks.close();
         self.tasks.wait().await;
     }
 
+    /// Flushes `owner`'s kept messages, or everyone's; a flush the database failed is tried
+    /// again with a growing delay until it succeeds or pushgate shuts down, so accepted
+    /// messages never wait for the next presence or link-up.
     fn spawn_flush(&self, provider: &Arc<Provider>, owner: Option<Jid>) {
         let provider = Arc::clone(provider);
+        let closing = self.closing.clone();
         self.tasks.spawn(async move {
-            let report = match owner {
-                Some(owner) => provider.flush_owner(owner.as_str()).await,
-                None => provider.flush_all().await,
-            };
-            if report.delivered + report.revoked + report.unopenable > 0 || report.interrupted {
-                tracing::debug!(?report, "stored UnifiedPush messages flushed");
+            let mut retry_in = FLUSH_RETRY_FIRST;
+            loop {
+                let report = match &owner {
+                    Some(owner) => provider.flush_owner(owner.as_str()).await,
+                    None => provider.flush_all().await,
+                };
+                if report.delivered + report.revoked + report.unopenable > 0 || report.interrupted {
+                    tracing::debug!(?report, "stored UnifiedPush messages flushed");
+                }
+                if !report.failed {
+                    return;
+                }
+                metrics::counter!("pushgate_up_flush_retries_total").increment(1);
+                tokio::select! {
+                    () = closing.cancelled() => return,
+                    () = tokio::time::sleep(retry_in) => (),
+                }
+                retry_in = (retry_in * 2).min(FLUSH_RETRY_MAX);
             }
         });
     }
