@@ -4,8 +4,9 @@
 //! shape), answers with Google's documented JSON, and can be scripted per push token: "token X
 //! answers `UNREGISTERED`", "token Y answers `UNAVAILABLE` twice, then succeeds", "answer after
 //! 50 ms", "never answer". It records every accepted message and counts requests, connections
-//! and the sends that came over HTTP/2. It speaks HTTP/1.1 and HTTP/2 with prior knowledge
-//! (h2c) on the same port.
+//! and the sends that came over HTTP/2, and how many sends each connection carried at once. It
+//! speaks HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same port, and can allow
+//! fewer streams per HTTP/2 connection, as Google's front end does.
 
 mod answer;
 mod connections;
@@ -15,15 +16,15 @@ mod send;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State as AxumState;
 use axum::http::{HeaderMap, Method, Uri, Version};
 use axum::response::Response;
+use axum::{Extension, Router};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -68,6 +69,15 @@ struct Shared {
     http2_sends: AtomicU64,
     /// TCP connections accepted.
     connections: AtomicU64,
+    /// The `SETTINGS_MAX_CONCURRENT_STREAMS` of connections accepted from now on.
+    max_concurrent_streams: AtomicU32,
+    /// Connections that carried a send.
+    send_connections: AtomicU64,
+    /// Connections that carried a send and are open now.
+    open_send_connections: AtomicUsize,
+    max_open_send_connections: AtomicUsize,
+    /// The most sends in progress at once on one connection.
+    max_sends_per_connection: AtomicUsize,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     shutdown: CancellationToken,
@@ -115,6 +125,11 @@ impl FakeFcm {
             send_requests: AtomicU64::new(0),
             http2_sends: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            max_concurrent_streams: AtomicU32::new(FAKE_MAX_CONCURRENT_STREAMS),
+            send_connections: AtomicU64::new(0),
+            open_send_connections: AtomicUsize::new(0),
+            max_open_send_connections: AtomicUsize::new(0),
+            max_sends_per_connection: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
@@ -205,6 +220,14 @@ impl FakeFcm {
         self.shared.state().token_delay = delay;
     }
 
+    /// The `SETTINGS_MAX_CONCURRENT_STREAMS` of HTTP/2 connections accepted from now on
+    /// (initially [`FAKE_MAX_CONCURRENT_STREAMS`]); Google's FCM endpoint says 100.
+    pub fn set_max_concurrent_streams(&self, streams: u32) {
+        self.shared
+            .max_concurrent_streams
+            .store(streams, Ordering::Relaxed);
+    }
+
     /// Requests to the token endpoint so far, refused ones included.
     pub fn token_requests(&self) -> u64 {
         self.shared.token_requests.load(Ordering::Relaxed)
@@ -223,6 +246,26 @@ impl FakeFcm {
     /// TCP connections accepted so far, to the token endpoint and to `messages:send` alike.
     pub fn connections(&self) -> u64 {
         self.shared.connections.load(Ordering::Relaxed)
+    }
+
+    /// Connections that carried at least one send to `messages:send` so far.
+    pub fn send_connections(&self) -> u64 {
+        self.shared.send_connections.load(Ordering::SeqCst)
+    }
+
+    /// Connections that carried a send and are open now.
+    pub fn open_send_connections(&self) -> usize {
+        self.shared.open_send_connections.load(Ordering::SeqCst)
+    }
+
+    /// The most connections that carried a send open at once.
+    pub fn max_open_send_connections(&self) -> usize {
+        self.shared.max_open_send_connections.load(Ordering::SeqCst)
+    }
+
+    /// The most sends in progress at once on one connection.
+    pub fn max_sends_per_connection(&self) -> usize {
+        self.shared.max_sends_per_connection.load(Ordering::SeqCst)
     }
 
     /// Sends with an accepted bearer token and a well-formed message to `token` so far.
@@ -271,6 +314,7 @@ fn service_account_value() -> serde_json::Value {
 
 async fn route(
     AxumState(shared): AxumState<Arc<Shared>>,
+    Extension(connection): Extension<Arc<connections::ConnectionLoad>>,
     method: Method,
     uri: Uri,
     version: Version,
@@ -284,6 +328,7 @@ async fn route(
         if version == Version::HTTP_2 {
             shared.http2_sends.fetch_add(1, Ordering::Relaxed);
         }
+        let _on_connection = connection.enter(&shared);
         send::messages_send(&shared, path, &headers, &body).await
     } else {
         answer::not_found()
