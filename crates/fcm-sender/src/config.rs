@@ -9,6 +9,15 @@ use crate::service_account::{ServiceAccount, ServiceAccountError, is_http_url};
 /// Google's FCM API base URL, the default of [`FcmConfig::api_url`].
 pub const DEFAULT_API_URL: &str = "https://fcm.googleapis.com";
 
+/// The default of [`FcmConfig::max_connections`]: with FCM's 100 streams per connection,
+/// room for [`DEFAULT_MAX_CONCURRENT`] sends in flight.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
+
+/// The default of [`FcmConfig::max_concurrent`]: every stream of
+/// [`DEFAULT_MAX_CONNECTIONS`] connections at FCM's 100 each, so 10,000 wake-ups/s at 100 ms
+/// per send take 1,000 of them with room to spare.
+pub const DEFAULT_MAX_CONCURRENT: usize = DEFAULT_MAX_CONNECTIONS * 100;
+
 /// The Android delivery priority of a wake-up (`android.priority` in the FCM v1 message).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum AndroidPriority {
@@ -62,11 +71,16 @@ pub struct FcmConfig {
     /// The most one wake-up may take, retries included, so the publish IQ is answered well
     /// before the XMPP server gives up on it.
     pub request_deadline: Duration,
-    /// The most FCM requests in flight at once.
+    /// The most FCM requests in flight at once, over all connections; a wake-up beyond it
+    /// waits for one to end, within its deadline.
     pub max_concurrent: usize,
+    /// The most HTTP/2 connections to FCM at once. Sends share a connection while it has a
+    /// stream free (as many as the server allows at once, 100 for FCM); another is opened only
+    /// when every open one is full. Past the limit, a send waits for a stream to be free.
+    pub max_connections: usize,
     /// Whether an `http://` [`api_url`](Self::api_url) is spoken to in HTTP/2 with prior
-    /// knowledge (h2c, RFC 9113 §3.3): all wake-ups then share one multiplexed connection, as
-    /// they do with FCM itself. Set it to false only for a local relay that speaks HTTP/1.1
+    /// knowledge (h2c, RFC 9113 §3.3): wake-ups then share multiplexed connections, as they
+    /// do with FCM itself. Set it to false only for a local relay that speaks HTTP/1.1
     /// alone, which then needs one connection per request in flight. An `https://` URL always
     /// offers only `h2` by ALPN, as FCM speaks it; this setting does not apply.
     pub http2_prior_knowledge: bool,
@@ -80,7 +94,8 @@ impl Default for FcmConfig {
             collapse: true,
             priority: AndroidPriority::High,
             request_deadline: Duration::from_secs(10),
-            max_concurrent: 64,
+            max_concurrent: DEFAULT_MAX_CONCURRENT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             http2_prior_knowledge: true,
         }
     }
@@ -103,6 +118,9 @@ pub enum FcmConfigError {
     /// `max_concurrent` is zero: no wake-up could ever be sent.
     #[error("fcm.max_concurrent must be at least 1")]
     ZeroConcurrency,
+    /// `max_connections` is zero: no wake-up could ever be sent.
+    #[error("fcm.max_connections must be at least 1")]
+    ZeroConnections,
     /// FCM is configured without a service-account key file.
     #[error("fcm.service_account_file is not set")]
     NoServiceAccountFile,
@@ -112,7 +130,8 @@ pub enum FcmConfigError {
 }
 
 impl FcmConfig {
-    /// Checks the settings that need no file: the URL, the deadline, the concurrency.
+    /// Checks the settings that need no file: the URL, the deadline, the concurrency, the
+    /// connections.
     pub fn validate(&self) -> Result<(), FcmConfigError> {
         let bad_url = |reason| FcmConfigError::BadApiUrl {
             url: self.api_url.clone(),
@@ -129,6 +148,9 @@ impl FcmConfig {
         }
         if self.max_concurrent == 0 {
             return Err(FcmConfigError::ZeroConcurrency);
+        }
+        if self.max_connections == 0 {
+            return Err(FcmConfigError::ZeroConnections);
         }
         Ok(())
     }
@@ -186,5 +208,21 @@ mod tests {
         assert!(config("HTTP://relay.local", true).uses_h2c());
         assert!(!config("http://127.0.0.1:8080", false).uses_h2c());
         assert!(!config("https://fcm.googleapis.com", true).uses_h2c());
+    }
+
+    #[test]
+    fn the_defaults_allow_a_thousand_sends_in_flight_and_zero_is_refused() {
+        let config = FcmConfig::default();
+        assert!(config.max_concurrent >= 1000);
+        assert!(config.max_connections * 100 >= config.max_concurrent);
+        assert!(config.validate().is_ok());
+        let none = FcmConfig {
+            max_connections: 0,
+            ..FcmConfig::default()
+        };
+        assert!(matches!(
+            none.validate(),
+            Err(FcmConfigError::ZeroConnections)
+        ));
     }
 }

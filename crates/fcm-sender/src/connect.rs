@@ -1,7 +1,9 @@
 //! Opening one HTTP/2 connection to FCM: TCP (both address families, the second after a short
 //! head start of the first, RFC 8305 in brief), TLS with ALPN `h2` for `https://`, HTTP/2 with
 //! prior knowledge (RFC 9113 §3.3) for `http://`; then the task that drives the connection and
-//! keeps it alive with PINGs.
+//! keeps it alive with PINGs. A connection is handed out once its first PING is answered: the
+//! server's SETTINGS come before that answer (RFC 9113 §3.4), so h2 then knows how many
+//! streams the server allows at once.
 
 use std::fmt;
 use std::future::Future;
@@ -17,6 +19,7 @@ use h2::client::SendRequest;
 use h2::{Ping, PingPong};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::{Notify, oneshot};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::ServerName;
@@ -24,7 +27,7 @@ use url::{Host, Url};
 
 use crate::tls::ALPN_H2;
 
-/// How the shared connection to FCM is kept alive: a PING every `interval`, idle or not, so
+/// How each connection to FCM is kept alive: a PING every `interval`, idle or not, so
 /// that NATs and load balancers keep it and a dead peer is noticed before a wake-up needs it;
 /// a PING unanswered for `timeout` ends the connection (the next send opens a new one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,7 +66,8 @@ pub(crate) enum ConnectError {
     Tls,
     /// The server did not choose `h2` by ALPN.
     NoHttp2,
-    /// The HTTP/2 preface could not be sent.
+    /// The HTTP/2 preface could not be sent, or the connection ended before its first PING
+    /// was answered.
     Handshake,
     /// No connection in the time allowed.
     TimedOut,
@@ -147,14 +151,15 @@ impl Endpoint {
         self.tls.is_some()
     }
 
-    /// Opens a connection and starts the task that drives it.
-    pub(crate) async fn connect(&self) -> Result<Established, ConnectError> {
+    /// Opens a connection and starts the task that drives it; `ended` is told, by
+    /// `notify_waiters`, when the connection ends.
+    pub(crate) async fn connect(&self, ended: Arc<Notify>) -> Result<Established, ConnectError> {
         let connected = timeout(self.connect_timeout, async {
             let tcp = self.dial().await?;
             // Requests are small and latency matters more than packet count.
             let _ = tcp.set_nodelay(true);
             match &self.tls {
-                None => start(tcp, self.keep_alive).await,
+                None => start(tcp, self.keep_alive, ended).await,
                 Some((connector, name)) => {
                     let stream = connector
                         .connect(name.clone(), tcp)
@@ -166,7 +171,7 @@ impl Endpoint {
                     if stream.get_ref().1.alpn_protocol() != Some(ALPN_H2) {
                         return Err(ConnectError::NoHttp2);
                     }
-                    start(stream, self.keep_alive).await
+                    start(stream, self.keep_alive, ended).await
                 }
             }
         })
@@ -240,8 +245,13 @@ async fn dial_each(addresses: &[SocketAddr], budget: Duration) -> Result<TcpStre
     Err(ConnectError::Tcp)
 }
 
-/// The HTTP/2 handshake on `io`, then the connection's own task.
-async fn start<T>(io: T, keep_alive: KeepAlive) -> Result<Established, ConnectError>
+/// The HTTP/2 handshake on `io`, then the connection's own task; ready once the first PING
+/// is answered.
+async fn start<T>(
+    io: T,
+    keep_alive: KeepAlive,
+    ended: Arc<Notify>,
+) -> Result<Established, ConnectError>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -257,18 +267,35 @@ where
         })?;
     let pings = connection.ping_pong();
     let closed = Arc::new(AtomicBool::new(false));
+    let (answered, first_pong) = oneshot::channel();
+    let end = End {
+        closed: Arc::clone(&closed),
+        ended,
+    };
     // The task ends with the connection: when the peer closes it or fails, when a PING goes
-    // unanswered, or when the sender and every request on it are gone (h2 then says GOAWAY).
-    tokio::spawn(drive(connection, pings, keep_alive, Arc::clone(&closed)));
+    // unanswered, or when the pool and every request on it are gone (h2 then says GOAWAY).
+    tokio::spawn(drive(connection, pings, keep_alive, answered, end));
+    // Until the server's SETTINGS are read, h2 would let any number of streams out; a server
+    // that allows fewer would refuse the rest.
+    first_pong.await.map_err(|_| ConnectError::Handshake)?;
     Ok(Established { send, closed })
 }
 
-/// Drives the connection (every frame in and out goes through here) until it ends.
+/// What a connection's end is told to.
+struct End {
+    closed: Arc<AtomicBool>,
+    /// The pool, so sends waiting for a stream look again.
+    ended: Arc<Notify>,
+}
+
+/// Drives the connection (every frame in and out goes through here) until it ends; says on
+/// `answered` when the first PING is answered.
 async fn drive<T>(
     connection: h2::client::Connection<T, Bytes>,
     pings: Option<PingPong>,
     keep_alive: KeepAlive,
-    closed: Arc<AtomicBool>,
+    answered: oneshot::Sender<()>,
+    end: End,
 ) where
     T: AsyncRead + AsyncWrite + Unpin,
 {
@@ -277,27 +304,35 @@ async fn drive<T>(
         yielded: false,
     });
     let ended = match pings {
-        Some(pings) => ping_while_driving(connection.as_mut(), pings, keep_alive).await,
-        None => connection.await.map_err(|error| error.to_string()),
+        Some(pings) => ping_while_driving(connection.as_mut(), pings, keep_alive, answered).await,
+        None => {
+            // Never the case: the handle is taken only here.
+            let _ = answered.send(());
+            connection.await.map_err(|error| error.to_string())
+        }
     };
-    closed.store(true, Ordering::Release);
+    end.closed.store(true, Ordering::Release);
+    end.ended.notify_waiters();
     match ended {
         Ok(()) => tracing::debug!("HTTP/2 connection to FCM closed"),
         Err(reason) => tracing::debug!(%reason, "HTTP/2 connection to FCM ended"),
     }
 }
 
-/// Drives `connection` while sending a PING every `keep_alive.interval`; gives up on a
-/// connection whose PING is unanswered for `keep_alive.timeout`.
+/// Drives `connection` while sending a PING at once, then every `keep_alive.interval`; gives
+/// up on a connection whose PING is unanswered for `keep_alive.timeout`. Says on `answered`
+/// when the first is answered.
 async fn ping_while_driving<F>(
     mut connection: Pin<&mut F>,
     mut pings: PingPong,
     keep_alive: KeepAlive,
+    answered: oneshot::Sender<()>,
 ) -> Result<(), String>
 where
     F: Future<Output = Result<(), h2::Error>>,
 {
-    let mut next_ping = Instant::now() + keep_alive.interval;
+    let mut first_answer = Some(answered);
+    let mut next_ping = Instant::now();
     loop {
         tokio::select! {
             biased;
@@ -314,7 +349,13 @@ where
             biased;
             ended = &mut connection => return ended.map_err(|error| error.to_string()),
             answered = &mut pong => match answered {
-                Ok(Ok(_)) => next_ping = Instant::now() + keep_alive.interval,
+                Ok(Ok(_)) => {
+                    if let Some(first_answer) = first_answer.take() {
+                        // Nobody waits any more if the connect was given up.
+                        let _ = first_answer.send(());
+                    }
+                    next_ping = Instant::now() + keep_alive.interval;
+                }
                 Ok(Err(error)) => return Err(error.to_string()),
                 Err(_) => return Err("no answer to a PING".to_owned()),
             },

@@ -14,6 +14,7 @@ mod exchange;
 mod grant;
 mod http1;
 mod message;
+mod pool;
 pub mod private_key;
 mod response_body;
 pub mod retry;
@@ -21,7 +22,10 @@ mod sender;
 pub mod service_account;
 mod tls;
 
-pub use config::{AndroidPriority, DEFAULT_API_URL, FcmConfig, FcmConfigError};
+pub use config::{
+    AndroidPriority, DEFAULT_API_URL, DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_CONNECTIONS, FcmConfig,
+    FcmConfigError,
+};
 pub use connect::KeepAlive;
 pub use grant::{ASSERTION_LIFETIME_SECS, FCM_SCOPE, JWT_BEARER_GRANT_TYPE, UnusableKey};
 pub use message::wake_message;

@@ -1,4 +1,4 @@
-//! [`FcmSender`]: pushgate's [`Waker`] for FCM HTTP v1. One HTTP/2 connection (by ALPN on
+//! [`FcmSender`]: pushgate's [`Waker`] for FCM HTTP v1. A few HTTP/2 connections (by ALPN on
 //! https, with prior knowledge on http), one cached OAuth2 token, a global limit on requests in
 //! flight, and bounded retries, all inside one deadline per wake-up so the publish IQ is never
 //! answered late. What every send shares (the URI, the headers) is prepared once.
@@ -47,7 +47,7 @@ pub enum FcmSetupError {
 /// How sends reach FCM.
 #[derive(Debug)]
 enum Route {
-    /// Streams on one shared HTTP/2 connection: FCM itself, or an h2c relay.
+    /// Streams on pooled HTTP/2 connections: FCM itself, or an h2c relay.
     Http2(FcmConnection),
     /// An HTTP/1.1-only relay.
     Http1(Http1Relay),
@@ -56,8 +56,11 @@ enum Route {
 /// Sends wake-ups through FCM HTTP v1 (PROTOCOL.md A.2).
 ///
 /// Sends to an `https://` API URL offer only `h2` by ALPN, as FCM speaks it, so every wake-up
-/// is one stream on one shared connection, opened when first needed and opened anew when it
-/// ends. Sends to an `http://` URL (a local relay, a test fake) use HTTP/2 with prior
+/// is one stream on a shared connection. A connection carries as many at once as the server
+/// allows (100 for FCM); another is opened only when every open one is full, up to
+/// [`FcmConfig::max_connections`], and closed again after it carried nothing for a minute
+/// (the first is kept). Connections are opened when first needed and opened anew when they
+/// end. Sends to an `http://` URL (a local relay, a test fake) use HTTP/2 with prior
 /// knowledge (h2c) unless [`FcmConfig::http2_prior_knowledge`] is off. The OAuth2 token
 /// endpoint has a general-purpose client of its own, since it is asked once an hour.
 #[derive(Debug)]
@@ -98,6 +101,7 @@ impl FcmSender {
             Route::Http2(FcmConnection::new(
                 endpoint,
                 config.request_deadline,
+                config.max_connections,
                 RequestHead::new(uri),
             ))
         } else {
@@ -131,11 +135,20 @@ impl FcmSender {
         self
     }
 
-    /// Replaces how the shared HTTP/2 connection is kept alive (default:
+    /// Replaces how the HTTP/2 connections are kept alive (default:
     /// [`KeepAlive::default`]); it applies to connections opened from now on.
     pub fn with_keep_alive(mut self, keep_alive: KeepAlive) -> Self {
         if let Route::Http2(connection) = &mut self.route {
             connection.set_keep_alive(keep_alive);
+        }
+        self
+    }
+
+    /// Replaces how long an HTTP/2 connection beyond the first may carry nothing before it is
+    /// closed (default one minute).
+    pub fn with_idle_connection_timeout(mut self, idle_timeout: Duration) -> Self {
+        if let Route::Http2(connection) = &mut self.route {
+            connection.set_idle_timeout(idle_timeout);
         }
         self
     }

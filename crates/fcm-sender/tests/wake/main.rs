@@ -7,6 +7,7 @@ mod errors;
 mod http2;
 mod message;
 mod oauth;
+mod pool;
 
 use std::time::Duration;
 
