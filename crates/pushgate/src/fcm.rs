@@ -16,6 +16,7 @@ pub fn fcm_config(settings: &FcmSettings) -> FcmConfig {
         },
         request_deadline: settings.request_deadline.get(),
         max_concurrent: settings.max_concurrent,
+        max_connections: settings.max_connections,
         ..FcmConfig::default()
     }
 }

@@ -283,9 +283,14 @@ pub struct FcmSettings {
     /// before the XMPP server gives up on it.
     #[serde(default = "default_fcm_request_deadline")]
     pub request_deadline: HumanDuration,
-    /// The most FCM requests in flight at once.
+    /// The most FCM requests in flight at once, over all connections; a wake-up beyond it
+    /// waits its turn within `request_deadline`.
     #[serde(default = "default_fcm_max_concurrent")]
     pub max_concurrent: usize,
+    /// The most HTTP/2 connections to FCM at once; another is opened only when every open one
+    /// carries as many requests as FCM allows on it (100).
+    #[serde(default = "default_fcm_max_connections")]
+    pub max_connections: usize,
 }
 
 fn default_fcm_api_url() -> String {
@@ -301,7 +306,10 @@ fn default_fcm_request_deadline() -> HumanDuration {
     HumanDuration::secs(10)
 }
 fn default_fcm_max_concurrent() -> usize {
-    64
+    pushgate_fcm::DEFAULT_MAX_CONCURRENT
+}
+fn default_fcm_max_connections() -> usize {
+    pushgate_fcm::DEFAULT_MAX_CONNECTIONS
 }
 
 /// `[unified_push]`: the UnifiedPush provider role.

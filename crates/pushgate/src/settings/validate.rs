@@ -313,6 +313,7 @@ fn check_fcm(settings: &Settings, findings: &mut Findings) {
             FcmConfigError::BadApiUrl { .. } => "fcm.api_url",
             FcmConfigError::ZeroDeadline => "fcm.request_deadline",
             FcmConfigError::ZeroConcurrency => "fcm.max_concurrent",
+            FcmConfigError::ZeroConnections => "fcm.max_connections",
             _ => "fcm.service_account_file",
         };
         findings.add(key, key, error.to_string());
