@@ -45,8 +45,8 @@ async fn a_burst_beyond_one_connection_s_streams_spreads_over_several() {
 
     let (outcomes, took) = burst(&sender, 100).await;
     assert!(all_accepted(&outcomes), "{outcomes:?}");
-    // Ten at a time on one connection would take ten rounds of 100 ms.
-    assert!(took < Duration::from_millis(500), "{took:?}");
+    // Ten at a time on one connection would take ten rounds of 100 ms, a whole second.
+    assert!(took < Duration::from_millis(700), "{took:?}");
     assert!(fake.send_connections() > 1, "{}", fake.send_connections());
     assert!(
         fake.max_sends_per_connection() <= 10,
@@ -71,11 +71,7 @@ async fn a_server_allowing_one_stream_still_gets_every_send() {
     let (outcomes, _) = burst(&sender, 30).await;
     assert!(all_accepted(&outcomes), "{outcomes:?}");
     assert_eq!(fake.accepted_count(), 30);
-    assert_eq!(
-        fake.send_requests(),
-        30,
-        "no send was refused and sent again"
-    );
+    assert_eq!(fake.send_requests(), 30, "each sent once");
     assert_eq!(fake.max_sends_per_connection(), 1);
     assert!(
         (2..=4).contains(&fake.max_open_send_connections()),
