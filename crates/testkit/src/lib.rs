@@ -11,6 +11,7 @@ pub mod free_port;
 pub mod interop;
 pub mod prosody;
 mod server_process;
+pub mod tcp_relay;
 pub mod xmpp_server;
 
 pub use server_process::{HarnessError, log_tail};

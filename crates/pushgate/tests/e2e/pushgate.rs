@@ -22,6 +22,8 @@ pub struct PushgateOptions {
     pub fcm_request_deadline: &'static str,
     /// `[unified_push] push_timeout`.
     pub push_timeout: &'static str,
+    /// More `[unified_push]` lines (e.g. rate limits), as TOML.
+    pub unified_push_extra: &'static str,
 }
 
 impl PushgateOptions {
@@ -33,6 +35,7 @@ impl PushgateOptions {
             fcm: None,
             fcm_request_deadline: "5s",
             push_timeout: "3s",
+            unified_push_extra: "",
         }
     }
 }
@@ -264,6 +267,7 @@ public_url = "http://{http}"
 [unified_push]
 keys = ["{UP_KEY}"]
 push_timeout = "{push_timeout}"
+{unified_push_extra}
 
 [log]
 level = "debug"
@@ -271,6 +275,7 @@ level = "debug"
         port = options.component_port,
         dir = dir.display(),
         push_timeout = options.push_timeout,
+        unified_push_extra = options.unified_push_extra,
     );
     if let Some((api_url, service_account)) = &options.fcm {
         settings.push_str(&format!(

@@ -1,0 +1,201 @@
+//! Bad days, end to end against real Prosody and real ejabberd: the component link's TCP
+//! connection reset every 2 s for a minute while an app server posts 200 messages a second to
+//! an online client. Every message answered 201 reaches the client (at least once) within 5 s
+//! of the link's next coming up, and at most 1 % of the posts are refused.
+//!
+//! Skipped with a printed reason when a server is not installed, unless
+//! `PUSHGATE_INTEROP=required`.
+
+#![allow(clippy::unwrap_used)]
+
+mod e2e;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use e2e::http::post_push;
+use e2e::{COMPONENT, Pushgate, PushgateOptions, ServerKind, XmppServer};
+use pushgate_testkit::c2s_client::stanza::iq_result_to;
+use pushgate_testkit::conversations::{
+    decode_push_content, directed_presence, read_up_push, read_up_registered, up_hash, up_register,
+};
+use pushgate_testkit::interop::notice;
+use pushgate_testkit::tcp_relay::TcpRelay;
+
+const RESOURCE: &str = "Conversations.faults";
+const FLAP_EVERY: Duration = Duration::from_secs(2);
+const POSTING: Duration = Duration::from_secs(60);
+const POSTS_PER_SECOND: u32 = 200;
+/// How long after the link's next coming up an accepted message may take to arrive.
+const ARRIVAL: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_link_through_prosody_loses_and_holds_back_nothing() {
+    flapping_link(
+        ServerKind::Prosody,
+        "a_flapping_link_through_prosody_loses_and_holds_back_nothing",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_link_through_ejabberd_loses_and_holds_back_nothing() {
+    flapping_link(
+        ServerKind::Ejabberd,
+        "a_flapping_link_through_ejabberd_loses_and_holds_back_nothing",
+    )
+    .await;
+}
+
+/// What the client received: each body with when it first arrived.
+type Arrivals = Arc<Mutex<HashMap<Vec<u8>, Instant>>>;
+
+async fn flapping_link(kind: ServerKind, test: &str) {
+    let Some(server) = XmppServer::start(kind, test, &["alice"]).await else {
+        return;
+    };
+    let relay = TcpRelay::start(SocketAddr::from(([127, 0, 0, 1], server.component_port())))
+        .await
+        .unwrap();
+    let mut options = PushgateOptions::new(relay.port());
+    // One app server posting 200/s to one endpoint: the rate limits are not what is tested.
+    options.unified_push_extra = "endpoint_rate = 1000\nendpoint_burst = 2000\n\
+                                  client_rate = 1000\nclient_burst = 2000";
+    let pushgate = Pushgate::start(options).await;
+
+    // The client: online, registered, answering every push.
+    let alice = server.login("alice", RESOURCE).await;
+    alice.send_presence().await.unwrap();
+    alice.send(directed_presence(COMPONENT)).await.unwrap();
+    let application = up_hash("faults-account", "org.example.app");
+    let instance = up_hash("faults-account", "instance");
+    let answer = alice
+        .iq(up_register(COMPONENT, &application, &instance))
+        .await
+        .unwrap();
+    let endpoint = read_up_registered(&answer, COMPONENT).unwrap().endpoint;
+    let arrivals: Arrivals = Arc::default();
+    let receiving = {
+        let arrivals = Arc::clone(&arrivals);
+        let mut alice = alice;
+        tokio::spawn(async move {
+            loop {
+                let Ok(stanza) = alice.recv_timeout(Duration::from_secs(120)).await else {
+                    return;
+                };
+                let Some(push) = read_up_push(&stanza) else {
+                    continue;
+                };
+                let body = decode_push_content(&push.content).unwrap_or_default();
+                arrivals
+                    .lock()
+                    .unwrap()
+                    .entry(body)
+                    .or_insert_with(Instant::now);
+                let _ = alice.send(iq_result_to(&stanza)).await;
+            }
+        })
+    };
+
+    // The link's TCP connection is reset every 2 s while the posts go on.
+    let started = Instant::now();
+    let relay = Arc::new(relay);
+    let flapping = {
+        let relay = Arc::clone(&relay);
+        tokio::spawn(async move {
+            let mut at = started;
+            while at + FLAP_EVERY < started + POSTING {
+                at += FLAP_EVERY;
+                tokio::time::sleep_until(at.into()).await;
+                relay.reset_all();
+            }
+        })
+    };
+    let total = (POSTING.as_secs() as u32 * POSTS_PER_SECOND) as usize;
+    let interval = POSTING / total as u32;
+    let mut posts = Vec::with_capacity(total);
+    for i in 0..total {
+        tokio::time::sleep_until((started + interval * i as u32).into()).await;
+        let endpoint = endpoint.clone();
+        posts.push(tokio::spawn(async move {
+            let body = format!("message {i:06}").into_bytes();
+            let response = post_push(&endpoint, &body, 3600).await;
+            (body, response.status, Instant::now())
+        }));
+    }
+    flapping.await.unwrap();
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for post in posts {
+        let (body, status, answered) = post.await.unwrap();
+        *statuses.entry(status).or_default() += 1;
+        if status == 201 {
+            accepted.push((body, answered));
+        } else {
+            refused += 1;
+        }
+    }
+    let posted_for = started.elapsed();
+
+    // Every accepted message arrives within 5 s of the link's next coming up after its 201.
+    let links_up = relay.connected_at();
+    let deadline_of = |answered: Instant| {
+        let next_up = links_up
+            .iter()
+            .copied()
+            .find(|up| *up >= answered)
+            .unwrap_or(answered);
+        next_up.max(answered) + ARRIVAL
+    };
+    let last_deadline = accepted
+        .iter()
+        .map(|(_, answered)| deadline_of(*answered))
+        .max()
+        .unwrap_or_else(Instant::now);
+    tokio::time::sleep_until(last_deadline.into()).await;
+    let arrived = arrivals.lock().unwrap().clone();
+    let mut missing = 0;
+    let mut late = 0;
+    let mut worst = Duration::ZERO;
+    for (body, answered) in &accepted {
+        match arrived.get(body) {
+            None => missing += 1,
+            Some(at) => {
+                if *at > deadline_of(*answered) {
+                    late += 1;
+                }
+                worst = worst.max(at.saturating_duration_since(*answered));
+            }
+        }
+    }
+    receiving.abort();
+    notice(&format!(
+        "{kind:?}: {total} posts in {:.1} s, {} resets, {} link connections: {} accepted, {refused} refused, \
+         {missing} accepted but never arrived, {late} arrived late; slowest arrival {:.2} s after its 201; \
+         statuses {statuses:?}",
+        posted_for.as_secs_f64(),
+        relay.resets(),
+        links_up.len(),
+        accepted.len(),
+        worst.as_secs_f64(),
+    ));
+    assert!(
+        refused * 100 <= total,
+        "{refused} of {total} refused\n{}",
+        pushgate
+            .log()
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(
+        (missing, late),
+        (0, 0),
+        "accepted messages held back or lost"
+    );
+}
