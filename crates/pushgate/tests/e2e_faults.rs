@@ -199,3 +199,68 @@ async fn flapping_link(kind: ServerKind, test: &str) {
         "accepted messages held back or lost"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_prosody_is_noticed_and_recovered_from() {
+    frozen_server(
+        ServerKind::Prosody,
+        "a_frozen_prosody_is_noticed_and_recovered_from",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_ejabberd_is_noticed_and_recovered_from() {
+    frozen_server(
+        ServerKind::Ejabberd,
+        "a_frozen_ejabberd_is_noticed_and_recovered_from",
+    )
+    .await;
+}
+
+/// The server stops answering (SIGSTOP) for 40 s with its sockets open: with the default
+/// keepalive (a ping after 10 s of silence, dead 20 s later) `/health` says the link is down
+/// within 30 s, and once the server goes on, the link comes back and delivers again.
+async fn frozen_server(kind: ServerKind, test: &str) {
+    const FROZEN_FOR: Duration = Duration::from_secs(40);
+    let Some(server) = XmppServer::start(kind, test, &["alice"]).await else {
+        return;
+    };
+    let mut pushgate = Pushgate::start(PushgateOptions::new(server.component_port())).await;
+    server.freeze(true);
+    let frozen_at = Instant::now();
+    let noticed = pushgate.wait_unready(Duration::from_secs(35)).await;
+    notice(&format!(
+        "{kind:?}: a frozen server noticed after {:.1} s",
+        noticed.as_secs_f64()
+    ));
+    assert!(noticed <= Duration::from_secs(31), "{noticed:?}");
+    let (status, body) = pushgate.health().await.expect("health answers");
+    assert_eq!(status, 503, "{body}");
+    tokio::time::sleep_until((frozen_at + FROZEN_FOR).into()).await;
+    server.freeze(false);
+    let back = pushgate.wait_ready(Duration::from_secs(30)).await;
+    notice(&format!(
+        "{kind:?}: link up {:.1} s after the server went on",
+        back.as_secs_f64()
+    ));
+
+    // Delivering works again, end to end.
+    let mut alice = server.login("alice", RESOURCE).await;
+    alice.send_presence().await.unwrap();
+    alice.send(directed_presence(COMPONENT)).await.unwrap();
+    let application = up_hash("frozen-account", "org.example.app");
+    let instance = up_hash("frozen-account", "instance");
+    let answer = alice
+        .iq(up_register(COMPONENT, &application, &instance))
+        .await
+        .unwrap();
+    let endpoint = read_up_registered(&answer, COMPONENT).unwrap().endpoint;
+    let posted = tokio::spawn(async move { post_push(&endpoint, b"after the freeze", 60).await });
+    let push = alice
+        .recv_where(|stanza| read_up_push(stanza).is_some())
+        .await
+        .expect("no push after the freeze");
+    alice.send(iq_result_to(&push)).await.unwrap();
+    assert_eq!(posted.await.unwrap().status, 201);
+}

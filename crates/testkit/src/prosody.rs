@@ -213,6 +213,14 @@ VirtualHost "{domain}"
         self.launch().await
     }
 
+    /// Freezes Prosody (SIGSTOP) or lets it go on (SIGCONT); its sockets stay open, as with a
+    /// hung server. Whether it was running to be signalled.
+    pub fn freeze(&self, frozen: bool) -> bool {
+        self.process
+            .as_ref()
+            .is_some_and(|process| process.freeze(frozen))
+    }
+
     /// Fails if the server process has ended.
     pub fn ensure_running(&mut self) -> Result<(), HarnessError> {
         match self.process.as_mut() {

@@ -177,6 +177,18 @@ impl ServerProcess {
         }
     }
 
+    /// Freezes the process (SIGSTOP) or lets it go on (SIGCONT), as a hung server or a VM
+    /// paused by its host would; its sockets stay open. Whether the signal was delivered.
+    pub(crate) fn freeze(&self, frozen: bool) -> bool {
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
     /// Asks the server to shut down (SIGTERM) and waits up to `grace` before killing it.
     pub(crate) async fn terminate(mut self, grace: Duration) {
         // Both Prosody and the Erlang VM (OTP ≥ 20) treat SIGTERM as an orderly shutdown.

@@ -149,6 +149,15 @@ impl XmppServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP) or lets it go on (SIGCONT); its sockets stay open.
+    pub fn freeze(&self, frozen: bool) {
+        let signalled = match self {
+            Self::Prosody(server) => server.freeze(frozen),
+            Self::Ejabberd(server) => server.freeze(frozen),
+        };
+        assert!(signalled, "{:?} could not be signalled", self.kind());
+    }
+
     /// Starts the stopped server again with the same data and ports.
     pub async fn start_again(&mut self) {
         let started = match self {
