@@ -264,3 +264,161 @@ async fn frozen_server(kind: ServerKind, test: &str) {
     alice.send(iq_result_to(&push)).await.unwrap();
     assert_eq!(posted.await.unwrap().status, 201);
 }
+
+/// Registers an app instance for alice, who then goes offline: what is posted is kept.
+async fn offline_endpoint(server: &XmppServer, account: &str) -> String {
+    let alice = server.login("alice", RESOURCE).await;
+    let application = up_hash(account, "org.example.app");
+    let instance = up_hash(account, "instance");
+    let answer = alice
+        .iq(up_register(COMPONENT, &application, &instance))
+        .await
+        .unwrap();
+    let endpoint = read_up_registered(&answer, COMPONENT).unwrap().endpoint;
+    alice.close().await.unwrap();
+    endpoint
+}
+
+/// Alice comes online and takes pushes until `expected` distinct bodies arrived or `wait`
+/// passed; returns the bodies.
+async fn come_online_and_collect(
+    server: &XmppServer,
+    expected: usize,
+    wait: Duration,
+) -> std::collections::HashSet<Vec<u8>> {
+    let mut alice = server.login("alice", RESOURCE).await;
+    alice.send_presence().await.unwrap();
+    alice.send(directed_presence(COMPONENT)).await.unwrap();
+    let mut bodies = std::collections::HashSet::new();
+    let deadline = Instant::now() + wait;
+    while bodies.len() < expected && Instant::now() < deadline {
+        let Ok(stanza) = alice
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .await
+        else {
+            break;
+        };
+        if let Some(push) = read_up_push(&stanza) {
+            bodies.insert(decode_push_content(&push.content).unwrap_or_default());
+            alice.send(iq_result_to(&stanza)).await.unwrap();
+        }
+    }
+    bodies
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_no_accepted_message() {
+    let test = "kill_9_under_load_loses_no_accepted_message";
+    let Some(server) = XmppServer::start(ServerKind::Prosody, test, &["alice"]).await else {
+        return;
+    };
+    let mut options = PushgateOptions::new(server.component_port());
+    // Every accepted message is kept for one offline client: room for all of them.
+    options.unified_push_extra = "max_messages_per_owner = 5000\nendpoint_rate = 1000\n\
+                                  endpoint_burst = 2000\nclient_rate = 1000\nclient_burst = 2000";
+    let mut pushgate = Pushgate::start(options).await;
+    let endpoint = offline_endpoint(&server, "kill-account").await;
+
+    // Posts go on at 100/s while pushgate is killed (SIGKILL) three times.
+    let posting = {
+        let endpoint = endpoint.clone();
+        tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+            for i in 0..1500 {
+                let body = format!("kept {i:05}").into_bytes();
+                let (address, path) = e2e::http::split_url(&endpoint);
+                let answer = e2e::http::request(
+                    address,
+                    "POST",
+                    &path,
+                    &[("TTL", "3600"), ("Content-Encoding", "aes128gcm")],
+                    &body,
+                    Duration::from_secs(10),
+                )
+                .await;
+                let status = answer.map(|a| a.status).unwrap_or(0);
+                *statuses.entry(status).or_default() += 1;
+                if status == 201 {
+                    accepted.push(body);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (accepted, statuses)
+        })
+    };
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        pushgate.crash_and_restart().await;
+    }
+    let (accepted, statuses) = posting.await.unwrap();
+    let received = come_online_and_collect(&server, accepted.len(), Duration::from_secs(30)).await;
+    let lost = accepted
+        .iter()
+        .filter(|body| !received.contains(*body))
+        .count();
+    notice(&format!(
+        "kill -9 three times under load: {} accepted, {lost} lost; statuses {statuses:?} (0: the connection was cut by the kill)",
+        accepted.len()
+    ));
+    assert!(accepted.len() > 500, "{statuses:?}");
+    assert_eq!(lost, 0, "accepted messages lost across kill -9");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_locked_for_10_s_refuses_and_never_loses_an_accepted_message() {
+    use sqlx::Connection as _;
+    let test = "a_database_locked_for_10_s_refuses_and_never_loses_an_accepted_message";
+    let Some(server) = XmppServer::start(ServerKind::Prosody, test, &["alice"]).await else {
+        return;
+    };
+    let pushgate = Pushgate::start(PushgateOptions::new(server.component_port())).await;
+    let endpoint = offline_endpoint(&server, "locked-account").await;
+
+    // Another process takes the database's write lock and holds it for 10 s.
+    let url = format!("sqlite://{}", pushgate.database_path().display());
+    let mut locker = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let locked_at = Instant::now();
+    let mut posts = Vec::new();
+    for i in 0..40 {
+        let endpoint = endpoint.clone();
+        posts.push(tokio::spawn(async move {
+            let body = format!("during the lock {i:03}").into_bytes();
+            (body.clone(), post_push(&endpoint, &body, 3600).await.status)
+        }));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep_until((locked_at + Duration::from_secs(10)).into()).await;
+    sqlx::query("COMMIT").execute(&mut locker).await.unwrap();
+    drop(locker);
+
+    let mut accepted = Vec::new();
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for post in posts {
+        let (body, status) = post.await.unwrap();
+        *statuses.entry(status).or_default() += 1;
+        assert!(matches!(status, 201 | 503), "{status}");
+        if status == 201 {
+            accepted.push(body);
+        }
+    }
+    assert!(statuses.get(&503).copied().unwrap_or(0) > 0, "{statuses:?}");
+    // After the lock, storing works again.
+    let after = b"after the lock".to_vec();
+    assert_eq!(post_push(&endpoint, &after, 3600).await.status, 201);
+    accepted.push(after);
+    let received = come_online_and_collect(&server, accepted.len(), Duration::from_secs(20)).await;
+    let lost = accepted
+        .iter()
+        .filter(|body| !received.contains(*body))
+        .count();
+    notice(&format!(
+        "database locked for 10 s: statuses {statuses:?}, {} accepted in all, {lost} lost",
+        accepted.len()
+    ));
+    assert_eq!(lost, 0);
+}

@@ -106,6 +106,24 @@ impl Pushgate {
         started.elapsed()
     }
 
+    /// Kills the process (SIGKILL: no shutdown at all, as a crash or an OOM kill) and starts it
+    /// again on the same settings and database; returns once the link is up again.
+    pub async fn crash_and_restart(&mut self) -> Duration {
+        let started = Instant::now();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.spawn();
+        self.wait_ready(Duration::from_secs(20)).await;
+        started.elapsed()
+    }
+
+    /// The SQLite database file.
+    pub fn database_path(&self) -> PathBuf {
+        self.dir.path().join("pushgate.db")
+    }
+
     /// `[http] public_url`.
     pub fn public_url(&self) -> String {
         format!("http://{}", self.http)
