@@ -1,13 +1,17 @@
-//! `wakeup`: XEP-0357 publishes in, FCM wake-ups out, IQ results back (issue "XEP-0357 app
-//! server" item 6).
+//! `wakeup`: XEP-0357 publishes in, FCM wake-ups out, IQ results back.
 //!
 //! The release pushgate links as a component to the testkit's fake XMPP server, run here.
 //! Devices register with `register-push-fcm` as Conversations does (PROTOCOL.md B.3.1, from
 //! the user's full JID as the server routes it); then Prosody-shaped publishes (`from` = the
-//! bare server domain, PROTOCOL.md B.4.1) keep 1, 100 and 1000 IQs in flight while the fake
-//! FCM answers every send after 50 ms.
+//! bare server domain, PROTOCOL.md B.4.1) are kept in flight at each level of each scenario
+//! ([`scenario`]): first 1, 100 and 1000 while the fake FCM answers every send after 50 ms on
+//! one connection (issue "XEP-0357 app server" item 6); then 1000 and 2000 with `[fcm]` at its
+//! defaults while the fake FCM answers after 100 ms and allows 100 streams per connection, as
+//! Google's does (issue "Load and abuse"). In both, the link's `max_concurrent_iqs` is 4096, so
+//! the link never holds publishes back.
 
 mod publisher;
+mod scenario;
 mod stanzas;
 
 use std::path::Path;
@@ -22,7 +26,8 @@ use crate::proc_stats::{self, ClockTick, megabytes};
 use crate::pushgate_process::PushgateProcess;
 use crate::report::{Verdict, print_targets};
 use crate::sampler::{Sampler, Usage};
-use publisher::{HEADER, Publisher};
+use publisher::{HEADER, LevelResult, Publisher};
+use scenario::{Level, SCENARIOS, Scenario};
 
 const DOMAIN: &str = "example.test";
 const COMPONENT: &str = "push.example.test";
@@ -31,46 +36,10 @@ const COMPONENT_SECRET: &str = "bench-component-secret";
 const DEVICES: u64 = 1000;
 /// Registrations in flight at once.
 const REGISTRATIONS_IN_FLIGHT: usize = 100;
-/// How long the fake FCM takes to answer each send.
-const FCM_DELAY: Duration = Duration::from_millis(50);
 /// How long pushgate's idle CPU time is measured.
 const IDLE_WINDOW: Duration = Duration::from_secs(2);
 /// After the last publish of a level, how long its answers may still take.
 const DRAIN_LIMIT: Duration = Duration::from_secs(15);
-
-/// One load level: publishes in flight, a warm-up, then a measured window of at least
-/// `duration` and `min_answers` answers, but no longer than `max_duration`.
-struct Level {
-    in_flight: usize,
-    warmup: Duration,
-    duration: Duration,
-    min_answers: u64,
-    max_duration: Duration,
-}
-
-const LEVELS: [Level; 3] = [
-    Level {
-        in_flight: 1,
-        warmup: Duration::from_millis(500),
-        duration: Duration::from_secs(3),
-        min_answers: 0,
-        max_duration: Duration::from_secs(3),
-    },
-    Level {
-        in_flight: 100,
-        warmup: Duration::from_secs(1),
-        duration: Duration::from_secs(5),
-        min_answers: 0,
-        max_duration: Duration::from_secs(5),
-    },
-    Level {
-        in_flight: 1000,
-        warmup: Duration::from_secs(1),
-        duration: Duration::from_secs(5),
-        min_answers: 20_000,
-        max_duration: Duration::from_secs(30),
-    },
-];
 
 /// Targets of the issue.
 const CPU_TARGET_US: f64 = 30.0;
@@ -79,8 +48,23 @@ const RSS_TARGET_MB: f64 = 30.0;
 const IDLE_RSS_TARGET_MB: f64 = 15.0;
 
 /// Runs the benchmark against the binary at `pushgate` and prints the results; with `only`,
-/// just the level with that many publishes in flight.
+/// just the levels with that many publishes in flight.
 pub async fn run(pushgate: &Path, only: Option<usize>) -> Result<(), BenchError> {
+    for scenario in SCENARIOS {
+        let levels = scenario.levels(only);
+        if !levels.is_empty() {
+            run_scenario(pushgate, scenario, &levels).await?;
+        }
+    }
+    Ok(())
+}
+
+/// One scenario: a fake FCM and a pushgate process of its own, registrations, then `levels`.
+async fn run_scenario(
+    pushgate: &Path,
+    scenario: &Scenario,
+    levels: &[&Level],
+) -> Result<(), BenchError> {
     let tick = ClockTick::of_this_system();
     let machine_cores = std::thread::available_parallelism().map_or(1, usize::from);
     let server = FakeXmppServer::start(COMPONENT, COMPONENT_SECRET)
@@ -90,13 +74,22 @@ pub async fn run(pushgate: &Path, only: Option<usize>) -> Result<(), BenchError>
     let fcm = FakeFcm::start()
         .await
         .map_err(BenchError::io("start the fake FCM"))?;
-    fcm.set_default_answer(Answer::success().after(FCM_DELAY));
+    fcm.set_default_answer(Answer::success().after(scenario.fcm_delay));
+    if let Some(streams) = scenario.fcm_streams_per_connection {
+        fcm.set_max_concurrent_streams(streams);
+    }
 
     let dir = PushgateProcess::workdir()?;
     let key_file = dir.path().join("service-account.json");
     std::fs::write(&key_file, fcm.service_account_json())
         .map_err(BenchError::io("write the service-account key"))?;
-    let settings = settings(dir.path(), server.port(), &key_file, &fcm.api_url())?;
+    let settings = settings(
+        dir.path(),
+        server.port(),
+        &key_file,
+        &fcm.api_url(),
+        scenario.fcm_settings,
+    )?;
     let mut process = PushgateProcess::start(pushgate, dir, &settings)?;
     let pid = process.pid();
 
@@ -119,10 +112,7 @@ pub async fn run(pushgate: &Path, only: Option<usize>) -> Result<(), BenchError>
     let after_registration =
         proc_stats::memory(pid).map_err(BenchError::io("read pushgate's memory"))?;
 
-    println!(
-        "wakeup: XEP-0357 publish -> FCM wake-up (fake FCM answers after {} ms), {DEVICES} devices on SQLite",
-        FCM_DELAY.as_millis()
-    );
+    println!("wakeup: {}, {DEVICES} devices on SQLite", scenario.title);
     println!(
         "idle RSS after link-up: {:.1} MB; after {DEVICES} registrations ({:.1} s): {:.1} MB",
         megabytes(idle.rss_kib),
@@ -135,10 +125,7 @@ pub async fn run(pushgate: &Path, only: Option<usize>) -> Result<(), BenchError>
     );
     println!("{HEADER}");
     let mut results = Vec::new();
-    for level in LEVELS
-        .iter()
-        .filter(|level| only.is_none_or(|only| only == level.in_flight))
-    {
+    for level in levels {
         process.ensure_running()?;
         let mut result = publisher
             .run_level(level, &[pid, std::process::id()], tick)
@@ -147,11 +134,41 @@ pub async fn run(pushgate: &Path, only: Option<usize>) -> Result<(), BenchError>
         results.push(result);
     }
     println!(
-        "fake FCM: {} sends, at most {} in flight at once",
+        "fake FCM: {} sends, at most {} in flight at once; {} connections carried sends, at most {} open at once and {} sends at once on one",
         fcm.send_requests(),
-        fcm.max_in_flight()
+        fcm.max_in_flight(),
+        fcm.send_connections(),
+        fcm.max_open_send_connections(),
+        fcm.max_sends_per_connection()
     );
 
+    let mut verdicts = targets(&results, machine_cores);
+    verdicts.push(Verdict::at_most(
+        "idle RSS (linked up, before registrations)".to_owned(),
+        megabytes(idle.rss_kib),
+        IDLE_RSS_TARGET_MB,
+        "MB",
+    ));
+    print_targets(&verdicts);
+
+    if let Ok(memory) = proc_stats::memory(pid) {
+        println!(
+            "pushgate peak RSS over the run (VmHWM): {:.1} MB",
+            megabytes(memory.peak_kib)
+        );
+    }
+    process.ensure_running()?;
+    let clean = process.stop().await;
+    println!(
+        "pushgate stopped {}",
+        if clean { "cleanly" } else { "by SIGKILL" }
+    );
+    Ok(())
+}
+
+/// The issue's targets for the levels run: CPU per wake-up at each, the rate and RSS at 1000
+/// in flight.
+fn targets(results: &[LevelResult], machine_cores: usize) -> Vec<Verdict> {
     let mut verdicts: Vec<Verdict> = results
         .iter()
         .map(|result| {
@@ -180,27 +197,7 @@ pub async fn run(pushgate: &Path, only: Option<usize>) -> Result<(), BenchError>
             "MB",
         ));
     }
-    verdicts.push(Verdict::at_most(
-        "idle RSS (linked up, before registrations)".to_owned(),
-        megabytes(idle.rss_kib),
-        IDLE_RSS_TARGET_MB,
-        "MB",
-    ));
-    print_targets(&verdicts);
-
-    if let Ok(memory) = proc_stats::memory(pid) {
-        println!(
-            "pushgate peak RSS over the run (VmHWM): {:.1} MB",
-            megabytes(memory.peak_kib)
-        );
-    }
-    process.ensure_running()?;
-    let clean = process.stop().await;
-    println!(
-        "pushgate stopped {}",
-        if clean { "cleanly" } else { "by SIGKILL" }
-    );
-    Ok(())
+    verdicts
 }
 
 /// pushgate's CPU time while linked up with nothing to do, over [`IDLE_WINDOW`]: the floor
@@ -211,7 +208,14 @@ async fn idle_cpu(pid: u32, tick: ClockTick) -> Usage {
     sampler.finish().process(0)
 }
 
-fn settings(dir: &Path, port: u16, key_file: &Path, api_url: &str) -> Result<String, BenchError> {
+/// pushgate's settings file; `fcm_settings` is added to `[fcm]`.
+fn settings(
+    dir: &Path,
+    port: u16,
+    key_file: &Path,
+    api_url: &str,
+    fcm_settings: &str,
+) -> Result<String, BenchError> {
     let http_port = free_loopback_port().map_err(BenchError::io("find a free port"))?;
     Ok(format!(
         r#"[component]
@@ -231,13 +235,37 @@ listen = "127.0.0.1:{http_port}"
 [fcm]
 service_account_file = "{key}"
 api_url = "{api_url}"
-max_concurrent = 4096
 request_deadline = "10s"
-
+{fcm_settings}
 [log]
 level = "warn"
 "#,
         db = dir.join("pushgate.db").display(),
         key = key_file.display(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fcm_settings_go_into_the_fcm_section() {
+        let dir = Path::new("/tmp/bench");
+        let key = dir.join("key.json");
+        let with = settings(
+            dir,
+            5347,
+            &key,
+            "http://127.0.0.1:1",
+            "max_concurrent = 4096\n",
+        )
+        .expect("settings");
+        let fcm = with.split("[fcm]").nth(1).expect("an [fcm] section");
+        let fcm = fcm.split("\n[").next().unwrap_or_default();
+        assert!(fcm.contains("\nmax_concurrent = 4096\n"), "{with}");
+        let defaults = settings(dir, 5347, &key, "http://127.0.0.1:1", "").expect("settings");
+        assert!(!defaults.contains("\nmax_concurrent ="), "{defaults}");
+        assert!(defaults.contains("max_concurrent_iqs = 4096"), "{defaults}");
+    }
 }
