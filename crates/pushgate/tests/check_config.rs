@@ -217,6 +217,25 @@ fn an_unknown_environment_key_names_the_variable() {
 }
 
 #[test]
+fn only_section_and_key_variables_are_settings() {
+    let dir = Workdir::new();
+    dir.write("pushgate.toml", MINIMAL);
+    let kubernetes = [
+        ("PUSHGATE_PORT", "tcp://10.0.0.1:8080"),
+        ("PUSHGATE_SERVICE_HOST", "10.0.0.1"),
+        ("PUSHGATE_SERVICE_PORT", "8080"),
+        ("PUSHGATE_PORT_8080_TCP", "tcp://10.0.0.1:8080"),
+    ];
+    let out = dir.run(&["check-config"], &kubernetes).ok();
+    assert!(out.contains("[database]"), "{out}");
+    // A misspelt section is still an error that names the variable.
+    let mut misspelt = kubernetes.to_vec();
+    misspelt.push(("PUSHGATE_DATABSE__URL", "sqlite://x.db"));
+    let err = dir.run(&["check-config"], &misspelt).config_error();
+    assert!(err.contains("PUSHGATE_DATABSE__URL"), "{err}");
+}
+
+#[test]
 fn a_bad_value_names_the_key_and_where_it_came_from() {
     let dir = Workdir::new();
     dir.write("pushgate.toml", MINIMAL);

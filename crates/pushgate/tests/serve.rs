@@ -102,7 +102,15 @@ fn spawn(dir: &Workdir, config: &str) -> Running {
     let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log file");
     dir.command(
         &["serve", "--config", file.to_str().expect("utf-8")],
-        &[("RUST_LOG", "debug")],
+        &[
+            ("RUST_LOG", "debug"),
+            // What Kubernetes puts in the environment of every pod beside a Service named
+            // `pushgate`: not settings, and no reason to refuse to start.
+            ("PUSHGATE_PORT", "tcp://10.0.0.1:8080"),
+            ("PUSHGATE_SERVICE_HOST", "10.0.0.1"),
+            ("PUSHGATE_SERVICE_PORT", "8080"),
+            ("PUSHGATE_PORT_8080_TCP_ADDR", "10.0.0.1"),
+        ],
     )
     .stdout(Stdio::null())
     .stderr(log)

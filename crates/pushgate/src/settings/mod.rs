@@ -124,7 +124,14 @@ impl Settings {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        figment = figment.merge(Env::prefixed(ENV_PREFIX).ignore(&["CONFIG"]).split("__"));
+        // Only `PUSHGATE_<SECTION>__<KEY>` are settings. Other `PUSHGATE_*` variables belong to
+        // someone else: Kubernetes sets `PUSHGATE_PORT=tcp://…`, `PUSHGATE_SERVICE_HOST` and
+        // more for any Service named `pushgate`.
+        figment = figment.merge(
+            Env::prefixed(ENV_PREFIX)
+                .filter(|key| key.as_str().contains("__"))
+                .split("__"),
+        );
 
         let mut settings: Settings = figment
             .extract()

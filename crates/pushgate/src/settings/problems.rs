@@ -151,7 +151,23 @@ fn describe(metadata: Option<&Metadata>, path: &[String]) -> String {
         Some(Source::File(file)) => file.display().to_string(),
         _ if metadata.name.contains("environment") => {
             let name: Vec<String> = path.iter().map(|part| part.to_ascii_uppercase()).collect();
-            format!("environment variable {ENV_PREFIX}{}", name.join("__"))
+            let variable = format!("{ENV_PREFIX}{}", name.join("__"));
+            if std::env::var_os(&variable).is_some() {
+                return format!("environment variable {variable}");
+            }
+            // Reported at a section that does not exist (`PUSHGATE_DATABSE__URL`): name the
+            // variables under it, as they are written.
+            let section = format!("{variable}__");
+            let mut under: Vec<String> = std::env::vars_os()
+                .filter_map(|(key, _)| key.into_string().ok())
+                .filter(|key| key.to_ascii_uppercase().starts_with(&section))
+                .collect();
+            under.sort();
+            if under.is_empty() {
+                format!("environment variable {variable}")
+            } else {
+                format!("environment variable {}", under.join(", "))
+            }
         }
         Some(source) => source.to_string(),
         None => metadata.name.to_string(),
