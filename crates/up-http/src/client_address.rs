@@ -32,6 +32,13 @@ pub(crate) fn client_key(
     let address = forwarded
         .or(peer.map(|peer| peer.ip()))
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    address_key(address)
+}
+
+/// The key one client's address counts under: IPv4 addresses (IPv4-mapped IPv6 ones too) as
+/// they are, IPv6 addresses per /64, the block one subscriber usually gets (RFC 6177), so a
+/// single client cannot get a fresh key by cycling through its own addresses.
+pub(crate) fn address_key(address: IpAddr) -> IpAddr {
     match address.to_canonical() {
         IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !((1u128 << 64) - 1))),
         v4 => v4,

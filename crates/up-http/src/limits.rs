@@ -18,28 +18,51 @@ use crate::push::UP_MAX_MESSAGE_BYTES;
 /// How the HTTP server treats connections and requests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerConfig {
-    /// The longest a request may take from its head being read to its answer; past it the
-    /// answer is 503 with `Retry-After`.
+    /// The longest a request may take from its head being read to its answer. Past it the
+    /// answer is 503 with `Retry-After`, or 408 when the handler was waiting for body bytes the
+    /// client had not sent.
     pub request_timeout: Duration,
-    /// The longest a client may take to send a request head; past it the connection is closed
-    /// (slow clients must not hold connections forever).
+    /// The longest a client may take to send a request head, counted from when the connection
+    /// begins waiting for it (when it is accepted, and after each answer): a client that sent
+    /// part of a head gets 408 and the connection is closed; one that sent nothing is closed
+    /// without an answer, so this is also how long an idle keep-alive connection is kept.
     pub header_read_timeout: Duration,
+    /// The longest a request body may go without a byte arriving while it is being read; past
+    /// it the answer is 408 and the connection is closed.
+    pub body_read_timeout: Duration,
     /// The largest request body accepted; larger ones get 413 without the rest being read.
     pub max_body_bytes: usize,
-    /// At most this many connections are served at once; further ones wait in the backlog.
+    /// At most this many connections are served at once. At the limit, a new connection is
+    /// accepted by closing the connection idle the longest (one between requests); when none
+    /// is idle, new connections wait in the backlog.
     pub max_connections: usize,
+    /// At most this many connections from one client address (IPv6: one /64) at once; a
+    /// further one is answered 503 with `Retry-After` and closed. 0: no cap (behind a reverse
+    /// proxy every connection comes from the proxy's address).
+    pub max_connections_per_address: usize,
     /// On shutdown, how long in-flight requests may take to finish before their connections
     /// are dropped.
     pub shutdown_grace: Duration,
 }
+
+/// The default [`ServerConfig::max_connections`]: room for well over 10,000 clients.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+
+/// The default [`ServerConfig::max_connections_per_address`]: a sixty-fourth of
+/// [`DEFAULT_MAX_CONNECTIONS`], so that it takes at least 64 addresses to fill the listener,
+/// while a busy application server, which keeps a pool of some tens of connections, stays
+/// far below it.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             request_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
             max_body_bytes: UP_MAX_MESSAGE_BYTES,
-            max_connections: 1024,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -84,12 +107,18 @@ pub(crate) fn declares_too_large(headers: &HeaderMap, max_body_bytes: usize) -> 
         .is_some_and(|length| length > max_body_bytes as u64)
 }
 
+/// Marks the answer [`timed_out`] gives, for the server to tell it from other 503s: when the
+/// handler was waiting for the client's body at the deadline, the server answers 408 instead.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DeadlinePassed;
+
 /// The answer when a request ran past its deadline.
 pub(crate) fn timed_out() -> Response {
     let mut response = json_error(StatusCode::SERVICE_UNAVAILABLE, "request timed out");
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response.extensions_mut().insert(DeadlinePassed);
     response
 }
 

@@ -1,27 +1,26 @@
 //! Accepting connections and serving the routes on them until shutdown.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use axum::http::Request;
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::app::{App, Routes, app};
+use crate::connection::{REFUSALS_AT_ONCE, refuse_connection, serve_connection};
+use crate::connection_registry::ConnectionRegistry;
 use crate::limits::ServerConfig;
-use crate::strict_http1::{FramingRefusals, StrictHttp1, close_after, refusal};
 
 /// Serves [`app`]`(routes, config)` on `listener` until `shutdown` is cancelled, then stops
 /// accepting, lets in-flight requests finish (at most `config.shutdown_grace`) and returns once
 /// every connection task has ended.
+///
+/// At most `config.max_connections` connections are served at once. At that limit a new
+/// connection is still accepted when one is idle (between requests): the one idle the longest
+/// is closed to make room, as nginx does. Connections from one address beyond
+/// `config.max_connections_per_address` are answered 503 and closed.
 pub fn serve(
     listener: TcpListener,
     routes: impl Into<Routes>,
@@ -38,19 +37,17 @@ async fn serve_app(
     config: ServerConfig,
     shutdown: CancellationToken,
 ) {
-    let connections = TaskTracker::new();
+    let tasks = TaskTracker::new();
     let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
+    let registry = Arc::new(ConnectionRegistry::new(config.max_connections_per_address));
 
     loop {
-        // Wait for a free slot first, so a full server leaves new connections in the kernel's
-        // backlog instead of accepting and then starving them.
-        let permit = tokio::select! {
+        // Accept only with a free slot or an idle connection to close for one; otherwise new
+        // connections wait in the kernel's backlog instead of being accepted and starved.
+        let room = tokio::select! {
             () = shutdown.cancelled() => break,
-            permit = Arc::clone(&slots).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                // The semaphore is never closed; treat it like shutdown all the same.
-                Err(_) => break,
-            },
+            room = room(&slots, &registry) => room,
         };
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -59,85 +56,100 @@ async fn serve_app(
                 Err(error) => {
                     // EMFILE and friends: back off briefly instead of spinning.
                     tracing::warn!(%error, "accepting an HTTP connection failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
         };
         tracing::trace!(%peer, "HTTP connection accepted");
+        let registered = match registry.join(peer.ip()) {
+            Ok(registered) => registered,
+            Err(over) => {
+                // Refusals get slots of their own, so a client over its cap cannot take the
+                // slots of others, and a few of them at a time, so it cannot exhaust memory.
+                if let Ok(refusing) = Arc::clone(&refusals).try_acquire_owned() {
+                    tasks.spawn(async move {
+                        refuse_connection(stream, over).await;
+                        drop(refusing);
+                    });
+                }
+                continue;
+            }
+        };
+        let slot = match room {
+            Room::Free(slot) => slot,
+            Room::Idle => {
+                let made = tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    slot = make_room(&slots, &registry) => slot,
+                };
+                made
+            }
+        };
         let app = Arc::clone(&app);
         let config = config.clone();
         let shutdown = shutdown.clone();
-        connections.spawn(async move {
-            serve_connection(stream, peer, app, &config, &shutdown).await;
-            drop(permit);
+        tasks.spawn(async move {
+            serve_connection(stream, peer, app, &config, &shutdown, registered, slot).await;
         });
     }
 
     // Closing the listener first makes new connection attempts fail fast during the drain.
     drop(listener);
-    connections.close();
-    connections.wait().await;
+    tasks.close();
+    tasks.wait().await;
     tracing::debug!("HTTP server stopped");
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    app: Arc<App>,
-    config: &ServerConfig,
-    shutdown: &CancellationToken,
-) {
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout);
-    // hyper accepts some requests whose framing a proxy in front could read otherwise; the
-    // stream wrapper finds them and the service refuses them (see `strict_http1`).
-    let refusals = FramingRefusals::new();
-    let stream = StrictHttp1::new(stream, refusals.clone());
-    // hyper hands requests over one at a time in the order their heads arrive, which is the
-    // order the wrapper counts them in.
-    let handed = AtomicU64::new(0);
-    // The per-client rate limit needs the peer address.
-    let service = service_fn(move |request: Request<Incoming>| {
-        let index = handed.fetch_add(1, Ordering::Relaxed);
-        let app = Arc::clone(&app);
-        let refusals = refusals.clone();
-        async move {
-            if refusals.refuses(index) {
-                // The body is left unread: where it ends is what is in doubt.
-                return Ok::<_, Infallible>(refusal());
-            }
-            let mut response = app.respond(request, Some(peer)).await;
-            // A fault found in this request's body while it was being answered: where the
-            // next request would start is in doubt, so the connection is not reused
-            // (RFC 9112 §6.3).
-            if refusals.refuses(index) {
-                close_after(&mut response);
-            }
-            Ok(response)
-        }
-    });
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
-    let mut connection = std::pin::pin!(connection);
+/// Why a new connection may be accepted.
+enum Room {
+    /// A slot is free.
+    Free(OwnedSemaphorePermit),
+    /// Every slot is taken, but an idle connection can give one up.
+    Idle,
+}
 
-    tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(error) = result {
-                tracing::debug!(%error, "HTTP connection ended with an error");
-            }
-            return;
+/// Waits until a slot is free or a connection idle.
+async fn room(slots: &Arc<Semaphore>, registry: &ConnectionRegistry) -> Room {
+    loop {
+        if let Ok(slot) = Arc::clone(slots).try_acquire_owned() {
+            return Room::Free(slot);
         }
-        () = shutdown.cancelled() => {}
+        if registry.has_idle() {
+            return Room::Idle;
+        }
+        tokio::select! {
+            slot = Arc::clone(slots).acquire_owned() => match slot {
+                Ok(slot) => return Room::Free(slot),
+                // The semaphore is never closed; wait for an idle connection all the same.
+                Err(_) => registry.idle_appeared().await,
+            },
+            () = registry.idle_appeared() => {}
+        }
     }
+}
 
-    // Shutdown: finish the request in flight (if any), then close; an idle keep-alive
-    // connection closes at once.
-    connection.as_mut().graceful_shutdown();
-    match tokio::time::timeout(config.shutdown_grace, connection).await {
-        Ok(Err(error)) => tracing::debug!(%error, "HTTP connection ended with an error"),
-        Ok(Ok(())) => {}
-        Err(_) => tracing::warn!("an HTTP request did not finish within the shutdown grace"),
+/// A slot for a connection just accepted at the limit: the idle connection idle the longest
+/// is closed and gives up its slot. One that is no longer idle when asked declines, and the
+/// next is asked; when none is idle any more, the new connection waits for a slot as it would
+/// have in the backlog.
+async fn make_room(slots: &Arc<Semaphore>, registry: &ConnectionRegistry) -> OwnedSemaphorePermit {
+    loop {
+        if let Ok(slot) = Arc::clone(slots).try_acquire_owned() {
+            return slot;
+        }
+        match registry.close_oldest_idle() {
+            Some(handed) => tokio::select! {
+                // An error: it declined, or ended by itself (then its slot is free). Look again.
+                handed = handed => if let Ok(slot) = handed {
+                    return slot;
+                },
+                Ok(slot) = Arc::clone(slots).acquire_owned() => return slot,
+            },
+            None => tokio::select! {
+                Ok(slot) = Arc::clone(slots).acquire_owned() => return slot,
+                () = registry.idle_appeared() => {}
+            },
+        }
     }
 }

@@ -23,6 +23,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::connection_watch::ReceivedRequests;
 use crate::errors::json_error;
 
 /// The longest request head accepted, from the request line through the empty line; a longer
@@ -81,6 +82,20 @@ pub(crate) struct Refusal {
     pub(crate) request: u64,
     /// What is wrong with its framing.
     pub(crate) violation: FramingViolation,
+}
+
+/// How far the requests on a connection have arrived, by the tracker's reading of its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Received {
+    /// Every byte read so far belongs to one of this many whole requests.
+    Complete(u64),
+    /// This many whole requests, then part of the next one's head (or of an empty line
+    /// before it).
+    InHead(u64),
+    /// Part of a request body: its head was read, not yet all of it.
+    InBody,
+    /// A request was refused; the bytes after it are not followed.
+    Refused,
 }
 
 /// How the body of a request is delimited (RFC 9112 §6.3).
@@ -166,6 +181,18 @@ impl FramingTracker {
         match self.state {
             State::Refused(refusal) => Some(refusal),
             _ => None,
+        }
+    }
+
+    /// How far the requests have arrived, after the bytes followed so far.
+    pub(crate) fn received(&self) -> Received {
+        match self.state {
+            State::BetweenRequests { after_cr: false } => Received::Complete(self.request),
+            State::BetweenRequests { after_cr: true } | State::Head { .. } => {
+                Received::InHead(self.request)
+            }
+            State::Body { .. } | State::Chunked(_) => Received::InBody,
+            State::Refused(_) => Received::Refused,
         }
     }
 
@@ -519,21 +546,23 @@ pub(crate) fn close_after(response: &mut Response) {
 }
 
 /// A connection whose incoming bytes pass a [`FramingTracker`] on their way to hyper; the
-/// first faulty request found is recorded in the [`FramingRefusals`] given. Writes pass
-/// through untouched.
+/// first faulty request found is recorded in the [`FramingRefusals`] given, and how far the
+/// requests have arrived in the [`ReceivedRequests`] given. Writes pass through untouched.
 pub(crate) struct StrictHttp1<T> {
     inner: T,
     tracker: FramingTracker,
     refusals: FramingRefusals,
+    received: ReceivedRequests,
 }
 
 impl<T> StrictHttp1<T> {
     /// `inner`, with the framing of the requests read from it followed from its start.
-    pub(crate) fn new(inner: T, refusals: FramingRefusals) -> Self {
+    pub(crate) fn new(inner: T, refusals: FramingRefusals, received: ReceivedRequests) -> Self {
         Self {
             inner,
             tracker: FramingTracker::new(),
             refusals,
+            received,
         }
     }
 }
@@ -555,6 +584,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for StrictHttp1<T> {
                 "refusing an HTTP request whose framing is faulty"
             );
             this.refusals.refuse_from(refusal.request);
+        }
+        if !read.is_empty() {
+            this.received.publish(this.tracker.received());
         }
         Poll::Ready(Ok(()))
     }

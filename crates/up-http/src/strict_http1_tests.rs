@@ -5,6 +5,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt as _, SeedableRng as _};
 
 use super::*;
+use crate::connection_watch::ReceivedRequests;
 
 /// The tracker after `input` arrives in pieces of `piece` bytes.
 fn tracked_in_pieces(input: &[u8], piece: usize) -> FramingTracker {
@@ -414,4 +415,39 @@ fn the_refusals_start_at_the_first_faulty_request() {
     refusals.refuse_from(1);
     assert!(refusals.refuses(1));
     assert!(!refusals.refuses(0));
+}
+
+#[test]
+fn received_tells_whole_requests_from_partial_ones() {
+    let mut tracker = FramingTracker::new();
+    let received = ReceivedRequests::new();
+    assert_eq!(received.get(), Received::Complete(0));
+    let steps: [(&[u8], Received); 7] = [
+        (b"\r", Received::InHead(0)),
+        (b"\nGET / HTTP/1.1\r\nHost: a\r\n", Received::InHead(0)),
+        (b"\r\n", Received::Complete(1)),
+        (
+            b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nab",
+            Received::InBody,
+        ),
+        (b"c", Received::Complete(2)),
+        (
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\nGET",
+            Received::InHead(3),
+        ),
+        (b" / HTTP/1.1\nHost: a\r\n\r\n", Received::Refused),
+    ];
+    for (bytes, expected) in steps {
+        tracker.feed(bytes);
+        assert_eq!(tracker.received(), expected, "{}", bytes.escape_ascii());
+        received.publish(tracker.received());
+        assert_eq!(received.get(), expected);
+    }
+    // The count survives the round trip through the atomic word, up to its width.
+    for count in [0, 1, 1 << 40, (1 << 62) - 1] {
+        for state in [Received::Complete(count), Received::InHead(count)] {
+            received.publish(state);
+            assert_eq!(received.get(), state);
+        }
+    }
 }
