@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod socket;
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
