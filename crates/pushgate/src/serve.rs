@@ -72,6 +72,7 @@ pub fn run(file: &SettingsFile) -> ExitCode {
     if let Ok(rendered) = settings.to_redacted_toml() {
         tracing::debug!(settings = %rendered, "effective settings (secrets redacted)");
     }
+    raise_open_files_limit(&settings.http);
     let runtime = match runtime_builder(settings.runtime.worker_threads)
         .enable_all()
         .build()
@@ -311,12 +312,47 @@ pub fn cache_config(database: &DatabaseSettings) -> CacheConfig {
     }
 }
 
+/// Files pushgate keeps open besides HTTP connections: the database pool, the component
+/// links, the FCM connections, the metrics listener, the runtime's own.
+const FILES_BESIDES_HTTP: u64 = 256;
+
+/// Raises the soft limit on open files to the hard limit, so that the HTTP listener can hold
+/// `http.max_connections` connections; warns when even the hard limit is too low for that.
+fn raise_open_files_limit(http: &HttpSettings) {
+    let needed = server_config(http)
+        .open_files_needed()
+        .saturating_add(FILES_BESIDES_HTTP);
+    let shown =
+        |limit: Option<u64>| limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    match pushgate_up_http::raise_open_files_limit() {
+        Ok(limit) => {
+            tracing::info!(
+                soft = %shown(limit.soft),
+                hard = %shown(limit.hard),
+                "open files limit"
+            );
+            if !limit.allows(needed) {
+                tracing::warn!(
+                    limit = %shown(limit.soft),
+                    needed,
+                    "the open files limit is below what http.max_connections needs: raise the \
+                     hard limit (LimitNOFILE= under systemd, ulimit -Hn) or lower \
+                     http.max_connections"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(%error, needed, "the open files limit could not be raised"),
+    }
+}
+
 /// The HTTP server's settings from `[http]`.
 pub fn server_config(http: &HttpSettings) -> ServerConfig {
     ServerConfig {
         request_timeout: http.request_timeout.get(),
         header_read_timeout: http.header_read_timeout.get(),
+        body_read_timeout: http.body_read_timeout.get(),
         max_connections: http.max_connections,
+        max_connections_per_address: http.max_connections_per_address,
         shutdown_grace: http.shutdown_grace.get(),
         ..ServerConfig::default()
     }

@@ -228,10 +228,16 @@ pub struct HttpSettings {
     pub public_url: Option<String>,
     /// The longest a request may take to be answered.
     pub request_timeout: HumanDuration,
-    /// The longest a client may take to send a request head.
+    /// The longest a client may take to send a request head; also how long an idle
+    /// keep-alive connection is kept.
     pub header_read_timeout: HumanDuration,
-    /// The most connections served at once.
+    /// The longest a request body may go without a byte arriving.
+    pub body_read_timeout: HumanDuration,
+    /// The most connections served at once; at the limit the connection idle the longest
+    /// makes room for a new one.
     pub max_connections: usize,
+    /// The most connections from one client address (IPv6: one /64); 0 means no cap.
+    pub max_connections_per_address: usize,
     /// On shutdown, how long in-flight requests may take to finish.
     pub shutdown_grace: HumanDuration,
     /// Whether the client address for rate limits is taken from the last `X-Forwarded-For`
@@ -247,7 +253,9 @@ impl Default for HttpSettings {
             public_url: None,
             request_timeout: HumanDuration::secs(10),
             header_read_timeout: HumanDuration::secs(10),
-            max_connections: 1024,
+            body_read_timeout: HumanDuration::secs(10),
+            max_connections: pushgate_up_http::DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_address: pushgate_up_http::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             shutdown_grace: HumanDuration::secs(10),
             trust_forwarded_for: false,
         }

@@ -268,6 +268,7 @@ fn check_http(settings: &mut Settings, findings: &mut Findings) {
     for (field, value) in [
         ("request_timeout", settings.http.request_timeout),
         ("header_read_timeout", settings.http.header_read_timeout),
+        ("body_read_timeout", settings.http.body_read_timeout),
     ] {
         if value.get().is_zero() {
             let key = format!("http.{field}");
