@@ -15,6 +15,19 @@ impl SqlStore {
         &self,
         request: &RegistrationRequest,
     ) -> Result<Registration, StoreError> {
+        // Clients register again on every connect (Conversations does), nearly always with
+        // what is stored already. Those are answered from a read and write nothing: on SQLite
+        // even an update that changes nothing adds whole pages to the write-ahead log, and on
+        // every backend it takes a write lock. `updated_at` therefore dates the last change.
+        if let Some(stored) = self
+            .registration_of_device(request.service, &request.device)
+            .await?
+            && stored.domain == request.domain
+            && stored.token == request.token
+            && stored.dead_since.is_none()
+        {
+            return Ok(stored);
+        }
         // One statement decides between insert and update, so two registrations of the same
         // new device at once both end on the row the first one inserted. MySQL/InnoDB may
         // still report a deadlock between such twins; the retry then finds the row.
@@ -38,20 +51,42 @@ impl SqlStore {
             .bind(request.fresh_secret.expose())
             .bind(request.now)
             .bind(request.now);
-        match &statements.register_read_back {
-            None => upsert.fetch_one(&self.pool).await,
-            Some(read_back) => {
-                let mut transaction = self.begin_write().await?;
-                upsert.execute(&mut *transaction).await?;
-                let row = sqlx::query(read_back.as_str())
-                    .bind(request.service.as_str())
-                    .bind(request.device.as_str())
-                    .fetch_one(&mut *transaction)
-                    .await?;
-                transaction.commit().await?;
-                Ok(row)
-            }
+        if statements.returning {
+            // Read to the end, not `fetch_one`: SQLite runs its automatic checkpoint only when
+            // a statement outside a transaction steps to its end. One dropped after its first
+            // row commits on reset, which skips the checkpoint, and the WAL then grows without
+            // bound.
+            return upsert
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .next()
+                .ok_or(sqlx::Error::RowNotFound);
         }
+        let mut transaction = self.begin_write().await?;
+        upsert.execute(&mut *transaction).await?;
+        let row = sqlx::query(statements.find_device.as_str())
+            .bind(request.service.as_str())
+            .bind(request.device.as_str())
+            .fetch_one(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(row)
+    }
+
+    /// The stored registration of (service, device), if any.
+    async fn registration_of_device(
+        &self,
+        service: PushService,
+        device: &DeviceHash,
+    ) -> Result<Option<Registration>, StoreError> {
+        let row = sqlx::query(self.statements.find_device.as_str())
+            .bind(service.as_str())
+            .bind(device.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row.as_ref().map(registration_from_row).transpose()
     }
 
     pub(crate) async fn delete_registration(

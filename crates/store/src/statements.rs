@@ -29,10 +29,14 @@ pub(crate) struct Statements {
     pub begin_write: Option<String>,
     pub ping: String,
 
-    /// Inserts or updates a registration; on SQLite and PostgreSQL it returns the row.
+    /// Whether the statements that can answer with a row do (`RETURNING`: SQLite and
+    /// PostgreSQL). MySQL has none: there the row is read back in the same transaction.
+    pub returning: bool,
+
+    /// Inserts or updates a registration, answering with the row where `returning`.
     pub register: String,
-    /// MySQL has no `RETURNING`: the row is read back in the same transaction.
-    pub register_read_back: Option<String>,
+    /// The registration of a (service, device).
+    pub find_device: String,
     pub unregister: String,
     pub find_registration: String,
     pub mark_token_dead: String,
@@ -116,19 +120,18 @@ impl Statements {
         Self {
             begin_write: (backend == Backend::Sqlite).then(|| "BEGIN IMMEDIATE".to_owned()),
             ping: "SELECT 1".to_owned(),
+            returning: !mysql,
 
             register: sql(if mysql {
                 REGISTER_ON_DUPLICATE_KEY
             } else {
                 REGISTER_ON_CONFLICT
             }),
-            register_read_back: mysql.then(|| {
-                sql(concat!(
-                    "SELECT ",
-                    registration_columns!(),
-                    " FROM registrations WHERE service = ? AND device = ?"
-                ))
-            }),
+            find_device: sql(concat!(
+                "SELECT ",
+                registration_columns!(),
+                " FROM registrations WHERE service = ? AND device = ?"
+            )),
             unregister: sql("DELETE FROM registrations WHERE service = ? AND device = ?"),
             // Nodes are random (72 bits), so a (domain, node) pair names one row in practice.
             find_registration: sql(concat!(
@@ -224,10 +227,10 @@ mod tests {
             postgres.register
         );
         assert!(!postgres.register.contains('?'));
-        assert!(postgres.register_read_back.is_none());
+        assert!(postgres.returning);
         let mysql = Statements::of(Backend::MySql);
         assert!(mysql.register.contains("ON DUPLICATE KEY UPDATE"));
-        assert!(mysql.register_read_back.is_some());
+        assert!(!mysql.returning);
         assert!(!mysql.insert_message.contains("RETURNING"));
         let sqlite = Statements::of(Backend::Sqlite);
         assert_eq!(sqlite.begin_write.as_deref(), Some("BEGIN IMMEDIATE"));
