@@ -37,8 +37,9 @@ pub struct ServerConfig {
     /// is idle, new connections wait in the backlog.
     pub max_connections: usize,
     /// At most this many connections from one client address (IPv6: one /64) at once; a
-    /// further one is answered 503 with `Retry-After` and closed. 0: no cap (behind a reverse
-    /// proxy every connection comes from the proxy's address).
+    /// further one is answered 503 with `Retry-After` and closed (64 such at a time, outside
+    /// `max_connections`; more are closed unanswered). 0: no cap (behind a reverse proxy every
+    /// connection comes from the proxy's address).
     pub max_connections_per_address: usize,
     /// On shutdown, how long in-flight requests may take to finish before their connections
     /// are dropped.
