@@ -25,16 +25,19 @@ pub(super) struct Scenario {
     pub fcm_streams_per_connection: Option<u32>,
     /// Lines added to pushgate's `[fcm]` section; empty leaves its defaults.
     pub fcm_settings: &'static str,
+    /// Lines added to pushgate's `[component]` section; empty leaves its defaults.
+    pub component_settings: &'static str,
     pub levels: &'static [Level],
 }
 
 /// The issue "XEP-0357 app server" item 6: the pipeline's own cost, with FCM concurrency out
 /// of the way.
 const PIPELINE: Scenario = Scenario {
-    title: "XEP-0357 publish -> FCM wake-up (fake FCM answers after 50 ms on one connection; [fcm] max_concurrent = 4096)",
+    title: "XEP-0357 publish -> FCM wake-up (fake FCM answers after 50 ms on one connection; [fcm] max_concurrent = 4096, [component] max_concurrent_iqs = 4096)",
     fcm_delay: Duration::from_millis(50),
     fcm_streams_per_connection: None,
     fcm_settings: "max_concurrent = 4096\n",
+    component_settings: "max_concurrent_iqs = 4096\n",
     levels: &[
         Level {
             in_flight: 1,
@@ -64,10 +67,11 @@ const PIPELINE: Scenario = Scenario {
 /// allows 100 streams per connection and here answers after 100 ms, so 10,000 wake-ups/s
 /// need 1,000 in flight over ten connections. The warm-up lets the connections open.
 const FCM_DEFAULTS: Scenario = Scenario {
-    title: "XEP-0357 publish -> FCM wake-up (fake FCM answers after 100 ms, 100 streams per connection; [fcm] concurrency at its defaults)",
+    title: "XEP-0357 publish -> FCM wake-up (fake FCM answers after 100 ms, 100 streams per connection; [component] and [fcm] at their defaults: a burst past max_concurrent_iqs waits in the queue)",
     fcm_delay: Duration::from_millis(100),
     fcm_streams_per_connection: Some(100),
     fcm_settings: "",
+    component_settings: "",
     levels: &[
         Level {
             in_flight: 1000,
@@ -108,7 +112,7 @@ mod tests {
         assert_eq!(FCM_DEFAULTS.fcm_delay, Duration::from_millis(100));
         assert_eq!(FCM_DEFAULTS.fcm_streams_per_connection, Some(100));
         assert!(
-            FCM_DEFAULTS.fcm_settings.is_empty(),
+            FCM_DEFAULTS.fcm_settings.is_empty() && FCM_DEFAULTS.component_settings.is_empty(),
             "pushgate's own defaults"
         );
         let in_flight: Vec<usize> = FCM_DEFAULTS
