@@ -297,10 +297,10 @@ async fn maintenance(
 /// The store's settings from `[database]`.
 pub fn store_config(database: &DatabaseSettings) -> StoreConfig {
     StoreConfig {
-        url: database.url.clone(),
         max_connections: database.pool_size(),
         acquire_timeout: database.acquire_timeout.get(),
         sqlite_busy_timeout: database.sqlite_busy_timeout.get(),
+        ..StoreConfig::new(database.url.clone())
     }
 }
 

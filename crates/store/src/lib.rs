@@ -23,6 +23,7 @@ mod registrations;
 mod revocations;
 mod setup;
 mod sql_store;
+mod sqlite;
 mod statements;
 
 pub use cache::{CacheConfig, CachingStore};

@@ -15,17 +15,22 @@ pub struct StoreConfig {
     pub acquire_timeout: Duration,
     /// SQLite only: how long a writer waits for another writer's lock.
     pub sqlite_busy_timeout: Duration,
+    /// SQLite file only: how often the store returns the pages deleted rows left free to the
+    /// file system and folds the write-ahead log into the database, truncating it. Zero turns
+    /// these rounds off (SQLite still checkpoints the log every 1000 pages written).
+    pub sqlite_maintenance_interval: Duration,
 }
 
 impl StoreConfig {
     /// Settings for `url` with the defaults: 8 connections, 5 s acquire timeout, 5 s SQLite
-    /// busy timeout.
+    /// busy timeout, SQLite maintenance every 30 s.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             max_connections: 8,
             acquire_timeout: Duration::from_secs(5),
             sqlite_busy_timeout: Duration::from_secs(5),
+            sqlite_maintenance_interval: Duration::from_secs(30),
         }
     }
 }
@@ -37,6 +42,10 @@ impl fmt::Debug for StoreConfig {
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("sqlite_busy_timeout", &self.sqlite_busy_timeout)
+            .field(
+                "sqlite_maintenance_interval",
+                &self.sqlite_maintenance_interval,
+            )
             .finish()
     }
 }

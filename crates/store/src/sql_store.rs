@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::str::FromStr as _;
+use std::sync::Arc;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Executor as _, Transaction};
@@ -10,6 +11,7 @@ use pushgate_core::StoreError;
 
 use crate::migrations::migrator;
 use crate::setup::{Backend, StoreConfig, StoreSetupError, is_sqlite_memory, redact_url};
+use crate::sqlite::{self, Maintenance};
 use crate::statements::Statements;
 
 /// pushgate's [`Store`](pushgate_core::Store) on SQLite, PostgreSQL or MySQL/MariaDB.
@@ -19,6 +21,8 @@ pub struct SqlStore {
     pub(crate) pool: AnyPool,
     pub(crate) backend: Backend,
     pub(crate) statements: &'static Statements,
+    /// SQLite file only: the rounds that keep the file and its WAL small.
+    maintenance: Option<Arc<Maintenance>>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -42,11 +46,10 @@ impl SqlStore {
             .max_connections(config.max_connections.max(1))
             .acquire_timeout(config.acquire_timeout);
         if backend == Backend::Sqlite {
-            let busy_millis = config.sqlite_busy_timeout.as_millis();
+            let pragmas = sqlite::connection_pragmas(config.sqlite_busy_timeout);
             pool_options = pool_options.after_connect(move |conn, _| {
+                let pragmas = pragmas.clone();
                 Box::pin(async move {
-                    let pragmas =
-                        format!("PRAGMA busy_timeout = {busy_millis}; PRAGMA foreign_keys = ON;");
                     conn.execute(AssertSqlSafe(pragmas)).await?;
                     Ok(())
                 })
@@ -62,14 +65,13 @@ impl SqlStore {
             }
         }
         let pool = pool_options
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|e| StoreSetupError::connect(url, &e))?;
 
-        if backend == Backend::Sqlite && !is_sqlite_memory(url) {
-            // WAL lets readers run beside the writer. The mode is stored in the file, so setting
-            // it once here, before the pool is shared, covers every later connection.
-            pool.execute("PRAGMA journal_mode = WAL")
+        let sqlite_file = backend == Backend::Sqlite && !is_sqlite_memory(url);
+        if sqlite_file {
+            sqlite::prepare_file(&pool)
                 .await
                 .map_err(|e| StoreSetupError::connect(url, &e))?;
         }
@@ -78,11 +80,15 @@ impl SqlStore {
             .run(&pool)
             .await
             .map_err(|e| StoreSetupError::migrate(url, &e))?;
+        let interval = config.sqlite_maintenance_interval;
+        let maintenance =
+            (sqlite_file && !interval.is_zero()).then(|| Maintenance::start(options, interval));
         tracing::info!(backend = %backend, url = %redact_url(url), "store ready");
         Ok(SqlStore {
             pool,
             backend,
             statements: Statements::of(backend),
+            maintenance,
         })
     }
 
@@ -91,9 +97,12 @@ impl SqlStore {
         self.backend
     }
 
-    /// Closes every connection; operations after this fail with
-    /// [`StoreError::Unavailable`].
+    /// Stops the SQLite maintenance rounds and closes every connection; operations after this
+    /// fail with [`StoreError::Unavailable`].
     pub async fn close(&self) {
+        if let Some(maintenance) = &self.maintenance {
+            maintenance.stop().await;
+        }
         self.pool.close().await;
     }
 

@@ -8,4 +8,5 @@ mod messages;
 mod registrations;
 mod revocations;
 mod setup;
+mod sqlite_files;
 mod support;
