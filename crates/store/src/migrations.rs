@@ -15,13 +15,22 @@ struct Step {
 }
 
 // Append only: an applied migration must never change (sqlx checks the checksum).
-const STEPS: &[Step] = &[Step {
-    version: 1,
-    description: "initial",
-    sqlite: include_str!("../../../migrations/sqlite/0001_initial.sql"),
-    postgres: include_str!("../../../migrations/postgres/0001_initial.sql"),
-    mysql: include_str!("../../../migrations/mysql/0001_initial.sql"),
-}];
+const STEPS: &[Step] = &[
+    Step {
+        version: 1,
+        description: "initial",
+        sqlite: include_str!("../../../migrations/sqlite/0001_initial.sql"),
+        postgres: include_str!("../../../migrations/postgres/0001_initial.sql"),
+        mysql: include_str!("../../../migrations/mysql/0001_initial.sql"),
+    },
+    Step {
+        version: 2,
+        description: "message totals",
+        sqlite: include_str!("../../../migrations/sqlite/0002_message_totals.sql"),
+        postgres: include_str!("../../../migrations/postgres/0002_message_totals.sql"),
+        mysql: include_str!("../../../migrations/mysql/0002_message_totals.sql"),
+    },
+];
 
 /// The migrator for `backend`.
 pub(crate) fn migrator(backend: Backend) -> Migrator {
@@ -56,13 +65,16 @@ mod tests {
             let expected: Vec<i64> = (1..=STEPS.len() as i64).collect();
             assert_eq!(versions, expected, "{backend}");
         }
-        for step in STEPS {
+        // Each step's files say what the step is for, on every backend.
+        let marks = [
+            (1, "CREATE TABLE stored_messages"),
+            (2, "CREATE TABLE message_totals"),
+        ];
+        assert_eq!(marks.len(), STEPS.len());
+        for (step, (version, mark)) in STEPS.iter().zip(marks) {
+            assert_eq!(step.version, version);
             for sql in [step.sqlite, step.postgres, step.mysql] {
-                assert!(
-                    sql.contains("CREATE TABLE stored_messages"),
-                    "{}",
-                    step.description
-                );
+                assert!(sql.contains(mark), "{}", step.description);
             }
         }
     }

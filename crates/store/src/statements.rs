@@ -48,12 +48,12 @@ pub(crate) struct Statements {
 
     pub delete_topic: String,
     pub count_owner_messages: String,
-    pub count_messages: String,
-    /// Inserts a message; on SQLite and PostgreSQL it returns the new id, on MySQL the id
-    /// comes with the result (`LAST_INSERT_ID()`).
+    /// Adds to the stored-message total, answering with the new total where `returning`.
+    pub add_to_total: String,
+    pub read_total: String,
+    /// Inserts a message, answering with the new id where `returning`; on MySQL the id comes
+    /// with the result (`LAST_INSERT_ID()`).
     pub insert_message: String,
-    /// Whether `insert_message` answers with a row holding the id.
-    pub insert_returns_id: bool,
     pub messages_for_owner: String,
     pub messages_after: String,
     pub delete_message: String,
@@ -83,6 +83,8 @@ const REGISTER_ON_DUPLICATE_KEY: &str = concat!(
      ON DUPLICATE KEY UPDATE domain = VALUES(domain), token = VALUES(token), \
      updated_at = VALUES(updated_at), dead_since = NULL"
 );
+
+const ADD_TO_TOTAL: &str = "UPDATE message_totals SET stored = stored + ? WHERE id = 1";
 
 const INSERT_MESSAGE: &str = "INSERT INTO stored_messages (owner, endpoint_token, application, \
      instance, topic, urgency, body, received_at, expires_at) \
@@ -158,13 +160,17 @@ impl Statements {
             count_owner_messages: sql(
                 "SELECT COUNT(*) FROM stored_messages WHERE owner = ? AND expires_at > ?",
             ),
-            count_messages: sql("SELECT COUNT(*) FROM stored_messages WHERE expires_at > ?"),
+            add_to_total: if mysql {
+                sql(ADD_TO_TOTAL)
+            } else {
+                sql(&format!("{ADD_TO_TOTAL} RETURNING stored"))
+            },
+            read_total: sql("SELECT stored FROM message_totals WHERE id = 1"),
             insert_message: if mysql {
                 sql(INSERT_MESSAGE)
             } else {
                 sql(&format!("{INSERT_MESSAGE} RETURNING id"))
             },
-            insert_returns_id: !mysql,
             messages_for_owner: sql(concat!(
                 "SELECT ",
                 message_columns!(),
@@ -232,8 +238,10 @@ mod tests {
         assert!(mysql.register.contains("ON DUPLICATE KEY UPDATE"));
         assert!(!mysql.returning);
         assert!(!mysql.insert_message.contains("RETURNING"));
+        assert!(!mysql.add_to_total.contains("RETURNING"));
         let sqlite = Statements::of(Backend::Sqlite);
         assert_eq!(sqlite.begin_write.as_deref(), Some("BEGIN IMMEDIATE"));
         assert!(sqlite.insert_message.ends_with("RETURNING id"));
+        assert!(sqlite.add_to_total.ends_with("RETURNING stored"));
     }
 }

@@ -330,6 +330,106 @@ async fn concurrent_stores_all_land(db: TestDb) {
     assert_eq!(listed, ids);
 }
 
+/// The total cap counts what is stored after every kind of deletion: by id, by endpoint, by
+/// topic replacement and by expiry; it refuses at the same number each time.
+async fn total_cap_follows_every_deletion(db: TestDb) {
+    let store = db.connect().await;
+    let limits = MessageStoreLimits {
+        max_per_owner: 10,
+        max_total: 4,
+    };
+    let store_one = |message: NewStoredMessage| {
+        let store = store.clone();
+        async move { store.store_message(message, limits).await }
+    };
+    let is_total = |outcome: &Result<i64, StoreError>| {
+        matches!(outcome, Err(StoreError::Full(StoreFullScope::Total)))
+    };
+    let first = store_one(message("a@x/r", "i", None, b"a")).await.unwrap();
+    store_one(message("b@x/r", "i", None, b"b")).await.unwrap();
+    store_one(message("c@x/r", "i", Some("t"), b"c"))
+        .await
+        .unwrap();
+    let short = NewStoredMessage {
+        expires_at: 2_000,
+        ..message("d@x/r", "i", None, b"d")
+    };
+    store_one(short).await.unwrap();
+    let refused = store_one(message("e@x/r", "i", None, b"e")).await;
+    assert!(is_total(&refused), "{refused:?}");
+
+    // A replacement takes its predecessor's place.
+    store_one(message("c@x/r", "i", Some("t"), b"c2"))
+        .await
+        .unwrap();
+    let refused = store_one(message("e@x/r", "i", None, b"e")).await;
+    assert!(is_total(&refused), "{refused:?}");
+
+    // Deleted by id: room for exactly one.
+    assert!(store.delete_message(first).await.unwrap());
+    store_one(message("e@x/r", "i", None, b"e")).await.unwrap();
+    let refused = store_one(message("f@x/r", "i", None, b"f")).await;
+    assert!(is_total(&refused), "{refused:?}");
+
+    // Deleted by endpoint: room for exactly one.
+    let application = message("b@x/r", "i", None, b"").application;
+    let removed = store
+        .delete_endpoint_messages(&owner("b@x/r"), &application, "i")
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    store_one(message("f@x/r", "i", None, b"f")).await.unwrap();
+    let refused = store_one(message("g@x/r", "i", None, b"g")).await;
+    assert!(is_total(&refused), "{refused:?}");
+
+    // Expired: no longer counted, whether purged yet or not.
+    let later = |jid: &str| NewStoredMessage {
+        received_at: 2_000,
+        ..message(jid, "i", None, b"later")
+    };
+    store_one(later("g@x/r")).await.unwrap();
+    let refused = store_one(later("h@x/r")).await;
+    assert!(is_total(&refused), "{refused:?}");
+    assert_eq!(store.purge_expired_messages(2_000).await.unwrap(), 0);
+    assert_eq!(store.messages_after(0, 2_000, 100).await.unwrap().len(), 4);
+
+    // Purged: room again.
+    let last = NewStoredMessage {
+        received_at: 10_000,
+        expires_at: 20_000,
+        ..message("h@x/r", "i", None, b"h")
+    };
+    assert_eq!(store.purge_expired_messages(10_000).await.unwrap(), 4);
+    store_one(last).await.unwrap();
+    assert_eq!(store.messages_after(0, 10_000, 100).await.unwrap().len(), 1);
+}
+
+/// Writers storing at the same instant never pass the total cap together.
+async fn concurrent_stores_stop_at_the_total_cap(db: TestDb) {
+    let store = db.connect().await;
+    let limits = MessageStoreLimits {
+        max_per_owner: 10,
+        max_total: 5,
+    };
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let store = store.clone();
+            let message = message(&format!("u{i}@x/r"), "i", None, b"m");
+            tokio::spawn(async move { store.store_message(message, limits).await })
+        })
+        .collect();
+    let (mut stored, mut refused) = (0, 0);
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(_) => stored += 1,
+            Err(StoreError::Full(StoreFullScope::Total)) => refused += 1,
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((stored, refused), (5, 7));
+    assert_eq!(store.messages_after(0, 1_000, 100).await.unwrap().len(), 5);
+}
+
 on_every_backend! {
     messages_come_back_in_order => crate::messages::messages_come_back_in_order,
     caps_refuse_past_the_limits => crate::messages::caps_refuse_past_the_limits,
@@ -338,4 +438,6 @@ on_every_backend! {
     messages_after_pages_through_everything => crate::messages::messages_after_pages_through_everything,
     deletes_remove_exactly_their_messages => crate::messages::deletes_remove_exactly_their_messages,
     concurrent_stores_all_land => crate::messages::concurrent_stores_all_land,
+    total_cap_follows_every_deletion => crate::messages::total_cap_follows_every_deletion,
+    concurrent_stores_stop_at_the_total_cap => crate::messages::concurrent_stores_stop_at_the_total_cap,
 }
