@@ -100,6 +100,34 @@ fn step(name: &str, mut command: Command) -> Result<(), String> {
     }
 }
 
+/// One TLS provider everywhere (aws-lc-rs): `ring` must not be in the dependency tree.
+fn one_tls_provider() -> Result<(), String> {
+    let name = "cargo tree -i ring (must find nothing)";
+    println!("==> {name}");
+    let output = cargo()
+        .args([
+            "tree",
+            "--workspace",
+            "--edges",
+            "normal,build,dev",
+            "-i",
+            "ring",
+        ])
+        .output()
+        .map_err(|e| format!("{name}: cannot run: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // With nothing to show cargo prints only a warning ("nothing to print", or "did not match
+    // any packages" in older versions) on stderr.
+    let absent = stdout.trim().is_empty();
+    println!("<== {name}: {}", if absent { "ok" } else { "FAILED" });
+    if absent {
+        Ok(())
+    } else {
+        Err(format!("{name}: ring is in the tree:\n{stdout}{stderr}"))
+    }
+}
+
 fn ci() -> Result<(), String> {
     let started = Instant::now();
     for (variable, meaning) in TEST_VARIABLES {
@@ -128,6 +156,13 @@ fn ci() -> Result<(), String> {
         "cargo clippy --workspace --all-targets -- -D warnings",
         clippy,
     )?;
+
+    let mut doc = cargo();
+    doc.args(["doc", "--workspace", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    step("cargo doc --workspace --no-deps (warnings denied)", doc)?;
+
+    one_tls_provider()?;
 
     // The README's test command, with the database matrix taken from the environment.
     let mut test = cargo();

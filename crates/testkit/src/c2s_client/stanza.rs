@@ -1,4 +1,4 @@
-//! Building and reading `jabber:client` stanzas as [`minidom::Element`]s.
+//! Building and reading `jabber:client` stanzas as [`Element`]s (minidom's).
 //!
 //! The workspace builds `xmpp-parsers` with its `component` feature, which puts its stanza
 //! types in `jabber:component:accept`; a client stream needs `jabber:client` (RFC 6120 §4.8.3),
