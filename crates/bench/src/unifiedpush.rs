@@ -241,7 +241,7 @@ async fn prosody_pid(dir: &Path) -> Result<u32, BenchError> {
     }
 }
 
-/// Registers [`ENDPOINTS`] endpoints (PROTOCOL.md A.3) and returns their paths. Retries
+/// Registers [`ENDPOINTS`] endpoints (docs/protocol.md A.3) and returns their paths. Retries
 /// while pushgate is still linking up (Prosody answers for a missing component itself).
 async fn register_endpoints(
     client: &C2sClient,

@@ -22,7 +22,7 @@ pub enum PushDelivery {
     /// The client answered `result`.
     Delivered,
     /// The client answered `item-not-found` or `feature-not-implemented`: it no longer knows
-    /// this endpoint (PROTOCOL.md A.3).
+    /// this endpoint (docs/protocol.md A.3).
     Revoked,
     /// Any other error, no answer in time, or no link: try again later. The text is for logs.
     NotDelivered(String),

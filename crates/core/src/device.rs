@@ -41,7 +41,7 @@ impl fmt::Display for PushService {
 }
 
 /// Lowercase hex SHA-1 of `bare JID + NUL + device id`, exactly as p2 and Conversations compute
-/// it (PROTOCOL.md B §1.3, §3.2). 40 characters.
+/// it (docs/protocol.md B §1.3, §3.2). 40 characters.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct DeviceHash(String);
 

@@ -10,7 +10,7 @@ use crate::clock::UnixMillis;
 use crate::device::{DeviceHash, PushService};
 
 /// The pubsub node a device's XMPP server publishes to: standard base64 of 9 random bytes
-/// (12 characters), as p2 allocates it (PROTOCOL.md A.2).
+/// (12 characters), as p2 allocates it (docs/protocol.md A.2).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Node(String);
 

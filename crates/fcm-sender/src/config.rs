@@ -22,7 +22,7 @@ pub const DEFAULT_MAX_CONCURRENT: usize = DEFAULT_MAX_CONNECTIONS * 100;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum AndroidPriority {
     /// Delivered at once, even in Doze: the default, since a delayed wake-up is useless
-    /// (PROTOCOL.md A.2).
+    /// (docs/protocol.md A.2).
     #[default]
     High,
     /// May wait for a Doze maintenance window.

@@ -1,4 +1,4 @@
-//! The FCM HTTP v1 wake-up message (PROTOCOL.md A.2): the token, the Android options and the
+//! The FCM HTTP v1 wake-up message (docs/protocol.md A.2): the token, the Android options and the
 //! device hash as `data.account`. Nothing else reaches Google: no JID, no body, no sender.
 //!
 //! The JSON is written straight into one buffer: it has a fixed shape and one free-form string

@@ -16,7 +16,7 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// Four sends, as the Firebase Admin SDK that p2 uses (PROTOCOL.md B §1.6), but with
+    /// Four sends, as the Firebase Admin SDK that p2 uses (docs/protocol.md B §1.6), but with
     /// pauses short enough for the wake-up deadline.
     fn default() -> Self {
         Self {

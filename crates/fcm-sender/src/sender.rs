@@ -53,7 +53,7 @@ enum Route {
     Http1(Http1Relay),
 }
 
-/// Sends wake-ups through FCM HTTP v1 (PROTOCOL.md A.2).
+/// Sends wake-ups through FCM HTTP v1 (docs/protocol.md A.2).
 ///
 /// Sends to an `https://` API URL offer only `h2` by ALPN, as FCM speaks it, so every wake-up
 /// is one stream on a shared connection. A connection carries as many at once as the server

@@ -1,4 +1,4 @@
-//! Google's service-account key file: who pushgate is to FCM (PROTOCOL.md A.2, OAuth2).
+//! Google's service-account key file: who pushgate is to FCM (docs/protocol.md A.2, OAuth2).
 
 use std::fmt;
 use std::path::{Path, PathBuf};

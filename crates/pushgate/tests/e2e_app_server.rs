@@ -49,7 +49,7 @@ async fn app_server_wakes_the_phone_through_ejabberd() {
 }
 
 /// Registers as Conversations does and checks the answer as Conversations does, plus the
-/// formats of PROTOCOL.md A.2 (12-character node, 24-character secret, `jid` = component).
+/// formats of docs/protocol.md A.2 (12-character node, 24-character secret, `jid` = component).
 async fn register(client: &C2sClient, token: &str, android_id: &str) -> PushRegistration {
     let answer = client
         .iq(register_push_fcm(COMPONENT, token, android_id))
@@ -144,7 +144,7 @@ async fn app_server_end_to_end(kind: ServerKind, test: &str) {
     let message = &fcm.messages()[0];
     assert_eq!(message.token, "fcm-token-1");
     assert_eq!(message.account, expected_account);
-    // Nothing but the device hash goes to Google (PROTOCOL.md A.2): no JID, no body.
+    // Nothing but the device hash goes to Google (docs/protocol.md A.2): no JID, no body.
     assert_eq!(
         message.body["message"]["data"],
         serde_json::json!({ "account": expected_account })

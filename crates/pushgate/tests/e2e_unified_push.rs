@@ -89,7 +89,7 @@ struct AppInstance {
     endpoint: String,
 }
 
-/// Registers an app instance as Conversations does and checks the answer (PROTOCOL.md A.3).
+/// Registers an app instance as Conversations does and checks the answer (docs/protocol.md A.3).
 async fn register_instance(
     client: &C2sClient,
     pushgate: &Pushgate,

@@ -1,5 +1,5 @@
 //! What Conversations sends to a push component and how it reads the answers, byte for byte
-//! as PROTOCOL.md Part B §3 describes it, for tests that play the phone's XMPP client over
+//! as docs/protocol.md Part B §3 describes it, for tests that play the phone's XMPP client over
 //! [`C2sClient`](crate::c2s_client::C2sClient).
 //!
 //! - XEP-0357 app server (p2): `register-push-fcm`, then `enable` to the user's own server.

@@ -1,4 +1,4 @@
-//! `POST /push/{token}`: one push message (RFC 8030 §5, PROTOCOL.md A.3). The provider
+//! `POST /push/{token}`: one push message (RFC 8030 §5, docs/protocol.md A.3). The provider
 //! decides what becomes of it; this maps its headers in and the outcome out.
 
 use std::fmt::Write as _;
@@ -23,7 +23,7 @@ use crate::errors::json_error;
 use crate::push::{PushEndpoint, UP_MAX_MESSAGE_BYTES};
 use crate::rate_limit::retry_after_secs;
 
-/// PASETO v2.local, the only kind of endpoint token there is (PROTOCOL.md A.3).
+/// PASETO v2.local, the only kind of endpoint token there is (docs/protocol.md A.3).
 const TOKEN_PREFIX: &str = "v2.local.";
 
 /// `Retry-After` when the owner has too many undelivered messages: they wait for the client
@@ -151,7 +151,7 @@ where
     }
 }
 
-/// The answer for each outcome (PROTOCOL.md A.3 table).
+/// The answer for each outcome (docs/protocol.md A.3 table).
 fn answer(outcome: AcceptOutcome, message_url_prefix: &str) -> Response {
     match outcome {
         AcceptOutcome::Delivered { ttl_secs } | AcceptOutcome::Stored { ttl_secs } => {

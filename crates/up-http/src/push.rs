@@ -1,4 +1,4 @@
-//! `/push/{token}`: the UnifiedPush endpoint URLs handed to clients (PROTOCOL.md A.3), and
+//! `/push/{token}`: the UnifiedPush endpoint URLs handed to clients (docs/protocol.md A.3), and
 //! `/message/{id}`, the push message resources their `Location` names (RFC 8030 §5).
 
 use std::hash::BuildHasher;
@@ -17,7 +17,7 @@ use crate::errors::json_error;
 use crate::post_message::post_message;
 use crate::rate_limit::{KeyedLimit, MAX_TRACKED_KEYS, RateLimits};
 
-/// The largest message body a UnifiedPush endpoint accepts (PROTOCOL.md A.3; the UnifiedPush
+/// The largest message body a UnifiedPush endpoint accepts (docs/protocol.md A.3; the UnifiedPush
 /// spec's 4096-byte message limit).
 pub const UP_MAX_MESSAGE_BYTES: usize = 4096;
 
@@ -120,7 +120,7 @@ pub fn push_routes(
     Ok(Routes::with_push(router, endpoint))
 }
 
-/// `GET /push/{token}`: the UnifiedPush discovery answer, the same for any token (PROTOCOL.md
+/// `GET /push/{token}`: the UnifiedPush discovery answer, the same for any token (docs/protocol.md
 /// A.3, first row; up answers so for every token too, and clients probe before they register).
 async fn discovery() -> impl IntoResponse {
     Json(serde_json::json!({ "unifiedpush": { "version": 1 } }))

@@ -1,4 +1,4 @@
-//! Rate limits on pushes (PROTOCOL.md A.3: over the per-endpoint or per-client rate → 429 with
+//! Rate limits on pushes (docs/protocol.md A.3: over the per-endpoint or per-client rate → 429 with
 //! `Retry-After`): GCRA through `governor`, one state per key, in a map of bounded size.
 
 use std::collections::HashMap;

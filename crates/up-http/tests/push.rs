@@ -1,4 +1,4 @@
-//! `POST /push/{token}` through the app with a real provider: PROTOCOL.md A.3, the rows
+//! `POST /push/{token}` through the app with a real provider: docs/protocol.md A.3, the rows
 //! that accept a message or refuse the request itself (201, 404, 413, 400), and discovery.
 
 mod support;

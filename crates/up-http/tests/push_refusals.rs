@@ -1,4 +1,4 @@
-//! `POST /push/{token}` refused for now (PROTOCOL.md A.3): 429 over the per-endpoint or
+//! `POST /push/{token}` refused for now (docs/protocol.md A.3): 429 over the per-endpoint or
 //! per-client rate or when the owner has too many kept messages, 503 when the store is full or
 //! down; always with `Retry-After`.
 

@@ -141,7 +141,7 @@ impl Dispatcher {
         match stanza {
             Stanza::Iq(Iq::Get { from, to, id, .. } | Iq::Set { from, to, id, .. }) => {
                 // A `wait` error: the sender may retry, and no server counts it against a
-                // push registration (PROTOCOL A.2).
+                // push registration (docs/protocol.md A.2).
                 self.reply(IqHeader { from, to, id }, busy()).await;
             }
             Stanza::Iq(answer) => {
@@ -222,7 +222,7 @@ impl Dispatcher {
             Ok(admission) => Some(admission),
             Err(refusal) => {
                 // A `wait` error makes the sender retry later without counting it against us
-                // (PROTOCOL A.2).
+                // (docs/protocol.md A.2).
                 tracing::debug!(reason = refusal.as_str(), "IQ request refused: overloaded");
                 count_rejected(refusal.as_str());
                 self.reply(copy_of(header), busy()).await;
@@ -322,7 +322,7 @@ async fn send_reply(link: &ComponentLink, header: IqHeader, reply: IqReply) {
 }
 
 /// A `wait` error: the sender may retry, and no server counts it against a push
-/// registration (PROTOCOL A.2).
+/// registration (docs/protocol.md A.2).
 fn busy() -> IqReply {
     IqReply::error(ErrorType::Wait, DefinedCondition::ResourceConstraint)
 }

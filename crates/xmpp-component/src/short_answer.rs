@@ -60,7 +60,7 @@ pub(crate) fn encode(stanza: &Stanza, out: &mut BytesMut) -> bool {
     out.put_u8(b'>');
     if let Some((error_type, condition)) = error {
         // RFC 6120 §8.3.2: the condition is in the stanzas namespace; `<error/>` itself stays
-        // in the stream's default namespace (PROTOCOL A.1).
+        // in the stream's default namespace (docs/protocol.md A.1).
         out.put_slice(b"<error type='");
         out.put_slice(error_type.as_bytes());
         out.put_slice(b"'><");

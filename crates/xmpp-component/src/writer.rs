@@ -20,7 +20,7 @@ const BATCH_BYTES: usize = 64 * 1024;
 const STREAM_FOOTER: &[u8] = b"</stream:stream>";
 
 /// Serialises stanzas as children of the open stream, so that they inherit the stream's
-/// default namespace: no `xmlns` on `<iq>` or `<error>` (PROTOCOL A.1: Prosody ignores errors
+/// default namespace: no `xmlns` on `<iq>` or `<error>` (docs/protocol.md A.1: Prosody ignores errors
 /// in another namespace).
 pub(crate) struct StanzaEncoder {
     encoder: Encoder<SimpleNamespaces>,

@@ -154,7 +154,7 @@ async fn send_iq_needs_a_request_with_an_address() {
 
 #[tokio::test]
 async fn reconnects_within_a_second_after_the_server_drops_the_link() {
-    // Default policy: the first retry must come within 1 s (PROTOCOL A.1).
+    // Default policy: the first retry must come within 1 s (docs/protocol.md A.1).
     let (server, running, session) = connected(|_| ()).await;
     let states = running.link.watch_state();
     let dropped = Instant::now();

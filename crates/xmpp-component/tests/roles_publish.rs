@@ -1,5 +1,5 @@
 //! The app server role's publishes on the wire: the captured XEP-0357 publishes of Prosody
-//! and ejabberd, and every row of the reply table (PROTOCOL.md A.2).
+//! and ejabberd, and every row of the reply table (docs/protocol.md A.2).
 
 #![allow(clippy::unwrap_used)]
 

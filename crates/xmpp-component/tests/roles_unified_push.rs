@@ -51,7 +51,7 @@ async fn next_push(h: &mut RolesHarness) -> Element {
     let text = String::from(&push);
     assert!(push.is("iq", COMPONENT_NS), "{text}");
     assert_eq!(push.attr("type"), Some("set"), "{text}");
-    // Conversations checks `from` against the exact component JID (PROTOCOL.md B §5 trap 12).
+    // Conversations checks `from` against the exact component JID (docs/protocol.md B §5 trap 12).
     assert_eq!(push.attr("from"), Some(JID), "{text}");
     assert_eq!(push.attr("to"), Some(OWNER), "{text}");
     assert!(push.attr("id").unwrap().starts_with("t1."), "{text}");

@@ -1,9 +1,9 @@
 //! `wakeup`: XEP-0357 publishes in, FCM wake-ups out, IQ results back.
 //!
 //! The release pushgate links as a component to the testkit's fake XMPP server, run here.
-//! Devices register with `register-push-fcm` as Conversations does (PROTOCOL.md B.3.1, from
+//! Devices register with `register-push-fcm` as Conversations does (docs/protocol.md B.3.1, from
 //! the user's full JID as the server routes it); then Prosody-shaped publishes (`from` = the
-//! bare server domain, PROTOCOL.md B.4.1) are kept in flight at each level of each scenario
+//! bare server domain, docs/protocol.md B.4.1) are kept in flight at each level of each scenario
 //! ([`scenario`]): first 1, 100 and 1000 while the fake FCM answers every send after 50 ms on
 //! one connection (issue "XEP-0357 app server" item 6); then 1000 and 2000 with `[fcm]` at its
 //! defaults while the fake FCM answers after 100 ms and allows 100 streams per connection, as

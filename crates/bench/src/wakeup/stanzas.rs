@@ -6,7 +6,7 @@ use xmpp_parsers::minidom::Element;
 
 use super::{COMPONENT, DOMAIN};
 
-/// Conversations' `register-push-fcm` (PROTOCOL.md B.3.1) as the server routes it to the
+/// Conversations' `register-push-fcm` (docs/protocol.md B.3.1) as the server routes it to the
 /// component: from the user's full JID.
 pub(super) fn register_stanza(device: u64) -> Bytes {
     // Distinct 16-hex-digit Android ids, like Settings.Secure.ANDROID_ID.

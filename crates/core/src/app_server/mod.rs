@@ -1,5 +1,5 @@
 //! The XEP-0357 app server (the p2 role): registrations by ad-hoc command, and publishes that
-//! turn into wake-ups. Every decision of PROTOCOL.md A.2 is made here; the XMPP adapter only
+//! turn into wake-ups. Every decision of docs/protocol.md A.2 is made here; the XMPP adapter only
 //! maps the outcomes to stanzas.
 
 use std::collections::HashMap;
@@ -68,7 +68,7 @@ pub struct PublishRequest<'a> {
     pub secret: Option<&'a str>,
 }
 
-/// What became of a publish; one variant per row of the table in PROTOCOL.md A.2.
+/// What became of a publish; one variant per row of the table in docs/protocol.md A.2.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PublishOutcome {
     /// The push service accepted the wake-up.
@@ -154,7 +154,7 @@ impl AppServer {
 
     /// A XEP-0357 publish: check, look up, wake.
     pub async fn publish(&self, request: PublishRequest<'_>) -> PublishOutcome {
-        // PROTOCOL.md B §1.5: a resource in `from` or a missing node or secret is refused
+        // docs/protocol.md B §1.5: a resource in `from` or a missing node or secret is refused
         // before any lookup.
         let (Some(node), Some(secret)) = (request.node, request.secret) else {
             return PublishOutcome::Forbidden;

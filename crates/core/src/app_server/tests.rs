@@ -1,4 +1,4 @@
-//! The publish table and the registration rules of PROTOCOL.md A.2, row by row.
+//! The publish table and the registration rules of docs/protocol.md A.2, row by row.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

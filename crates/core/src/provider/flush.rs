@@ -1,4 +1,4 @@
-//! Store and forward: sending kept messages when their owner can take them (PROTOCOL.md A.3).
+//! Store and forward: sending kept messages when their owner can take them (docs/protocol.md A.3).
 
 use std::collections::HashSet;
 

@@ -1,6 +1,6 @@
 //! The UnifiedPush provider (the up role): registrations that yield stateless endpoints, and
 //! messages posted to them that are relayed to the client, or kept until it can take them.
-//! Every decision of PROTOCOL.md A.3 is made here; the HTTP and XMPP adapters map outcomes.
+//! Every decision of docs/protocol.md A.3 is made here; the HTTP and XMPP adapters map outcomes.
 //!
 //! Delivery is at least once: a client whose answer is lost (timeout, link drop) gets the
 //! message again with the next flush.
@@ -78,7 +78,7 @@ pub struct IncomingMessage<'a> {
     pub urgency: Option<Urgency>,
 }
 
-/// What became of a posted message; one variant per row of the table in PROTOCOL.md A.3.
+/// What became of a posted message; one variant per row of the table in docs/protocol.md A.3.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AcceptOutcome {
     /// The client took it (201). `ttl_secs` is what the `TTL` response header says.

@@ -1,4 +1,4 @@
-//! The provider against an in-memory store and a scripted client: PROTOCOL.md A.3 row by row.
+//! The provider against an in-memory store and a scripted client: docs/protocol.md A.3 row by row.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

@@ -1,4 +1,4 @@
-//! Endpoint tokens: the stateless `{token}` in `{public_url}/push/{token}` (PROTOCOL.md A.3).
+//! Endpoint tokens: the stateless `{token}` in `{public_url}/push/{token}` (docs/protocol.md A.3).
 //!
 //! A token is PASETO `v2.local` over `{"sub":…,"exp":…,"application":…,"instance":…}` with the
 //! raw configured key, byte-compatible with up, so endpoints up issued keep working after an
@@ -205,7 +205,7 @@ impl EndpointClaims {
     }
 }
 
-/// Why a token did not open. The HTTP side answers every one with 404 (PROTOCOL.md A.3).
+/// Why a token did not open. The HTTP side answers every one with 404 (docs/protocol.md A.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     /// Not a footer-less `v2.local` token of acceptable length, or its claims are not ours.

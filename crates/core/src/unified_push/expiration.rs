@@ -7,7 +7,7 @@ const MILLIS_PER_DAY: i64 = 86_400_000;
 /// Formats `at` as ISO-8601 UTC with milliseconds and a trailing `Z`, e.g.
 /// `2023-01-05T12:54:54.036Z`, the form up's `Instant.toString()` writes.
 ///
-/// Never `+00:00`: Conversations only parses a zone written as `Z` or `+hhmm` (PROTOCOL.md
+/// Never `+00:00`: Conversations only parses a zone written as `Z` or `+hhmm` (docs/protocol.md
 /// B §3.3, trap 11). Years past 9999 get a `+` and years before 1 a `-`, as in Java's
 /// `Instant.toString()`; every `i64` formats without overflow.
 pub fn iso8601_utc(at: UnixMillis) -> String {

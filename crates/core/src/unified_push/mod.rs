@@ -1,4 +1,4 @@
-//! The UnifiedPush provider's building blocks (PROTOCOL.md A.3): endpoint tokens, the ids a
+//! The UnifiedPush provider's building blocks (docs/protocol.md A.3): endpoint tokens, the ids a
 //! client registers with, and the expiration it is told.
 
 pub mod endpoint_token;

@@ -20,7 +20,7 @@ const LENIENT_STANDARD: GeneralPurpose = GeneralPurpose::new(
 );
 
 /// A UnifiedPush `application` or `instance` id: standard base64 of exactly 32 bytes
-/// (PROTOCOL.md A.3). Kept exactly as the client sent it, because the client compares the
+/// (docs/protocol.md A.3). Kept exactly as the client sent it, because the client compares the
 /// `<push/>` attributes with its own string.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct UpId(String);
@@ -41,7 +41,7 @@ pub enum InvalidUpId {
 }
 
 impl UpId {
-    /// Accepts what up accepts (`checkSha256`, PROTOCOL.md B §2.2): Guava's
+    /// Accepts what up accepts (`checkSha256`, docs/protocol.md B §2.2): Guava's
     /// `base64().canDecode(v)` and a decoded length of exactly 32 bytes. Like Guava, any number
     /// of trailing `=` is trimmed first, so the 44-character padded form Conversations sends
     /// and the 43-character unpadded form are both ids.

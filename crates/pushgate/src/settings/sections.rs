@@ -124,7 +124,7 @@ fn default_keepalive_timeout() -> HumanDuration {
     HumanDuration::secs(20)
 }
 fn default_reconnect_max() -> HumanDuration {
-    // PROTOCOL.md A.1: backoff capped at 30 s.
+    // docs/protocol.md A.1: backoff capped at 30 s.
     HumanDuration::secs(30)
 }
 fn default_max_stanza_bytes() -> usize {

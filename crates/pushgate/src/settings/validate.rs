@@ -308,7 +308,7 @@ fn public_url(written: &str) -> Result<String, String> {
 
 fn check_fcm(settings: &Settings, findings: &mut Findings) {
     let Some(fcm) = &settings.fcm else { return };
-    // The FCM crate owns the rules for its settings and the key file (PROTOCOL.md A.2 OAuth2).
+    // The FCM crate owns the rules for its settings and the key file (docs/protocol.md A.2 OAuth2).
     if let Err(error) = crate::fcm::fcm_config(fcm).check() {
         let key = match &error {
             FcmConfigError::BadApiUrl { .. } => "fcm.api_url",
@@ -403,7 +403,7 @@ fn check_unified_push(settings: &mut Settings, findings: &mut Findings) {
             "only one component may have the unified_push role: clients accept pushes from one JID",
         );
     }
-    // PROTOCOL.md B.5 trap 11: clients renew 24 h before expiry, so a lifetime near a day
+    // docs/protocol.md B.5 trap 11: clients renew 24 h before expiry, so a lifetime near a day
     // would make them renew all the time.
     if up.registration_ttl.get() < std::time::Duration::from_secs(2 * 86_400) {
         findings.add(

@@ -107,7 +107,7 @@ fn bearer_is_valid(shared: &Shared, headers: &HeaderMap) -> bool {
         .is_some_and(|expires_at| *expires_at > tokio::time::Instant::now())
 }
 
-/// Accepts exactly pushgate's wake-up (PROTOCOL.md A.2) and nothing more:
+/// Accepts exactly pushgate's wake-up (docs/protocol.md A.2) and nothing more:
 /// `{"message":{"token","android":{"collapse_key"?,"priority"?},"data":{"account"}}}`.
 fn check_message(body: &[u8]) -> Result<ReceivedMessage, String> {
     let value: Value = serde_json::from_slice(body)

@@ -1,5 +1,5 @@
 //! The provider's way to its clients: each UnifiedPush message is an IQ `<push/>` from the
-//! component's bare JID to the owner's full JID (PROTOCOL.md A.3, B §2.4).
+//! component's bare JID to the owner's full JID (docs/protocol.md A.3, B §2.4).
 
 mod push_bytes;
 
@@ -22,7 +22,7 @@ use crate::error::IqError;
 use crate::link::ComponentLink;
 
 /// How long a client may take to answer a push by default: up's value (Babbler's default
-/// response timeout, PROTOCOL.md B §2.4).
+/// response timeout, docs/protocol.md B §2.4).
 pub const DEFAULT_PUSH_DEADLINE: Duration = Duration::from_secs(5);
 
 /// [`XmppClientLink::attach`] was called twice.
@@ -65,7 +65,7 @@ impl XmppClientLink {
 
     /// Sends pushes through `link` from now on. The link's JID must be the component JID the
     /// clients registered with: Conversations matches the push's `from` exactly and answers
-    /// `item-not-found` otherwise (PROTOCOL.md B §5 trap 12).
+    /// `item-not-found` otherwise (docs/protocol.md B §5 trap 12).
     pub fn attach(&self, link: ComponentLink) -> Result<(), AlreadyAttached> {
         self.link.set(link).map_err(|_| AlreadyAttached)
     }
@@ -127,7 +127,7 @@ fn push_iq(component: Jid, owner: Jid, push: &UpPush<'_>) -> Iq {
         .attr(xml_ncname!("instance").to_owned(), push.instance)
         .build();
     // Standard padded base64 without line breaks, or Conversations answers item-not-found
-    // (PROTOCOL.md B §5 trap 12); an empty body is an empty element.
+    // (docs/protocol.md B §5 trap 12); an empty body is an empty element.
     if !push.body.is_empty() {
         payload.append_text(STANDARD.encode(push.body));
     }
@@ -139,7 +139,7 @@ fn push_iq(component: Jid, owner: Jid, push: &UpPush<'_>) -> Iq {
     }
 }
 
-/// What the client's answer means (PROTOCOL.md A.3): only `item-not-found` and
+/// What the client's answer means (docs/protocol.md A.3): only `item-not-found` and
 /// `feature-not-implemented` revoke; an offline resource gets `service-unavailable` from the
 /// user's server, which is worth trying again later.
 fn classify(answer: Result<Iq, IqError>) -> PushDelivery {

@@ -13,7 +13,7 @@ use xmpp_parsers::ns;
 /// The XEP-0050 namespace, also the disco node listing the commands.
 pub const COMMANDS: &str = "http://jabber.org/protocol/commands";
 
-/// One of the app server's commands (PROTOCOL.md A.2).
+/// One of the app server's commands (docs/protocol.md A.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PushCommand {
     /// `register-push-<service>`.

@@ -2,7 +2,7 @@
 //!
 //! Reading is lenient on purpose: Conversations sends fields without `type` and without
 //! `FORM_TYPE`, Prosody sends empty `<field/>`s, and none of the push roles depends on the form
-//! type (PROTOCOL.md B §1.5, §3.1).
+//! type (docs/protocol.md B §1.5, §3.1).
 
 use std::borrow::Cow;
 
@@ -46,7 +46,7 @@ fn text(element: &Element) -> Cow<'_, str> {
     }
 }
 
-/// A `type='form'` form of `text-single` fields, as p2 answers a registration (PROTOCOL.md
+/// A `type='form'` form of `text-single` fields, as p2 answers a registration (docs/protocol.md
 /// B §1.2: Babbler's `Field.Builder.value(String)` makes every field `text-single`).
 pub(crate) fn text_single_form(fields: &[(&str, &str)]) -> Element {
     let fields = fields.iter().map(|(var, value)| {

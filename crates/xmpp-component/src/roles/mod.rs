@@ -49,7 +49,7 @@ const FLUSH_RETRY_MAX: Duration = Duration::from_secs(10);
 /// The stanza handler of one component link serving either role or both.
 ///
 /// A role that is off is not announced in disco, and its requests are answered
-/// `service-unavailable` like any unknown request (PROTOCOL.md A.1). Store-and-forward flushes
+/// `service-unavailable` like any unknown request (docs/protocol.md A.1). Store-and-forward flushes
 /// (on available presence and on each link-up) run on tasks of their own, so the reader never
 /// waits for a client; [`PushRoles::close_and_wait`] awaits them on shutdown.
 pub struct PushRoles {

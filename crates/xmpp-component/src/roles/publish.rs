@@ -1,4 +1,4 @@
-//! The XEP-0357 publish (PROTOCOL.md A.2): a user's server asks for a wake-up. This is the hot
+//! The XEP-0357 publish (docs/protocol.md A.2): a user's server asks for a wake-up. This is the hot
 //! path: only the node and the secret are taken out of the stanza. The link reads the usual
 //! shapes straight from the wire ([`PushPublish`]); any other comes as an element tree and is
 //! reduced to the same two values here.
@@ -72,7 +72,7 @@ pub(crate) async fn handle(
     reply(&outcome)
 }
 
-/// The table of PROTOCOL.md A.2. Only a dead token or a refused request gets a non-`wait`
+/// The table of docs/protocol.md A.2. Only a dead token or a refused request gets a non-`wait`
 /// type: ejabberd drops the registration on the first one, Prosody after 16 (B §4.3).
 fn reply(outcome: &PublishOutcome) -> IqReply {
     use DefinedCondition as C;

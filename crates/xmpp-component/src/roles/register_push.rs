@@ -1,4 +1,4 @@
-//! `register-push-*` and `unregister-push-*` (PROTOCOL.md A.2): the form goes to
+//! `register-push-*` and `unregister-push-*` (docs/protocol.md A.2): the form goes to
 //! [`AppServer`], the outcome comes back as a completed command or a stanza error.
 
 use pushgate_core::app_server::{AppServer, CommandError, RegisterCommand};
@@ -31,7 +31,7 @@ enum CommandFault {
 impl CommandFault {
     /// The one place where the app server's command failures become stanza errors. Our own
     /// failures get a `wait` type: ejabberd drops a push registration on any other
-    /// (PROTOCOL.md B §5 trap 5).
+    /// (docs/protocol.md B §5 trap 5).
     fn reply(&self) -> IqReply {
         use DefinedCondition as C;
         use ErrorType as T;
@@ -93,7 +93,7 @@ async fn run(
     }
     let form = input.form.ok_or(CommandFault::NoForm)?;
     let from = request.from.as_ref().ok_or(CommandFault::NoSender)?;
-    // The device hash covers the bare JID in wire (normalised) form (PROTOCOL.md B §1.3).
+    // The device hash covers the bare JID in wire (normalised) form (docs/protocol.md B §1.3).
     let bare = from.to_bare();
     let token = forms::field_value(form, "token");
     let device_id = forms::field_value(form, "device-id");

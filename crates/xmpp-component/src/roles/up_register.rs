@@ -1,4 +1,4 @@
-//! The UnifiedPush `<register/>` (PROTOCOL.md A.3): an endpoint for a client's application.
+//! The UnifiedPush `<register/>` (docs/protocol.md A.3): an endpoint for a client's application.
 
 use pushgate_core::provider::{Provider, UpRegisterError};
 use pushgate_core::unified_push::iso8601_utc;
@@ -64,7 +64,7 @@ fn run(
         return Err(RegisterFault::NotASet);
     }
     // The owner is the full JID: pushes go to exactly the resource that registered
-    // (PROTOCOL.md B §5 trap 10).
+    // (docs/protocol.md B §5 trap 10).
     let owner = request
         .from
         .as_ref()
@@ -76,7 +76,7 @@ fn run(
         register.attr("application").unwrap_or_default(),
         register.attr("instance").unwrap_or_default(),
     )?;
-    // Conversations parses only a `Z` zone (PROTOCOL.md B §5 trap 11); iso8601_utc writes one.
+    // Conversations parses only a `Z` zone (docs/protocol.md B §5 trap 11); iso8601_utc writes one.
     Ok(Element::builder("registered", UNIFIED_PUSH)
         .attr(xml_ncname!("endpoint").to_owned(), registration.endpoint)
         .attr(

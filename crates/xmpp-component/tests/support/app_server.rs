@@ -10,7 +10,7 @@ pub const COMMANDS_NS: &str = "http://jabber.org/protocol/commands";
 pub const DATA_NS: &str = "jabber:x:data";
 pub const ALICE: &str = "alice@example.test/Conversations.x1Yz";
 
-/// Conversations' registration (PROTOCOL.md B §3.1), as the user's server forwards it.
+/// Conversations' registration (docs/protocol.md B §3.1), as the user's server forwards it.
 pub fn conversations_register(id: &str, from: &str, token: &str, android_id: &str) -> String {
     format!(
         "<iq type='set' to='{JID}' from='{from}' id='{id}'>\
@@ -39,7 +39,7 @@ pub fn form(fields: &[(&str, &str)]) -> String {
     format!("<x xmlns='{DATA_NS}' type='submit'>{fields}</x>")
 }
 
-/// Checks the whole shape of p2's answer (PROTOCOL.md B §1.2) and returns (node, secret).
+/// Checks the whole shape of p2's answer (docs/protocol.md B §1.2) and returns (node, secret).
 pub fn registration_of(reply: &Element, id: &str, to: &str, node: &str) -> (String, String) {
     let text = String::from(reply);
     assert!(reply.is("iq", COMPONENT_NS), "{text}");

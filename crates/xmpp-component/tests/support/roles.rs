@@ -173,7 +173,7 @@ impl RolesHarness {
 }
 
 /// `(condition, type)` of an error IQ, checking that `<error/>` is in the stream's namespace
-/// (PROTOCOL.md A.1: no `jabber:client` on a component stream) and that the IQ is an error.
+/// (docs/protocol.md A.1: no `jabber:client` on a component stream) and that the IQ is an error.
 pub fn stanza_error(reply: &Element) -> (String, String) {
     assert!(reply.is("iq", COMPONENT_NS), "{reply:?}");
     assert_eq!(reply.attr("type"), Some("error"), "{}", String::from(reply));

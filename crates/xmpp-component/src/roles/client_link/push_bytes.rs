@@ -51,7 +51,7 @@ pub(super) fn push_iq_bytes(
     out.put_slice(b"' instance='");
     put_escaped(push.instance, &mut out);
     out.put_slice(b"'>");
-    // Standard padded base64 without line breaks (PROTOCOL.md B §5 trap 12), straight into the
+    // Standard padded base64 without line breaks (docs/protocol.md B §5 trap 12), straight into the
     // stanza: its alphabet (A-Z a-z 0-9 + / =) needs no escaping in XML text.
     let start = out.len();
     out.resize(start + body_len, 0);
