@@ -157,9 +157,15 @@ impl Statements {
 
             delete_topic: sql("DELETE FROM stored_messages \
                  WHERE owner = ? AND application = ? AND instance = ? AND topic = ?"),
-            count_owner_messages: sql(
-                "SELECT COUNT(*) FROM stored_messages WHERE owner = ? AND expires_at > ?",
-            ),
+            // MariaDB plans the prepared count as a lookup on (owner, id) and reads each of the
+            // owner's rows for `expires_at`: a disk read apiece once the table outgrows the
+            // buffer pool (165 stores/s at 90,000 stored of 4 KiB). The covering index is named.
+            count_owner_messages: sql(if mysql {
+                "SELECT COUNT(*) FROM stored_messages \
+                 FORCE INDEX (stored_messages_owner_expires_at) WHERE owner = ? AND expires_at > ?"
+            } else {
+                "SELECT COUNT(*) FROM stored_messages WHERE owner = ? AND expires_at > ?"
+            }),
             add_to_total: if mysql {
                 sql(ADD_TO_TOTAL)
             } else {
@@ -239,6 +245,7 @@ mod tests {
         assert!(!mysql.returning);
         assert!(!mysql.insert_message.contains("RETURNING"));
         assert!(!mysql.add_to_total.contains("RETURNING"));
+        assert!(mysql.count_owner_messages.contains("FORCE INDEX"));
         let sqlite = Statements::of(Backend::Sqlite);
         assert_eq!(sqlite.begin_write.as_deref(), Some("BEGIN IMMEDIATE"));
         assert!(sqlite.insert_message.ends_with("RETURNING id"));
