@@ -63,6 +63,9 @@ async fn flapping_link(kind: ServerKind, test: &str) {
     // One app server posting 200/s to one endpoint: the rate limits are not what is tested.
     options.unified_push_extra = "endpoint_rate = 1000\nendpoint_burst = 2000\n\
                                   client_rate = 1000\nclient_burst = 2000";
+    // The test's client opens a connection per POST (hundreds at once while the link is
+    // down, each waiting for its answer), all from 127.0.0.1.
+    options.http_extra = "max_connections_per_address = 0";
     let pushgate = Pushgate::start(options).await;
 
     // The client: online, registered, answering every push.

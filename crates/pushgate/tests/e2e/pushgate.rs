@@ -24,6 +24,8 @@ pub struct PushgateOptions {
     pub push_timeout: &'static str,
     /// More `[unified_push]` lines (e.g. rate limits), as TOML.
     pub unified_push_extra: &'static str,
+    /// More `[http]` lines, as TOML.
+    pub http_extra: &'static str,
 }
 
 impl PushgateOptions {
@@ -36,6 +38,7 @@ impl PushgateOptions {
             fcm_request_deadline: "5s",
             push_timeout: "3s",
             unified_push_extra: "",
+            http_extra: "",
         }
     }
 }
@@ -281,6 +284,7 @@ url = "sqlite://{dir}/pushgate.db?mode=rwc"
 [http]
 listen = "{http}"
 public_url = "http://{http}"
+{http_extra}
 
 [unified_push]
 keys = ["{UP_KEY}"]
@@ -294,6 +298,7 @@ level = "debug"
         dir = dir.display(),
         push_timeout = options.push_timeout,
         unified_push_extra = options.unified_push_extra,
+        http_extra = options.http_extra,
     );
     if let Some((api_url, service_account)) = &options.fcm {
         settings.push_str(&format!(
