@@ -16,6 +16,7 @@
 //! topic 255, urgency 16.
 
 mod cache;
+mod message_batches;
 mod messages;
 mod migrations;
 mod port;

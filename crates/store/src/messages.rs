@@ -5,120 +5,14 @@ use sqlx::query::Query;
 use sqlx::{Any, Row as _, Transaction};
 
 use pushgate_core::{
-    MessageStoreLimits, NewStoredMessage, OwnerKey, StoreError, StoreFullScope, StoredMessage,
-    StoredMessageId, UnixMillis,
+    NewStoredMessage, OwnerKey, StoreError, StoredMessage, StoredMessageId, UnixMillis,
 };
 
 use crate::sql_store::{SqlStore, retry_conflicts, store_error};
 
 impl SqlStore {
-    pub(crate) async fn insert_message(
-        &self,
-        message: &NewStoredMessage,
-        limits: MessageStoreLimits,
-    ) -> Result<StoredMessageId, StoreError> {
-        retry_conflicts(|| self.insert_message_once(message, limits))
-            .await
-            .map_err(store_error)?
-            .map_err(StoreError::Full)
-    }
-
-    /// One attempt: the id, or the cap that refused the message.
-    async fn insert_message_once(
-        &self,
-        message: &NewStoredMessage,
-        limits: MessageStoreLimits,
-    ) -> Result<Result<StoredMessageId, StoreFullScope>, sqlx::Error> {
-        let statements = self.statements;
-        let now = message.received_at;
-        let mut transaction = self.begin_write().await?;
-
-        // RFC 8030 §5.4: the older message with the same topic goes first, inside the same
-        // transaction, so the new one does not count it against the caps (and a refusal below
-        // rolls the deletion back).
-        let mut replaced = 0;
-        if let Some(topic) = &message.topic {
-            replaced = sqlx::query(statements.delete_topic.as_str())
-                .bind(message.owner.as_str())
-                .bind(message.application.as_str())
-                .bind(message.instance.as_str())
-                .bind(topic.as_str())
-                .execute(&mut *transaction)
-                .await?
-                .rows_affected();
-        }
-
-        // Only unexpired messages count: expired ones are already gone to every reader and
-        // wait only for the next purge. The owner's are counted on the (owner, expires_at)
-        // index alone, at most the per-owner cap of entries. On SQLite writers are serialised,
-        // so this cap is exact; on PostgreSQL and MySQL writers storing for one owner at the
-        // same instant can each see room for one more, so it may be passed by at most the
-        // number of concurrent writers.
-        let owner_row = sqlx::query(statements.count_owner_messages.as_str())
-            .bind(message.owner.as_str())
-            .bind(now)
-            .fetch_one(&mut *transaction)
-            .await?;
-        if counted(&owner_row)? >= u64::from(limits.max_per_owner) {
-            transaction.rollback().await?;
-            return Ok(Err(StoreFullScope::Owner));
-        }
-
-        // The total cap: counting the table on every store took time in proportion to what it
-        // holds (from 871 stores/s empty to 200/s at 100,000). The count is kept instead in the
-        // one row of `message_totals`, changed in the transaction of every statement that adds
-        // or deletes messages, so it is exact and costs one row. Its lock orders the writers on
-        // every backend, so this cap is never passed, even by concurrent writers. It counts
-        // expired rows not yet purged too: while it is within the cap, the unexpired are; past
-        // it, the expired rows are deleted now (they are gone to every reader already) and what
-        // is left is the unexpired count, which decides as counting them did.
-        let mut total = self
-            .add_to_total(&mut transaction, 1 - count_delta(replaced))
-            .await?;
-        if total > limits.max_total {
-            let expired = sqlx::query(statements.purge_messages.as_str())
-                .bind(now)
-                .execute(&mut *transaction)
-                .await?
-                .rows_affected();
-            if expired > 0 {
-                total = self
-                    .add_to_total(&mut transaction, -count_delta(expired))
-                    .await?;
-            }
-            if total > limits.max_total {
-                transaction.rollback().await?;
-                return Ok(Err(StoreFullScope::Total));
-            }
-        }
-
-        let insert = sqlx::query(statements.insert_message.as_str())
-            .bind(message.owner.as_str())
-            .bind(message.endpoint_token.as_str())
-            .bind(message.application.as_str())
-            .bind(message.instance.as_str())
-            .bind(message.topic.as_deref())
-            .bind(message.urgency.as_deref())
-            .bind(message.body.as_slice())
-            .bind(message.received_at)
-            .bind(message.expires_at);
-        let id = if statements.returning {
-            insert
-                .fetch_one(&mut *transaction)
-                .await?
-                .try_get::<i64, _>(0)?
-        } else {
-            let result = insert.execute(&mut *transaction).await?;
-            result.last_insert_id().ok_or_else(|| {
-                sqlx::Error::Protocol("the server did not report the new message id".to_owned())
-            })?
-        };
-        transaction.commit().await?;
-        Ok(Ok(id))
-    }
-
     /// Adds `delta` to the stored-message total inside `transaction`; the new total.
-    async fn add_to_total(
+    pub(crate) async fn add_to_total(
         &self,
         transaction: &mut Transaction<'static, Any>,
         delta: i64,

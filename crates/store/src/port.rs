@@ -74,7 +74,13 @@ impl Store for SqlStore {
         message: NewStoredMessage,
         limits: MessageStoreLimits,
     ) -> Result<StoredMessageId, StoreError> {
-        self.insert_message(&message, limits).await
+        match &self.writer {
+            Some(writer) => writer.store(message, limits).await,
+            // Only the writer task's own handle has none, and it stores nothing.
+            None => Err(StoreError::Unavailable(
+                "this store handle has no message writer".to_owned(),
+            )),
+        }
     }
 
     async fn messages_for_owner(

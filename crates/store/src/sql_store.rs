@@ -9,6 +9,7 @@ use sqlx::{Any, AnyPool, AssertSqlSafe, Executor as _, Transaction};
 
 use pushgate_core::StoreError;
 
+use crate::message_batches::MessageWriter;
 use crate::migrations::migrator;
 use crate::setup::{Backend, StoreConfig, StoreSetupError, is_sqlite_memory, redact_url};
 use crate::sqlite::{self, Maintenance};
@@ -23,6 +24,9 @@ pub struct SqlStore {
     pub(crate) statements: &'static Statements,
     /// SQLite file only: the rounds that keep the file and its WAL small.
     maintenance: Option<Arc<Maintenance>>,
+    /// Where stored messages go to be written in shared transactions; `None` only in the
+    /// writer task's own handle.
+    pub(crate) writer: Option<Arc<MessageWriter>>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -84,12 +88,15 @@ impl SqlStore {
         let maintenance =
             (sqlite_file && !interval.is_zero()).then(|| Maintenance::start(options, interval));
         tracing::info!(backend = %backend, url = %redact_url(url), "store ready");
-        Ok(SqlStore {
+        let mut store = SqlStore {
             pool,
             backend,
             statements: Statements::of(backend),
             maintenance,
-        })
+            writer: None,
+        };
+        store.writer = Some(Arc::new(MessageWriter::start(store.clone())));
+        Ok(store)
     }
 
     /// The database product behind this store.

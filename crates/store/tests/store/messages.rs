@@ -430,6 +430,90 @@ async fn concurrent_stores_stop_at_the_total_cap(db: TestDb) {
     assert_eq!(store.messages_after(0, 1_000, 100).await.unwrap().len(), 5);
 }
 
+/// Hundreds of stores at once share transactions: each is answered with the id of its own
+/// message (read back by id with its own body, topic and owner), the per-owner and total caps
+/// refuse exactly past their numbers, and a topic in the same burst replaces the older message.
+async fn a_burst_of_stores_is_written_together_and_each_gets_its_own_id(db: TestDb) {
+    let store = db.connect().await;
+    // 10 owners × 40 at once, 30 allowed per owner: exactly 100 refused by the owner cap.
+    let per_owner = MessageStoreLimits {
+        max_per_owner: 30,
+        max_total: 1_000,
+    };
+    // Then 10 more owners × 10 at once with room for 50 in all: exactly 50 refused by it.
+    let total = MessageStoreLimits {
+        max_per_owner: 30,
+        max_total: 350,
+    };
+    let burst = |first: usize, owners: usize, count: usize, limits: MessageStoreLimits| {
+        let tasks: Vec<_> = (first..first + count)
+            .map(|i| {
+                let store = store.clone();
+                let body = format!("body {i:03}").into_bytes();
+                let message = message(&format!("u{}@x/r", i % owners + first), "i", None, &body);
+                tokio::spawn(async move { (body, store.store_message(message, limits).await) })
+            })
+            .collect::<Vec<_>>();
+        async move {
+            let (mut kept, mut owner_full, mut total_full) = (Vec::new(), 0, 0);
+            for task in tasks {
+                match task.await.expect("task") {
+                    (body, Ok(id)) => kept.push((id, body)),
+                    (_, Err(StoreError::Full(StoreFullScope::Owner))) => owner_full += 1,
+                    (_, Err(StoreError::Full(StoreFullScope::Total))) => total_full += 1,
+                    (_, Err(other)) => panic!("{other}"),
+                }
+            }
+            (kept, owner_full, total_full)
+        }
+    };
+    let (mut kept, owner_full, total_full) = burst(0, 10, 400, per_owner).await;
+    assert_eq!((kept.len(), owner_full, total_full), (300, 100, 0));
+    let (more, owner_full, total_full) = burst(1000, 10, 100, total).await;
+    assert_eq!((more.len(), owner_full, total_full), (50, 0, 50));
+    kept.extend(more);
+    let mut listed = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.messages_after(after, 1_000, 100).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        listed.extend(page.into_iter().map(|m| (m.id, m.message.body)));
+    }
+    kept.sort();
+    assert_eq!(listed, kept, "each id names the message it was given for");
+    for owner_index in 0..10 {
+        let stored = store
+            .messages_for_owner(&owner(&format!("u{owner_index}@x/r")), 1_000, 100)
+            .await
+            .unwrap();
+        assert!(stored.len() <= 30, "{}", stored.len());
+        let prefix = format!("u{owner_index}@x/r");
+        assert!(
+            stored
+                .iter()
+                .all(|m| m.message.endpoint_token.contains(&prefix))
+        );
+    }
+
+    // A burst with topics: each message replaces the one before it with the same topic.
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = store.clone();
+            let message = message("topics@x/r", "t", Some("news"), format!("n{i}").as_bytes());
+            tokio::spawn(async move { store.store_message(message, ROOMY).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task").expect("stored");
+    }
+    let news = store
+        .messages_for_owner(&owner("topics@x/r"), 1_000, 100)
+        .await
+        .unwrap();
+    assert_eq!(news.len(), 1, "one message per topic");
+}
+
 on_every_backend! {
     messages_come_back_in_order => crate::messages::messages_come_back_in_order,
     caps_refuse_past_the_limits => crate::messages::caps_refuse_past_the_limits,
@@ -440,4 +524,5 @@ on_every_backend! {
     concurrent_stores_all_land => crate::messages::concurrent_stores_all_land,
     total_cap_follows_every_deletion => crate::messages::total_cap_follows_every_deletion,
     concurrent_stores_stop_at_the_total_cap => crate::messages::concurrent_stores_stop_at_the_total_cap,
+    a_burst_of_stores_is_written_together_and_each_gets_its_own_id => crate::messages::a_burst_of_stores_is_written_together_and_each_gets_its_own_id,
 }
