@@ -52,14 +52,34 @@ impl Provider {
     /// Called when the owner (a full JID) sends available presence.
     pub async fn flush_owner(&self, owner: &str) -> FlushReport {
         let key = OwnerKey::of_jid(owner);
-        if !lock(&self.flushing).insert(key.clone()) {
-            // Another flush of this owner is running; it sends everything there is.
-            return FlushReport::default();
+        {
+            let mut flushing = lock(&self.flushing);
+            if let Some(again) = flushing.get_mut(&key) {
+                // Another flush of this owner is running: it goes round once more when it is
+                // done, since the owner may be reachable now where it was not a moment ago.
+                *again = true;
+                return FlushReport::default();
+            }
+            flushing.insert(key.clone(), false);
         }
         let _guard = FlushGuard {
             provider: self,
             owner: key.clone(),
         };
+        let mut report = FlushReport::default();
+        loop {
+            report.add(self.flush_owner_once(owner, &key).await);
+            let mut flushing = lock(&self.flushing);
+            match flushing.get_mut(&key) {
+                Some(again) if *again => *again = false,
+                _ => return report,
+            }
+        }
+    }
+
+    /// One pass of [`Self::flush_owner`].
+    async fn flush_owner_once(&self, owner: &str, key: &OwnerKey) -> FlushReport {
+        let key = key.clone();
         let mut report = FlushReport::default();
         // Endpoints revoked during this flush: their later messages are already deleted.
         let mut revoked: HashSet<(String, String)> = HashSet::new();

@@ -8,7 +8,7 @@
 mod flush;
 pub mod headers;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use crate::client_link::{ClientLink, PushDelivery, UpPush};
@@ -110,8 +110,10 @@ pub struct Provider {
     config: ProviderConfig,
     /// Owners that may have stored messages, so a delivery knows whether to flush.
     pending_owners: Mutex<HashSet<OwnerKey>>,
-    /// Owners being flushed now, so two flushes never send the same messages twice at once.
-    flushing: Mutex<HashSet<OwnerKey>>,
+    /// Owners being flushed now, so two flushes never send the same messages twice at once;
+    /// `true` when another flush was asked for meanwhile (the owner may have become reachable
+    /// after the running one found it was not), so the running one goes round once more.
+    flushing: Mutex<HashMap<OwnerKey, bool>>,
 }
 
 impl Provider {
@@ -130,7 +132,7 @@ impl Provider {
             clock,
             config,
             pending_owners: Mutex::new(HashSet::new()),
-            flushing: Mutex::new(HashSet::new()),
+            flushing: Mutex::new(HashMap::new()),
         }
     }
 

@@ -431,6 +431,68 @@ async fn after_a_restart_the_link_up_flush_finds_the_owners_again() {
     assert!(restarted.may_have_messages(OWNER));
 }
 
+/// A client whose first push waits for the test, then finds the owner away; later pushes are
+/// taken.
+struct ComesOnlineDuringTheFirstPush {
+    first: tokio::sync::Notify,
+    pushes: Mutex<usize>,
+}
+
+#[async_trait]
+impl ClientLink for ComesOnlineDuringTheFirstPush {
+    async fn push(&self, _push: UpPush<'_>) -> PushDelivery {
+        let n = {
+            let mut pushes = self.pushes.lock().unwrap();
+            *pushes += 1;
+            *pushes
+        };
+        if n == 1 {
+            self.first.notified().await;
+            return PushDelivery::NotDelivered("away".into());
+        }
+        PushDelivery::Delivered
+    }
+}
+
+#[tokio::test]
+async fn a_flush_asked_for_while_one_runs_is_not_lost_when_that_one_finds_the_owner_away() {
+    let f = fixture();
+    let registration = f
+        .provider
+        .register(OWNER, "example.test", APP, INSTANCE)
+        .unwrap();
+    f.client
+        .always(PushDelivery::NotDelivered("offline".into()));
+    f.provider
+        .accept(token_of(&registration), body("kept"))
+        .await;
+    let client = Arc::new(ComesOnlineDuringTheFirstPush {
+        first: tokio::sync::Notify::new(),
+        pushes: Mutex::new(0),
+    });
+    let provider = Arc::new(Provider::new(
+        f.provider.keys.clone(),
+        f.store.clone(),
+        client.clone(),
+        f.clock.clone(),
+        f.provider.config.clone(),
+    ));
+    // The link-up flush is pushing (the owner still away) when the owner's presence asks for
+    // another: the second returns at once, and the first goes round again.
+    let running = tokio::spawn({
+        let provider = Arc::clone(&provider);
+        async move { provider.flush_owner(OWNER).await }
+    });
+    while *client.pushes.lock().unwrap() == 0 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(provider.flush_owner(OWNER).await, FlushReport::default());
+    client.first.notify_one();
+    let report = running.await.unwrap();
+    assert_eq!(report.delivered, 1, "{report:?}");
+    assert!(f.store.messages_after(0, NOW, 10).await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn a_delivery_flushes_what_was_kept_before() {
     let f = fixture();
