@@ -1,5 +1,5 @@
-//! The HTTP load of the `unifiedpush` benchmark: keep-alive HTTP/1.1 connections, each
-//! posting one message after the other, as an application server's push sender does.
+//! The HTTP load of the `unifiedpush` and `store` benchmarks: keep-alive HTTP/1.1 connections,
+//! each posting one message after the other, as an application server's push sender does.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -32,6 +32,9 @@ pub struct LoadResult {
     pub latencies: Latencies,
     /// Responses by status code.
     pub statuses: BTreeMap<u16, u64>,
+    /// Responses outside the measured window (warm-up, and the last request of each connection
+    /// after it), by status code: with `statuses`, every answer the connections got.
+    pub unmeasured: BTreeMap<u16, u64>,
 }
 
 impl LoadResult {
@@ -40,6 +43,15 @@ impl LoadResult {
         for (status, count) in other.statuses {
             *self.statuses.entry(status).or_default() += count;
         }
+        for (status, count) in other.unmeasured {
+            *self.unmeasured.entry(status).or_default() += count;
+        }
+    }
+
+    /// Answers with `status`, measured or not.
+    pub fn all_with(&self, status: u16) -> u64 {
+        self.statuses.get(&status).copied().unwrap_or(0)
+            + self.unmeasured.get(&status).copied().unwrap_or(0)
     }
 }
 
@@ -52,6 +64,8 @@ pub struct Load {
     pub paths: Arc<Vec<String>>,
     /// The message body (an encrypted Web Push message would be opaque bytes like these).
     pub body: Bytes,
+    /// The `TTL` header: seconds the sender wants an undelivered message kept.
+    pub ttl: u32,
 }
 
 /// Opens `connections` connections that post until `phase` is [`STOPPING`].
@@ -107,6 +121,7 @@ async fn post_in_turn(
         .map_err(http_error)?;
     let connection = tokio::spawn(connection);
     let host = load.address.to_string();
+    let ttl = load.ttl.to_string();
     let mut result = LoadResult::default();
     let mut next = index;
     while phase.load(Ordering::Acquire) != STOPPING {
@@ -114,7 +129,7 @@ async fn post_in_turn(
         next += stride;
         let request = Request::post(path.as_str())
             .header(HOST, host.as_str())
-            .header("ttl", "60")
+            .header("ttl", ttl.as_str())
             .header(CONTENT_ENCODING, "aes128gcm")
             .header(CONTENT_TYPE, "application/octet-stream")
             .body(Full::new(load.body.clone()))
@@ -127,6 +142,8 @@ async fn post_in_turn(
         if phase.load(Ordering::Acquire) == MEASURING {
             result.latencies.record(started.elapsed());
             *result.statuses.entry(status).or_default() += 1;
+        } else {
+            *result.unmeasured.entry(status).or_default() += 1;
         }
     }
     // Dropping the sender lets the connection close once it is idle.

@@ -33,7 +33,8 @@ const COMPONENT: &str = "push.example.test";
 const COMPONENT_SECRET: &str = "bench-component-secret";
 const USER: &str = "alice";
 const PASSWORD: &str = "alicepass";
-const UNIFIED_PUSH: &str = "http://gultsch.de/xmpp/drafts/unified-push";
+/// The namespace of UnifiedPush over XMPP (docs/protocol.md A.3).
+pub(crate) const UNIFIED_PUSH: &str = "http://gultsch.de/xmpp/drafts/unified-push";
 /// Endpoints the client registers; the connections post to them in turn.
 const ENDPOINTS: usize = 64;
 const BODY_BYTES: usize = 3000;
@@ -82,6 +83,7 @@ pub async fn run(pushgate: &Path, only: Option<usize>) -> Result<(), BenchError>
         address,
         paths: Arc::new(paths),
         body,
+        ttl: 60,
     };
     println!(
         "unifiedpush: POST ({BODY_BYTES}-byte body) -> IQ via Prosody -> client result -> 201, {ENDPOINTS} endpoints of one client"
@@ -277,7 +279,7 @@ async fn register_endpoints(
 }
 
 /// The path of the endpoint in a `<registered endpoint=…/>` answer.
-fn endpoint_path(answer: &Element) -> Option<String> {
+pub(crate) fn endpoint_path(answer: &Element) -> Option<String> {
     if answer.attr("type") != Some("result") {
         return None;
     }
