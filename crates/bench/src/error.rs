@@ -26,6 +26,9 @@ pub enum BenchError {
     /// pushgate did not come up, ended early, or answered in a way the benchmark cannot use.
     #[error("pushgate: {0}")]
     Pushgate(String),
+    /// A database the benchmark prepares or reads failed (the message never holds a password).
+    #[error("database: {0}")]
+    Database(String),
     /// A peer did not behave as the benchmark needs.
     #[error("{0}")]
     Protocol(String),

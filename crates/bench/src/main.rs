@@ -4,8 +4,10 @@
 //!
 //! - `wakeup`: XEP-0357 publishes from a fake XMPP server, FCM wake-ups to a fake FCM.
 //! - `unifiedpush`: RFC 8030 POSTs through pushgate and a real Prosody to a client.
+//! - `store`: RFC 8030 POSTs for a client that is offline, so every message is stored, on
+//!   SQLite, PostgreSQL and MariaDB (fake XMPP server).
 //!
-//! Usage: `pushgate-bench <wakeup|unifiedpush> [--pushgate PATH] [--only LEVEL]`; the default
+//! Usage: `pushgate-bench <wakeup|unifiedpush|store> [--pushgate PATH] [--only LEVEL]`; the default
 //! path is the workspace's `target/release/pushgate`; `--only` runs one load level (e.g. to
 //! attach a profiler to pushgate while it runs).
 
@@ -16,6 +18,7 @@ mod proc_stats;
 mod pushgate_process;
 mod report;
 mod sampler;
+mod store;
 mod unifiedpush;
 mod wakeup;
 
@@ -23,7 +26,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-const USAGE: &str = "usage: pushgate-bench <wakeup|unifiedpush> [--pushgate PATH] [--only LEVEL]";
+const USAGE: &str =
+    "usage: pushgate-bench <wakeup|unifiedpush|store> [--pushgate PATH] [--only LEVEL]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         match name.as_str() {
             "wakeup" => wakeup::run(&pushgate, only).await,
             "unifiedpush" => unifiedpush::run(&pushgate, only).await,
+            "store" => store::run(&pushgate, only).await,
             _ => Err(error::BenchError::Protocol(format!(
                 "unknown benchmark `{name}`\n{USAGE}"
             ))),
