@@ -11,7 +11,7 @@ mod e2e;
 use std::time::Duration;
 
 use e2e::{COMPONENT, COMPONENT_SECRET, Pushgate, PushgateOptions};
-use pushgate_testkit::fake_xmpp_server::FakeXmppServer;
+use pushgate_testkit::fake_xmpp_server::{FakeSession, FakeXmppServer};
 
 const IN_FLIGHT: usize = 256;
 const PEAK_LIMIT_KIB: u64 = 64 * 1024;
@@ -48,17 +48,24 @@ fn largest_allowed_form(id: &str) -> String {
     command(id, &fields)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_forms_in_flight_stay_within_64_mb() {
+/// The real binary linked to a fake XMPP server: the server, pushgate, the component's
+/// session, and pushgate's peak RSS so far (KiB).
+async fn linked_pushgate() -> (FakeXmppServer, Pushgate, FakeSession, u64) {
     let server = FakeXmppServer::start(COMPONENT, COMPONENT_SECRET)
         .await
         .unwrap();
     let pushgate = Pushgate::start(PushgateOptions::new(server.port())).await;
-    let mut session = server
+    let session = server
         .next_session(Duration::from_secs(10))
         .await
         .expect("pushgate did not connect");
     let idle = pushgate.peak_rss_kib().expect("peak RSS readable");
+    (server, pushgate, session, idle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_forms_in_flight_stay_within_64_mb() {
+    let (server, pushgate, mut session, idle) = linked_pushgate().await;
 
     let mut burst = String::new();
     for i in 0..IN_FLIGHT {
@@ -117,15 +124,7 @@ async fn many_endpoints_and_presences_leave_nothing_per_user() {
     const REGISTRATIONS: usize = 5000;
     const PRESENCES: usize = 20_000;
     const GROWTH_LIMIT_KIB: u64 = 16 * 1024;
-    let server = FakeXmppServer::start(COMPONENT, COMPONENT_SECRET)
-        .await
-        .unwrap();
-    let pushgate = Pushgate::start(PushgateOptions::new(server.port())).await;
-    let mut session = server
-        .next_session(Duration::from_secs(10))
-        .await
-        .expect("pushgate did not connect");
-    let idle = pushgate.peak_rss_kib().expect("peak RSS readable");
+    let (_server, pushgate, mut session, idle) = linked_pushgate().await;
 
     let mut burst = String::new();
     for i in 0..REGISTRATIONS {
