@@ -83,7 +83,7 @@ impl ComponentConfig {
             reconnect: ReconnectPolicy::default(),
             limits: XmlLimits::default(),
             outbound_queue: 1024,
-            max_concurrent_iqs: 256,
+            max_concurrent_iqs: DEFAULT_CONCURRENT_IQS,
             max_queued_iqs: DEFAULT_QUEUED_IQS,
             iq_queue_wait: DEFAULT_IQ_QUEUE_WAIT,
             max_request_bytes_in_flight: DEFAULT_REQUEST_BYTES_IN_FLIGHT,
@@ -94,6 +94,11 @@ impl ComponentConfig {
 /// The default of [`ComponentConfig::max_request_bytes_in_flight`]: 4 MiB, some thousands of
 /// ordinary requests, and tens of MB at most as parsed trees.
 pub const DEFAULT_REQUEST_BYTES_IN_FLIGHT: usize = 4 * 1024 * 1024;
+
+/// The default of [`ComponentConfig::max_concurrent_iqs`]. A publish in flight holds about a
+/// kilobyte (its node and secret, no tree) and waits on FCM for ~100 ms: 2048 at once allow
+/// 20,000 wake-ups/s. Parsed requests are bounded by their bytes in flight besides.
+pub const DEFAULT_CONCURRENT_IQS: usize = 2048;
 
 /// The default of [`ComponentConfig::max_queued_iqs`]: a burst of some thousands of publishes
 /// (a busy server after a restart) waits instead of being refused.

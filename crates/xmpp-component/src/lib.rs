@@ -31,8 +31,9 @@ mod state;
 mod writer;
 
 pub use config::{
-    ComponentConfig, DEFAULT_IQ_QUEUE_WAIT, DEFAULT_QUEUED_IQS, DEFAULT_REQUEST_BYTES_IN_FLIGHT,
-    LinkTimeouts, ReconnectPolicy, XmlLimits, generate_instance_id,
+    ComponentConfig, DEFAULT_CONCURRENT_IQS, DEFAULT_IQ_QUEUE_WAIT, DEFAULT_QUEUED_IQS,
+    DEFAULT_REQUEST_BYTES_IN_FLIGHT, LinkTimeouts, ReconnectPolicy, XmlLimits,
+    generate_instance_id,
 };
 pub use error::{IqError, LinkError};
 pub use handler::{IqReply, PushPublish, StanzaHandler, stanza_error};

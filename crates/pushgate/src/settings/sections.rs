@@ -131,7 +131,7 @@ fn default_max_stanza_bytes() -> usize {
     256 * 1024
 }
 fn default_max_concurrent_iqs() -> usize {
-    256
+    pushgate_xmpp::DEFAULT_CONCURRENT_IQS
 }
 fn default_max_queued_iqs() -> usize {
     pushgate_xmpp::DEFAULT_QUEUED_IQS
