@@ -4,6 +4,7 @@
 //! network input into calls on this crate and implement its ports ([`Store`], later `Waker` and
 //! `ClientLink`). Every decision about what a request means is made here.
 
+pub mod account;
 pub mod app_server;
 pub mod bounded_cache;
 pub mod client_link;
@@ -16,6 +17,7 @@ pub mod store;
 pub mod unified_push;
 pub mod waker;
 
+pub use account::{AccountJid, AccountKey, AccountTag};
 pub use client_link::{ClientLink, PushDelivery, UpPush};
 pub use clock::{Clock, SystemClock, UnixMillis};
 pub use device::{DeviceHash, PushService};

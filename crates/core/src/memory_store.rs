@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use crate::account::AccountJid;
 use crate::clock::UnixMillis;
 use crate::device::{DeviceHash, PushService};
 use crate::registration::{Registration, RegistrationRequest};
@@ -23,6 +24,9 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct State {
     registrations: Vec<Registration>,
+    /// The account of each registration, by (service, device): the SQL store keeps only a
+    /// keyed hash, memory may keep the JID itself.
+    accounts: BTreeMap<(&'static str, String), AccountJid>,
     revocations: BTreeMap<String, UnixMillis>,
     messages: BTreeMap<StoredMessageId, NewStoredMessage>,
     next_message_id: StoredMessageId,
@@ -69,6 +73,8 @@ impl Store for MemoryStore {
         request: RegistrationRequest,
     ) -> Result<Registration, StoreError> {
         let mut state = self.available()?;
+        let key = (request.service.as_str(), request.device.as_str().to_owned());
+        state.accounts.insert(key.clone(), request.account.clone());
         if let Some(existing) = state
             .registrations
             .iter_mut()
@@ -79,6 +85,19 @@ impl Store for MemoryStore {
             existing.updated_at = request.now;
             existing.dead_since = None;
             return Ok(existing.clone());
+        }
+        let live_devices = state
+            .registrations
+            .iter()
+            .filter(|r| r.dead_since.is_none())
+            .filter(|r| {
+                let key = (r.service.as_str(), r.device.as_str().to_owned());
+                state.accounts.get(&key) == Some(&request.account)
+            })
+            .count();
+        if live_devices >= usize::try_from(request.max_devices_per_account).unwrap_or(usize::MAX) {
+            state.accounts.remove(&key);
+            return Err(StoreError::TooManyDevices(request.max_devices_per_account));
         }
         let registration = Registration {
             service: request.service,
@@ -105,6 +124,9 @@ impl Store for MemoryStore {
         state
             .registrations
             .retain(|r| !(r.service == service && &r.device == device));
+        state
+            .accounts
+            .remove(&(service.as_str(), device.as_str().to_owned()));
         Ok(state.registrations.len() != before)
     }
 

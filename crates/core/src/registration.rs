@@ -6,6 +6,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use subtle::ConstantTimeEq;
 
+use crate::account::AccountJid;
 use crate::clock::UnixMillis;
 use crate::device::{DeviceHash, PushService};
 
@@ -91,7 +92,9 @@ pub struct Registration {
 /// What a `register-push-*` command asks the store to record.
 ///
 /// The store keeps the existing node and secret for a known (service, device) and only updates
-/// the token; `fresh_node` and `fresh_secret` are used for a new device alone.
+/// the token; `fresh_node` and `fresh_secret` are used for a new device alone. A new device
+/// of an account that already has `max_devices_per_account` is refused with
+/// [`StoreError::TooManyDevices`](crate::StoreError::TooManyDevices).
 #[derive(Clone, Debug)]
 pub struct RegistrationRequest {
     /// FCM or APNs.
@@ -100,6 +103,12 @@ pub struct RegistrationRequest {
     pub device: DeviceHash,
     /// The domain of the registering account.
     pub domain: String,
+    /// The registering account, for the limit on its devices; stored only as an
+    /// [`AccountTag`](crate::account::AccountTag).
+    pub account: AccountJid,
+    /// The most devices the account may have registered (live ones: a token the push service
+    /// called dead does not count). A device already registered is never refused.
+    pub max_devices_per_account: u32,
     /// The push token sent by the client.
     pub token: String,
     /// Node for a device not yet known.

@@ -10,7 +10,7 @@ use crate::device::{DeviceHash, PushService};
 use crate::registration::{Registration, RegistrationRequest};
 
 /// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database could not be reached or did not answer in time; worth retrying later.
     #[error("database unavailable: {0}")]
@@ -21,6 +21,9 @@ pub enum StoreError {
     /// A row could not be read back into its type (a bug or a hand-edited database).
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// A new device was not registered: its account already has this many.
+    #[error("the account already has {0} registered devices")]
+    TooManyDevices(u32),
 }
 
 /// Which cap a refused message hit.

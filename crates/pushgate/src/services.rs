@@ -57,11 +57,10 @@ impl Services {
                      answered recipient-unavailable (wait) until FCM is configured"
                 ),
             }
-            Some(Arc::new(AppServer::new(
-                Arc::clone(&store),
-                wakers,
-                Arc::clone(&clock),
-            )))
+            Some(Arc::new(
+                AppServer::new(Arc::clone(&store), wakers, Arc::clone(&clock))
+                    .with_max_devices_per_account(settings.app_server.max_devices_per_account),
+            ))
         } else {
             None
         };

@@ -611,6 +611,38 @@ fn roles_limits_and_push_timeout_are_checked() {
 }
 
 #[test]
+fn devices_per_account_has_a_default_a_floor_and_an_override() {
+    let dir = Workdir::new();
+    dir.write("pushgate.toml", MINIMAL);
+    let out = dir.run(&["check-config"], &[]).ok();
+    assert!(
+        section(&out, "[app_server]").contains(&"max_devices_per_account = 32"),
+        "{out}"
+    );
+    let out = dir
+        .run(
+            &["check-config"],
+            &[("PUSHGATE_APP_SERVER__MAX_DEVICES_PER_ACCOUNT", "5")],
+        )
+        .ok();
+    assert!(
+        section(&out, "[app_server]").contains(&"max_devices_per_account = 5"),
+        "{out}"
+    );
+    let err = dir
+        .run(
+            &["check-config"],
+            &[("PUSHGATE_APP_SERVER__MAX_DEVICES_PER_ACCOUNT", "0")],
+        )
+        .config_error();
+    assert!(
+        err.contains("`app_server.max_devices_per_account`"),
+        "{err}"
+    );
+    assert!(err.contains("must be at least 1"), "{err}");
+}
+
+#[test]
 fn xml_limits_have_defaults_floors_and_overrides() {
     let dir = Workdir::new();
     dir.write("pushgate.toml", MINIMAL);

@@ -109,7 +109,7 @@ async fn write_batches(store: SqlStore, mut pending: mpsc::Receiver<Pending>) {
             Err(error) => {
                 let error = store_error(error);
                 for pending in batch.drain(..) {
-                    let _ = pending.answer.send(Err(copy_of(&error)));
+                    let _ = pending.answer.send(Err(error.clone()));
                 }
             }
         }
@@ -128,15 +128,6 @@ fn replaces_one_in(next: &Pending, batch: &[Pending]) -> bool {
             && message.application == next.message.application
             && message.instance == next.message.instance
     })
-}
-
-/// `StoreError` is not `Clone`; every message of a failed batch gets the same error.
-fn copy_of(error: &StoreError) -> StoreError {
-    match error {
-        StoreError::Unavailable(reason) => StoreError::Unavailable(reason.clone()),
-        StoreError::Full(scope) => StoreError::Full(*scope),
-        StoreError::Corrupt(reason) => StoreError::Corrupt(reason.clone()),
-    }
 }
 
 /// One attempt at writing `batch`: per message, its id or the cap that refused it.

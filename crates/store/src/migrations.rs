@@ -30,6 +30,13 @@ const STEPS: &[Step] = &[
         postgres: include_str!("../../../migrations/postgres/0002_message_totals.sql"),
         mysql: include_str!("../../../migrations/mysql/0002_message_totals.sql"),
     },
+    Step {
+        version: 3,
+        description: "registration accounts",
+        sqlite: include_str!("../../../migrations/sqlite/0003_registration_accounts.sql"),
+        postgres: include_str!("../../../migrations/postgres/0003_registration_accounts.sql"),
+        mysql: include_str!("../../../migrations/mysql/0003_registration_accounts.sql"),
+    },
 ];
 
 /// The migrator for `backend`.
@@ -69,6 +76,7 @@ mod tests {
         let marks = [
             (1, "CREATE TABLE stored_messages"),
             (2, "CREATE TABLE message_totals"),
+            (3, "CREATE TABLE registration_account_key"),
         ];
         assert_eq!(marks.len(), STEPS.len());
         for (step, (version, mark)) in STEPS.iter().zip(marks) {

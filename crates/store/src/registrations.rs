@@ -1,62 +1,68 @@
 //! XEP-0357 registrations (p2 role): the `registrations` table.
 
-use sqlx::Row as _;
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, Row as _, Transaction};
 
 use pushgate_core::{
-    DeviceHash, Node, PushService, Registration, RegistrationRequest, Secret, StoreError,
-    UnixMillis,
+    AccountTag, DeviceHash, Node, PushService, Registration, RegistrationRequest, Secret,
+    StoreError, UnixMillis,
 };
 
 use crate::sql_store::{SqlStore, retry_conflicts, store_error};
+use crate::statements::Statements;
 
 impl SqlStore {
     pub(crate) async fn upsert_registration(
         &self,
         request: &RegistrationRequest,
     ) -> Result<Registration, StoreError> {
+        let account = self.account_key.tag(&request.account);
+        let known = self
+            .registration_of_device(request.service, &request.device)
+            .await?;
         // Clients register again on every connect (Conversations does), nearly always with
         // what is stored already. Those are answered from a read and write nothing: on SQLite
         // even an update that changes nothing adds whole pages to the write-ahead log, and on
         // every backend it takes a write lock. `updated_at` therefore dates the last change.
-        if let Some(stored) = self
-            .registration_of_device(request.service, &request.device)
-            .await?
+        if let Some((stored, stored_account)) = &known
             && stored.domain == request.domain
             && stored.token == request.token
             && stored.dead_since.is_none()
+            && stored_account.as_deref() == Some(account.as_str())
         {
-            return Ok(stored);
+            return Ok(stored.clone());
         }
-        // One statement decides between insert and update, so two registrations of the same
-        // new device at once both end on the row the first one inserted. MySQL/InnoDB may
-        // still report a deadlock between such twins; the retry then finds the row.
-        let row = retry_conflicts(|| self.upsert_registration_once(request))
-            .await
-            .map_err(store_error)?;
-        registration_from_row(&row)
+        // A device already registered is never refused: only a new one counts against the
+        // limit. MySQL/InnoDB may report a deadlock between twin registrations of one device;
+        // the retry then finds the row.
+        let row = if known.is_some() {
+            retry_conflicts(|| self.upsert_registration_once(request, &account))
+                .await
+                .map(Some)
+        } else {
+            retry_conflicts(|| self.register_new_device(request, &account)).await
+        };
+        match row {
+            Ok(Some(row)) => registration_from_row(&row),
+            Ok(None) => Err(StoreError::TooManyDevices(request.max_devices_per_account)),
+            Err(error) => Err(store_error(error)),
+        }
     }
 
+    /// Inserts or updates the row; one statement decides between the two, so two
+    /// registrations of the same new device at once both end on the row the first inserted.
     async fn upsert_registration_once(
         &self,
         request: &RegistrationRequest,
+        account: &AccountTag,
     ) -> Result<AnyRow, sqlx::Error> {
-        let statements = self.statements;
-        let upsert = sqlx::query(statements.register.as_str())
-            .bind(request.service.as_str())
-            .bind(request.device.as_str())
-            .bind(request.domain.as_str())
-            .bind(request.token.as_str())
-            .bind(request.fresh_node.as_str())
-            .bind(request.fresh_secret.expose())
-            .bind(request.now)
-            .bind(request.now);
-        if statements.returning {
+        if self.statements.returning {
             // Read to the end, not `fetch_one`: SQLite runs its automatic checkpoint only when
             // a statement outside a transaction steps to its end. One dropped after its first
             // row commits on reset, which skips the checkpoint, and the WAL then grows without
             // bound.
-            return upsert
+            return upsert_query(self.statements, request, account)
                 .fetch_all(&self.pool)
                 .await?
                 .into_iter()
@@ -64,29 +70,95 @@ impl SqlStore {
                 .ok_or(sqlx::Error::RowNotFound);
         }
         let mut transaction = self.begin_write().await?;
-        upsert.execute(&mut *transaction).await?;
-        let row = sqlx::query(statements.find_device.as_str())
-            .bind(request.service.as_str())
-            .bind(request.device.as_str())
-            .fetch_one(&mut *transaction)
-            .await?;
+        let row = self.upsert_in(&mut transaction, request, account).await?;
         transaction.commit().await?;
         Ok(row)
     }
 
-    /// The stored registration of (service, device), if any.
+    /// Registers a device not seen before, unless its account already has the most live
+    /// devices allowed (then `None`). The count and the insert share one transaction, and
+    /// that transaction holds the account key's row lock where the backend needs one, so two
+    /// new devices of one account cannot both take the last place.
+    async fn register_new_device(
+        &self,
+        request: &RegistrationRequest,
+        account: &AccountTag,
+    ) -> Result<Option<AnyRow>, sqlx::Error> {
+        let statements = self.statements;
+        let mut transaction = self.begin_write().await?;
+        if let Some(lock) = &statements.lock_account_key {
+            sqlx::query(lock.as_str())
+                .fetch_all(&mut *transaction)
+                .await?;
+        }
+        // The device may have registered since the first look (a twin request, or another
+        // instance on the same database): then it is known, and not refused.
+        let registered_meanwhile = sqlx::query(statements.find_device.as_str())
+            .bind(request.service.as_str())
+            .bind(request.device.as_str())
+            .fetch_all(&mut *transaction)
+            .await?;
+        if registered_meanwhile.is_empty() {
+            let live: i64 = sqlx::query(statements.count_account_devices.as_str())
+                .bind(account.as_str())
+                .fetch_one(&mut *transaction)
+                .await?
+                .try_get(0)?;
+            if live >= i64::from(request.max_devices_per_account) {
+                transaction.rollback().await?;
+                return Ok(None);
+            }
+        }
+        let row = self.upsert_in(&mut transaction, request, account).await?;
+        transaction.commit().await?;
+        Ok(Some(row))
+    }
+
+    /// Runs the upsert in `transaction` and reads the row back.
+    async fn upsert_in(
+        &self,
+        transaction: &mut Transaction<'static, Any>,
+        request: &RegistrationRequest,
+        account: &AccountTag,
+    ) -> Result<AnyRow, sqlx::Error> {
+        let statements = self.statements;
+        let upsert = upsert_query(statements, request, account);
+        if statements.returning {
+            // Read to the end, not `fetch_one`: a statement dropped after its first row
+            // leaves SQLite's statement unfinished.
+            return upsert
+                .fetch_all(&mut **transaction)
+                .await?
+                .into_iter()
+                .next()
+                .ok_or(sqlx::Error::RowNotFound);
+        }
+        upsert.execute(&mut **transaction).await?;
+        sqlx::query(statements.find_device.as_str())
+            .bind(request.service.as_str())
+            .bind(request.device.as_str())
+            .fetch_one(&mut **transaction)
+            .await
+    }
+
+    /// The stored registration of (service, device), if any, with its account tag (none for
+    /// a row from before accounts were kept).
     async fn registration_of_device(
         &self,
         service: PushService,
         device: &DeviceHash,
-    ) -> Result<Option<Registration>, StoreError> {
+    ) -> Result<Option<(Registration, Option<String>)>, StoreError> {
         let row = sqlx::query(self.statements.find_device.as_str())
             .bind(service.as_str())
             .bind(device.as_str())
             .fetch_optional(&self.pool)
             .await
             .map_err(store_error)?;
-        row.as_ref().map(registration_from_row).transpose()
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let account: Option<String> = row.try_get("account").map_err(store_error)?;
+        Ok(Some((registration_from_row(&row)?, account)))
     }
 
     pub(crate) async fn delete_registration(
@@ -146,6 +218,24 @@ impl SqlStore {
             .map_err(store_error)?;
         Ok(result.rows_affected())
     }
+}
+
+/// The upsert of `request`'s row.
+fn upsert_query<'q>(
+    statements: &'static Statements,
+    request: &'q RegistrationRequest,
+    account: &'q AccountTag,
+) -> Query<'q, Any, AnyArguments> {
+    sqlx::query(statements.register.as_str())
+        .bind(request.service.as_str())
+        .bind(request.device.as_str())
+        .bind(request.domain.as_str())
+        .bind(request.token.as_str())
+        .bind(request.fresh_node.as_str())
+        .bind(request.fresh_secret.expose())
+        .bind(request.now)
+        .bind(request.now)
+        .bind(account.as_str())
 }
 
 /// Reads a `registrations` row (columns in `registration_columns!` order and names).

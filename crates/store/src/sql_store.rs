@@ -7,7 +7,7 @@ use std::sync::Arc;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Executor as _, Transaction};
 
-use pushgate_core::StoreError;
+use pushgate_core::{AccountKey, StoreError};
 
 use crate::message_batches::MessageWriter;
 use crate::migrations::migrator;
@@ -22,6 +22,8 @@ pub struct SqlStore {
     pub(crate) pool: AnyPool,
     pub(crate) backend: Backend,
     pub(crate) statements: &'static Statements,
+    /// The installation's key for the account tags of registrations.
+    pub(crate) account_key: AccountKey,
     /// SQLite file only: the rounds that keep the file and its WAL small.
     maintenance: Option<Arc<Maintenance>>,
     /// Where stored messages go to be written in shared transactions; `None` only in the
@@ -84,6 +86,10 @@ impl SqlStore {
             .run(&pool)
             .await
             .map_err(|e| StoreSetupError::migrate(url, &e))?;
+        let statements = Statements::of(backend);
+        let account_key = load_account_key(&pool, statements)
+            .await
+            .map_err(|e| StoreSetupError::migrate(url, &e))?;
         let interval = config.sqlite_maintenance_interval;
         let maintenance =
             (sqlite_file && !interval.is_zero()).then(|| Maintenance::start(options, interval));
@@ -91,7 +97,8 @@ impl SqlStore {
         let mut store = SqlStore {
             pool,
             backend,
-            statements: Statements::of(backend),
+            statements,
+            account_key,
             maintenance,
             writer: None,
         };
@@ -120,6 +127,25 @@ impl SqlStore {
             None => self.pool.begin().await,
         }
     }
+}
+
+/// The installation's account key: drawn and stored the first time, read back ever after. Two
+/// instances starting at once on one database both end with the key the first one stored.
+async fn load_account_key(
+    pool: &AnyPool,
+    statements: &'static Statements,
+) -> Result<AccountKey, sqlx::Error> {
+    use sqlx::Row as _;
+    sqlx::query(statements.insert_account_key.as_str())
+        .bind(AccountKey::generate().to_hex())
+        .execute(pool)
+        .await?;
+    let stored: String = sqlx::query(statements.read_account_key.as_str())
+        .fetch_one(pool)
+        .await?
+        .try_get(0)?;
+    AccountKey::from_hex(&stored)
+        .ok_or_else(|| sqlx::Error::Protocol("the stored account key is not 64 hex digits".into()))
 }
 
 /// The store error for a driver error: data that cannot be read back is corrupt, everything

@@ -35,8 +35,17 @@ pub(crate) struct Statements {
 
     /// Inserts or updates a registration, answering with the row where `returning`.
     pub register: String,
-    /// The registration of a (service, device).
+    /// The registration of a (service, device), and its account tag.
     pub find_device: String,
+    /// How many live registrations an account tag has.
+    pub count_account_devices: String,
+    /// Stores the installation's account key unless one is stored already.
+    pub insert_account_key: String,
+    pub read_account_key: String,
+    /// Locks the account key's row for the rest of the transaction, serialising the
+    /// registration of new devices (PostgreSQL and MySQL; SQLite's `BEGIN IMMEDIATE` already
+    /// serialises every write).
+    pub lock_account_key: Option<String>,
     pub unregister: String,
     pub find_registration: String,
     pub mark_token_dead: String,
@@ -64,9 +73,10 @@ static MYSQL: LazyLock<Statements> = LazyLock::new(|| Statements::build(Backend:
 const REGISTER_ON_CONFLICT: &str = concat!(
     "INSERT INTO registrations (",
     registration_columns!(),
-    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL) \
+    ", account) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?) \
      ON CONFLICT (service, device) DO UPDATE SET domain = excluded.domain, \
-     token = excluded.token, updated_at = excluded.updated_at, dead_since = NULL \
+     token = excluded.token, updated_at = excluded.updated_at, dead_since = NULL, \
+     account = excluded.account \
      RETURNING ",
     registration_columns!()
 );
@@ -75,9 +85,9 @@ const REGISTER_ON_CONFLICT: &str = concat!(
 const REGISTER_ON_DUPLICATE_KEY: &str = concat!(
     "INSERT INTO registrations (",
     registration_columns!(),
-    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL) \
+    ", account) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?) \
      ON DUPLICATE KEY UPDATE domain = VALUES(domain), token = VALUES(token), \
-     updated_at = VALUES(updated_at), dead_since = NULL"
+     updated_at = VALUES(updated_at), dead_since = NULL, account = VALUES(account)"
 );
 
 const ADD_TO_TOTAL: &str = "UPDATE message_totals SET stored = stored + ? WHERE id = 1";
@@ -164,8 +174,21 @@ impl Statements {
             find_device: sql(concat!(
                 "SELECT ",
                 registration_columns!(),
-                " FROM registrations WHERE service = ? AND device = ?"
+                ", account FROM registrations WHERE service = ? AND device = ?"
             )),
+            count_account_devices: sql(
+                "SELECT COUNT(*) FROM registrations WHERE account = ? AND dead_since IS NULL",
+            ),
+            insert_account_key: sql(if mysql {
+                "INSERT IGNORE INTO registration_account_key (id, key_hex) VALUES (1, ?)"
+            } else {
+                "INSERT INTO registration_account_key (id, key_hex) VALUES (1, ?) \
+                 ON CONFLICT (id) DO NOTHING"
+            }),
+            read_account_key: sql("SELECT key_hex FROM registration_account_key WHERE id = 1"),
+            lock_account_key: (backend != Backend::Sqlite).then(|| {
+                "SELECT key_hex FROM registration_account_key WHERE id = 1 FOR UPDATE".to_owned()
+            }),
             unregister: sql("DELETE FROM registrations WHERE service = ? AND device = ?"),
             // Nodes are random (72 bits), so a (domain, node) pair names one row in practice.
             find_registration: sql(concat!(
@@ -267,7 +290,7 @@ mod tests {
     fn every_backend_builds_distinct_upserts() {
         let postgres = Statements::of(Backend::Postgres);
         assert!(
-            postgres.register.contains("$8, NULL)"),
+            postgres.register.contains("$8, NULL, $9)"),
             "{}",
             postgres.register
         );
@@ -275,12 +298,15 @@ mod tests {
         assert!(postgres.returning);
         let mysql = Statements::of(Backend::MySql);
         assert!(mysql.register.contains("ON DUPLICATE KEY UPDATE"));
+        assert!(mysql.insert_account_key.starts_with("INSERT IGNORE"));
+        assert!(mysql.lock_account_key.is_some() && postgres.lock_account_key.is_some());
         assert!(!mysql.returning);
         assert!(!insert_messages(Backend::MySql, 2).contains("RETURNING"));
         assert!(!mysql.add_to_total.contains("RETURNING"));
         assert!(count_owners_messages(Backend::MySql, 3).contains("FORCE INDEX"));
         let sqlite = Statements::of(Backend::Sqlite);
         assert_eq!(sqlite.begin_write.as_deref(), Some("BEGIN IMMEDIATE"));
+        assert!(sqlite.lock_account_key.is_none());
         assert!(insert_messages(Backend::Sqlite, 1).ends_with("RETURNING id"));
         assert!(sqlite.add_to_total.ends_with("RETURNING stored"));
     }

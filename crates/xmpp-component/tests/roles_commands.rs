@@ -329,3 +329,34 @@ async fn without_the_app_server_role_its_requests_are_service_unavailable() {
     assert_eq!(identity.attr("category"), Some("component"));
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_new_device_past_the_account_limit_is_a_policy_violation() {
+    let mut h = start_roles(RolesOptions::default(), |_| ()).await;
+    // The default limit is 32 devices per account.
+    let mut first = None;
+    for n in 0..32 {
+        let registered = register(&mut h, ALICE, "T", &format!("{n:016x}")).await;
+        first.get_or_insert(registered);
+    }
+    let reply = h
+        .exchange(&command(
+            "over",
+            "set",
+            "register-push-fcm",
+            Some("execute"),
+            &form(&[("token", "T"), ("android-id", "ffffffffffffffff")]),
+        ))
+        .await;
+    assert_eq!(
+        stanza_error(&reply),
+        ("policy-violation".into(), "modify".into())
+    );
+    assert_eq!(h.store.registrations().len(), 32);
+    // A device already registered still registers, with a new token too.
+    let again = register(&mut h, ALICE, "T2", &format!("{:016x}", 0)).await;
+    assert_eq!(Some(again), first);
+    // Another account of the same server is not affected.
+    register(&mut h, "bob@example.test/phone", "T", "ffffffffffffffff").await;
+    h.stop().await;
+}

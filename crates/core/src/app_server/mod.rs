@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::account::AccountJid;
 use crate::clock::Clock;
 use crate::device::{DeviceHash, PushService};
 use crate::registration::{Node, Registration, RegistrationRequest, Secret};
@@ -14,6 +15,11 @@ use crate::waker::{WakeOutcome, WakeRequest, Waker};
 /// The longest push token accepted (FCM tokens are about 160 bytes, APNs tokens 64 hex digits;
 /// the store keeps up to this many).
 pub const MAX_PUSH_TOKEN_LEN: usize = 4096;
+
+/// How many devices one account may have registered unless configured otherwise: far more
+/// than anyone's phones, tablets and test installs, few enough that one account cannot fill the
+/// table.
+pub const DEFAULT_MAX_DEVICES_PER_ACCOUNT: u32 = 32;
 
 /// A `register-push-*` command as the client sent it (fields already taken from the form).
 #[derive(Clone, Debug, Default)]
@@ -50,6 +56,9 @@ pub enum CommandError {
     /// Unregistering a device that is not registered.
     #[error("no such registration")]
     UnknownDevice,
+    /// A new device of an account that already has the most devices allowed.
+    #[error("the account already has {0} registered devices")]
+    TooManyDevices(u32),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -90,6 +99,7 @@ pub struct AppServer {
     store: Arc<dyn Store>,
     wakers: HashMap<PushService, Arc<dyn Waker>>,
     clock: Arc<dyn Clock>,
+    max_devices_per_account: u32,
 }
 
 impl AppServer {
@@ -104,7 +114,15 @@ impl AppServer {
             store,
             wakers,
             clock,
+            max_devices_per_account: DEFAULT_MAX_DEVICES_PER_ACCOUNT,
         }
+    }
+
+    /// Sets how many devices one account may register (at least 1).
+    #[must_use]
+    pub fn with_max_devices_per_account(mut self, limit: u32) -> Self {
+        self.max_devices_per_account = limit.max(1);
+        self
     }
 
     /// `register-push-<service>`: the same device gets the same node and secret back every
@@ -126,12 +144,18 @@ impl AppServer {
             service,
             device: DeviceHash::compute(command.bare_jid, device_id),
             domain: command.domain.to_owned(),
+            account: AccountJid::new(command.bare_jid),
+            max_devices_per_account: self.max_devices_per_account,
             token: token.to_owned(),
             fresh_node: Node::generate(),
             fresh_secret: Secret::generate(),
             now: self.clock.now(),
         };
-        Ok(self.store.register_device(request).await?)
+        match self.store.register_device(request).await {
+            Ok(registration) => Ok(registration),
+            Err(StoreError::TooManyDevices(limit)) => Err(CommandError::TooManyDevices(limit)),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// `unregister-push-<service>`.

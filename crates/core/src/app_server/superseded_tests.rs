@@ -47,6 +47,8 @@ impl Waker for RacingWaker {
                         service: request.service,
                         device,
                         domain: "jabber.de".to_owned(),
+                        account: crate::AccountJid::new("xiaomia1@jabber.de"),
+                        max_devices_per_account: 32,
                         token: token.to_owned(),
                         fresh_node: Node::generate(),
                         fresh_secret: Secret::generate(),

@@ -375,3 +375,94 @@ async fn a_database_failure_is_an_internal_error() {
         Err(CommandError::Store(StoreError::Unavailable(_)))
     ));
 }
+
+#[tokio::test]
+async fn an_account_registers_at_most_its_limit_of_devices() {
+    let mut f = fixture(WakeOutcome::Accepted);
+    f.server = AppServer::new(
+        f.store.clone(),
+        HashMap::new(),
+        Arc::new(FixedClock::new(1_700_000_000_000)),
+    )
+    .with_max_devices_per_account(3);
+    let android_ids = ["a1", "a2", "a3", "a4"];
+    let register = |android_id: &'static str, bare_jid: &'static str| RegisterCommand {
+        bare_jid,
+        domain: "jabber.de",
+        token: Some("tok"),
+        android_id: Some(android_id),
+        ..RegisterCommand::default()
+    };
+    for id in &android_ids[..3] {
+        f.server
+            .register(PushService::Fcm, register(id, "xiaomia1@jabber.de"))
+            .await
+            .unwrap();
+    }
+    let refused = f
+        .server
+        .register(PushService::Fcm, register("a4", "xiaomia1@jabber.de"))
+        .await;
+    assert!(
+        matches!(refused, Err(CommandError::TooManyDevices(3))),
+        "{refused:?}"
+    );
+    assert_eq!(f.store.registrations().len(), 3);
+
+    // Devices already registered keep registering (Conversations does on every connect).
+    let again = f
+        .server
+        .register(PushService::Fcm, register("a1", "xiaomia1@jabber.de"))
+        .await;
+    assert!(again.is_ok(), "{again:?}");
+    // Another account is not affected.
+    f.server
+        .register(PushService::Fcm, register("a4", "other@jabber.de"))
+        .await
+        .unwrap();
+    // A device that leaves makes room.
+    f.server
+        .unregister(PushService::Fcm, register("a2", "xiaomia1@jabber.de"))
+        .await
+        .unwrap();
+    f.server
+        .register(PushService::Fcm, register("a4", "xiaomia1@jabber.de"))
+        .await
+        .unwrap();
+    assert_eq!(f.store.registrations().len(), 4);
+}
+
+#[tokio::test]
+async fn a_dead_device_does_not_count_against_the_limit() {
+    let f = fixture(WakeOutcome::TokenDead);
+    let server = AppServer::new(
+        f.store.clone(),
+        HashMap::from([(PushService::Fcm, f.waker.clone() as Arc<dyn Waker>)]),
+        Arc::new(FixedClock::new(1_700_000_000_000)),
+    )
+    .with_max_devices_per_account(1);
+    let first = server
+        .register(PushService::Fcm, conversations_register("tok-1"))
+        .await
+        .unwrap();
+    let second_device = RegisterCommand {
+        android_id: Some("ffffffffffffffff"),
+        ..conversations_register("tok-2")
+    };
+    assert!(matches!(
+        server
+            .register(PushService::Fcm, second_device.clone())
+            .await,
+        Err(CommandError::TooManyDevices(1))
+    ));
+    assert_eq!(
+        server
+            .publish(publish(first.node.as_str(), first.secret.expose()))
+            .await,
+        PublishOutcome::TokenDead
+    );
+    server
+        .register(PushService::Fcm, second_device)
+        .await
+        .unwrap();
+}

@@ -380,12 +380,17 @@ pub struct AppServerSettings {
     /// A registration whose token FCM called dead is deleted this long after (a
     /// re-registration in between revives it).
     pub purge_dead_after: HumanDuration,
+    /// The most devices one account may have registered (a token FCM called dead does not
+    /// count); a new device past it is refused with `policy-violation`. Devices already
+    /// registered always register again.
+    pub max_devices_per_account: u32,
 }
 
 impl Default for AppServerSettings {
     fn default() -> Self {
         Self {
             purge_dead_after: HumanDuration::secs(30 * 86_400),
+            max_devices_per_account: pushgate_core::app_server::DEFAULT_MAX_DEVICES_PER_ACCOUNT,
         }
     }
 }

@@ -52,6 +52,7 @@ pub(crate) fn resolve_and_check(settings: &mut Settings) -> Vec<Finding> {
     check_database(settings, &mut findings);
     check_http(settings, &mut findings);
     check_fcm(settings, &mut findings);
+    check_app_server(settings, &mut findings);
     check_unified_push(settings, &mut findings);
     check_log(settings, &mut findings);
     findings.0
@@ -318,6 +319,17 @@ fn check_fcm(settings: &Settings, findings: &mut Findings) {
             _ => "fcm.service_account_file",
         };
         findings.add(key, key, error.to_string());
+    }
+}
+
+fn check_app_server(settings: &Settings, findings: &mut Findings) {
+    if settings.app_server.max_devices_per_account == 0 {
+        let key = "app_server.max_devices_per_account";
+        findings.add(
+            key,
+            key,
+            "must be at least 1 (0 would refuse every new device)",
+        );
     }
 }
 

@@ -1,7 +1,8 @@
 //! XEP-0357 registrations on every backend.
 
 use pushgate_core::{
-    DeviceHash, Node, PushService, Registration, RegistrationRequest, Secret, Store,
+    AccountJid, DeviceHash, Node, PushService, Registration, RegistrationRequest, Secret, Store,
+    StoreError,
 };
 
 use crate::support::{TestDb, on_every_backend};
@@ -11,6 +12,8 @@ fn request(device: &DeviceHash, token: &str, now: i64) -> RegistrationRequest {
         service: PushService::Fcm,
         device: device.clone(),
         domain: "example.test".to_owned(),
+        account: AccountJid::new("alice@example.test"),
+        max_devices_per_account: 32,
         token: token.to_owned(),
         fresh_node: Node::generate(),
         fresh_secret: Secret::generate(),
@@ -282,7 +285,133 @@ async fn long_tokens_round_trip(db: TestDb) {
     assert_eq!(found.unwrap().map(|r| r.token), Some(token));
 }
 
+/// A new device of `account`, allowed `limit` devices in all.
+fn new_device_of(account: &str, n: u32, limit: u32) -> RegistrationRequest {
+    RegistrationRequest {
+        device: DeviceHash::compute(account, &format!("{n:016x}")),
+        account: AccountJid::new(account),
+        max_devices_per_account: limit,
+        ..request(&device(0), &format!("token-{n}"), 1_000 + i64::from(n))
+    }
+}
+
+/// An account registers up to its limit of live devices; then a new device is refused, while
+/// the devices it has keep registering (with a new token too), other accounts are not
+/// affected, and a device that leaves or whose token died makes room.
+async fn an_account_registers_at_most_its_limit_of_devices(db: TestDb) {
+    let store = db.connect().await;
+    for n in 1..=3 {
+        register(&store, new_device_of("carol@example.test", n, 3)).await;
+    }
+    let refused = store
+        .register_device(new_device_of("carol@example.test", 4, 3))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::TooManyDevices(3))),
+        "{refused:?}"
+    );
+    let carol_4 = DeviceHash::compute("carol@example.test", &format!("{:016x}", 4));
+    assert!(
+        !store
+            .unregister_device(PushService::Fcm, &carol_4)
+            .await
+            .unwrap(),
+        "the refused device was stored"
+    );
+
+    // Known devices are never refused, not even with a new token.
+    register(&store, new_device_of("carol@example.test", 1, 3)).await;
+    let changed = RegistrationRequest {
+        token: "token-new".to_owned(),
+        ..new_device_of("carol@example.test", 2, 3)
+    };
+    assert_eq!(register(&store, changed).await.token, "token-new");
+    // The limit is per account.
+    register(&store, new_device_of("dave@example.test", 4, 3)).await;
+
+    // A device whose token died does not count; one that unregisters leaves its place.
+    let carol_1 = DeviceHash::compute("carol@example.test", &format!("{:016x}", 1));
+    assert!(
+        store
+            .mark_token_dead(PushService::Fcm, &carol_1, "token-1", 5_000)
+            .await
+            .unwrap()
+    );
+    register(&store, new_device_of("carol@example.test", 4, 3)).await;
+    let carol_3 = DeviceHash::compute("carol@example.test", &format!("{:016x}", 3));
+    assert!(
+        store
+            .unregister_device(PushService::Fcm, &carol_3)
+            .await
+            .unwrap()
+    );
+    register(&store, new_device_of("carol@example.test", 5, 3)).await;
+    assert!(matches!(
+        store
+            .register_device(new_device_of("carol@example.test", 6, 3))
+            .await,
+        Err(StoreError::TooManyDevices(3))
+    ));
+}
+
+/// Forty new devices of one account at once, ten allowed: exactly ten are stored, whatever
+/// the interleaving, and each of the others is told why.
+async fn concurrent_new_devices_never_pass_the_limit(db: TestDb) {
+    let store = db.connect().await;
+    let tasks: Vec<_> = (1..=40)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .register_device(new_device_of("erin@example.test", n, 10))
+                    .await
+            })
+        })
+        .collect();
+    let (mut stored, mut refused) = (0, 0);
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(_) => stored += 1,
+            Err(StoreError::TooManyDevices(10)) => refused += 1,
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert_eq!((stored, refused), (10, 30));
+    let mut rows = 0;
+    for n in 1..=40 {
+        let erin = DeviceHash::compute("erin@example.test", &format!("{n:016x}"));
+        if store
+            .unregister_device(PushService::Fcm, &erin)
+            .await
+            .unwrap()
+        {
+            rows += 1;
+        }
+    }
+    assert_eq!(rows, 10);
+}
+
+/// The account key is drawn once per database: a store opened again (or a second instance)
+/// tags the same account the same way, so its limit still holds.
+async fn the_limit_holds_across_reopening(db: TestDb) {
+    let first = db.connect().await;
+    register(&first, new_device_of("frank@example.test", 1, 1)).await;
+    first.close().await;
+    let again = db.connect().await;
+    assert!(matches!(
+        again
+            .register_device(new_device_of("frank@example.test", 2, 1))
+            .await,
+        Err(StoreError::TooManyDevices(1))
+    ));
+    // The stored device is known: its re-registration passes.
+    register(&again, new_device_of("frank@example.test", 1, 1)).await;
+}
+
 on_every_backend! {
+    an_account_registers_at_most_its_limit_of_devices => crate::registrations::an_account_registers_at_most_its_limit_of_devices,
+    concurrent_new_devices_never_pass_the_limit => crate::registrations::concurrent_new_devices_never_pass_the_limit,
+    the_limit_holds_across_reopening => crate::registrations::the_limit_holds_across_reopening,
     re_registration_keeps_node_and_secret => crate::registrations::re_registration_keeps_node_and_secret,
     concurrent_registrations_agree => crate::registrations::concurrent_registrations_agree,
     unregister_reports_whether_a_row_existed => crate::registrations::unregister_reports_whether_a_row_existed,

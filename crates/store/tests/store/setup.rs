@@ -20,6 +20,8 @@ async fn reconnect_keeps_schema_and_data(db: TestDb) {
         service: PushService::Apns,
         device: device.clone(),
         domain: "example.test".to_owned(),
+        account: pushgate_core::AccountJid::new("alice@example.test"),
+        max_devices_per_account: 32,
         token: "0123abcd".to_owned(),
         fresh_node: Node::generate(),
         fresh_secret: Secret::generate(),

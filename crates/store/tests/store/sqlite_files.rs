@@ -64,6 +64,8 @@ fn registration(token: String, now: i64) -> RegistrationRequest {
         service: PushService::Fcm,
         device: DeviceHash::compute("alice@example.test", "conversations"),
         domain: "example.test".to_owned(),
+        account: pushgate_core::AccountJid::new("alice@example.test"),
+        max_devices_per_account: 32,
         token,
         fresh_node: Node::generate(),
         fresh_secret: Secret::generate(),

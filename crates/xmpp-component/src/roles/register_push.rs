@@ -46,6 +46,9 @@ impl CommandFault {
                 | CommandError::TokenTooLong => (T::Modify, C::BadRequest),
                 CommandError::MucUnsupported => (T::Cancel, C::FeatureNotImplemented),
                 CommandError::UnknownDevice => (T::Cancel, C::ItemNotFound),
+                // A limit of the operator's, not a fault of ours: nothing to wait for.
+                // Conversations does not retry after any error answer.
+                CommandError::TooManyDevices(_) => (T::Modify, C::PolicyViolation),
                 CommandError::Store(_) => (T::Wait, C::InternalServerError),
             },
         };

@@ -21,6 +21,9 @@ fn request(device: &DeviceHash, token: &str) -> RegistrationRequest {
         service: PushService::Fcm,
         device: device.clone(),
         domain: DOMAIN.to_owned(),
+        // An account per device: these tests fill the cache, not an account.
+        account: pushgate_core::AccountJid::new(format!("{}@{DOMAIN}", device.as_str())),
+        max_devices_per_account: 32,
         token: token.to_owned(),
         fresh_node: Node::generate(),
         fresh_secret: Secret::generate(),
