@@ -1,7 +1,7 @@
 //! What an FCM HTTP v1 answer means: classified on the `FcmError` detail's `errorCode`, falling
 //! back to the HTTP status (firebase.google.com/docs/reference/fcm/rest/v1/ErrorCode).
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use pushgate_core::WakeOutcome;
 use serde_json::Value;
@@ -33,7 +33,7 @@ pub(crate) enum Verdict {
 /// any text kept from the body.
 pub(crate) fn classify_answer(
     status: u16,
-    retry_after: Option<&str>,
+    retry_after: Option<Duration>,
     body: &[u8],
     secrets: &[&str],
 ) -> Verdict {
@@ -54,7 +54,7 @@ pub(crate) fn classify_answer(
     };
     let retry = |label: &str| Verdict::Retry {
         reason: reason(label),
-        retry_after: retry_after.and_then(parse_retry_after),
+        retry_after,
     };
     match code {
         Some("UNREGISTERED") => Verdict::Done(WakeOutcome::TokenDead),
@@ -86,19 +86,6 @@ fn fcm_error_code(error: &Value) -> Option<&str> {
         .as_str()
 }
 
-/// RFC 9110 §10.2.3: `Retry-After` is delay-seconds or an HTTP-date.
-pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(
-        when.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
-}
-
 /// Google's text, shortened, with the secrets cut out (an `INVALID_ARGUMENT` message may quote
 /// the token it refused).
 fn redact(message: &str, secrets: &[&str]) -> String {
@@ -117,6 +104,10 @@ fn redact(message: &str, secrets: &[&str]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::SystemTime;
+
+    use pushgate_upstream_http::parse_retry_after;
+
     use super::*;
 
     fn google_error(status: u16, code: &str) -> Vec<u8> {

@@ -4,6 +4,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use pushgate_upstream_http::{Proxy, ProxyError};
+
 use crate::service_account::{ServiceAccount, ServiceAccountError, is_http_url};
 
 /// Google's FCM API base URL, the default of [`FcmConfig::api_url`].
@@ -79,11 +81,19 @@ pub struct FcmConfig {
     /// when every open one is full. Past the limit, a send waits for a stream to be free.
     pub max_connections: usize,
     /// Whether an `http://` [`api_url`](Self::api_url) is spoken to in HTTP/2 with prior
-    /// knowledge (h2c, RFC 9113 §3.3): wake-ups then share multiplexed connections, as they
-    /// do with FCM itself. Set it to false only for a local relay that speaks HTTP/1.1
-    /// alone, which then needs one connection per request in flight. An `https://` URL always
-    /// offers only `h2` by ALPN, as FCM speaks it; this setting does not apply.
+    /// knowledge (h2c, RFC 9113 §3.3) first: wake-ups then share multiplexed connections, as
+    /// they do with FCM itself. A relay that answers the preface in HTTP/1.1, or closes
+    /// during it, is spoken to in HTTP/1.1 from then on without this setting; set it to false
+    /// to skip the attempt. An `https://` URL always offers only `h2` by ALPN, as FCM speaks
+    /// it; this setting does not apply.
     pub http2_prior_knowledge: bool,
+    /// An HTTP proxy for FCM and its OAuth2 token endpoint,
+    /// `http://[user:password@]host:port`, tunnelled through with CONNECT (`[fcm] proxy`).
+    pub proxy: Option<String>,
+    /// Whether, without [`proxy`](Self::proxy), `HTTPS_PROXY`/`HTTP_PROXY` and `NO_PROXY`
+    /// from the environment apply, as they do for most HTTP clients. Loopback is not left out
+    /// implicitly: list it in `NO_PROXY`.
+    pub proxy_from_environment: bool,
 }
 
 impl Default for FcmConfig {
@@ -97,6 +107,8 @@ impl Default for FcmConfig {
             max_concurrent: DEFAULT_MAX_CONCURRENT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             http2_prior_knowledge: true,
+            proxy: None,
+            proxy_from_environment: true,
         }
     }
 }
@@ -121,6 +133,10 @@ pub enum FcmConfigError {
     /// `max_connections` is zero: no wake-up could ever be sent.
     #[error("fcm.max_connections must be at least 1")]
     ZeroConnections,
+    /// `proxy` is not an `http://` URL with a host. The value is not repeated: it may hold a
+    /// password.
+    #[error("fcm.proxy: {0}")]
+    BadProxy(#[from] ProxyError),
     /// FCM is configured without a service-account key file.
     #[error("fcm.service_account_file is not set")]
     NoServiceAccountFile,
@@ -131,7 +147,7 @@ pub enum FcmConfigError {
 
 impl FcmConfig {
     /// Checks the settings that need no file: the URL, the deadline, the concurrency, the
-    /// connections.
+    /// connections, the proxy.
     pub fn validate(&self) -> Result<(), FcmConfigError> {
         let bad_url = |reason| FcmConfigError::BadApiUrl {
             url: self.api_url.clone(),
@@ -151,6 +167,9 @@ impl FcmConfig {
         }
         if self.max_connections == 0 {
             return Err(FcmConfigError::ZeroConnections);
+        }
+        if let Some(proxy) = &self.proxy {
+            Proxy::parse(proxy)?;
         }
         Ok(())
     }
@@ -208,6 +227,25 @@ mod tests {
         assert!(config("HTTP://relay.local", true).uses_h2c());
         assert!(!config("http://127.0.0.1:8080", false).uses_h2c());
         assert!(!config("https://fcm.googleapis.com", true).uses_h2c());
+    }
+
+    #[test]
+    fn a_proxy_must_be_an_http_url_and_its_password_is_not_repeated() {
+        let config = |proxy: &str| FcmConfig {
+            proxy: Some(proxy.to_owned()),
+            ..FcmConfig::default()
+        };
+        assert!(
+            config("http://user:secret@proxy.local:3128")
+                .validate()
+                .is_ok()
+        );
+        assert!(config("proxy.local:3128").validate().is_ok());
+        let error = config("socks5://user:secret@proxy.local:1080")
+            .validate()
+            .expect_err("SOCKS is not supported");
+        assert!(matches!(error, FcmConfigError::BadProxy(_)), "{error:?}");
+        assert!(!error.to_string().contains("secret"), "{error}");
     }
 
     #[test]

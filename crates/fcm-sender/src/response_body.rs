@@ -1,5 +1,5 @@
-//! Reading an answer's body with a size cap: Google's answers are small, and a broken proxy
-//! in between must not make pushgate buffer without end.
+//! Reading the token endpoint's answer with a size cap: Google's answers are small, and a
+//! broken proxy in between must not make pushgate buffer without end.
 
 /// The most bytes read from an FCM or token-endpoint answer.
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -11,18 +11,6 @@ pub(crate) enum BodyError {
     Transport(&'static str),
     /// The body is longer than [`MAX_BODY_BYTES`].
     TooLarge,
-}
-
-/// One answer from FCM, whichever HTTP version carried it.
-#[derive(Debug)]
-pub(crate) struct Answer {
-    /// The HTTP status.
-    pub(crate) status: u16,
-    /// The `Retry-After` header, when there is one.
-    pub(crate) retry_after: Option<http::HeaderValue>,
-    /// The body, or why it could not be read. Left empty for a success, whose body says
-    /// nothing a wake-up needs.
-    pub(crate) body: Result<Vec<u8>, BodyError>,
 }
 
 /// Reads the whole body, refusing more than [`MAX_BODY_BYTES`]. Reading to the end also lets

@@ -1,31 +1,42 @@
-//! [`FcmSender`]: pushgate's [`Waker`] for FCM HTTP v1. A few HTTP/2 connections (by ALPN on
-//! https, with prior knowledge on http), one cached OAuth2 token, a global limit on requests in
-//! flight, and bounded retries, all inside one deadline per wake-up so the publish IQ is never
-//! answered late. What every send shares (the URI, the headers) is prepared once.
+//! [`FcmSender`]: pushgate's [`Waker`] for FCM HTTP v1. The shared upstream HTTP client
+//! (`pushgate-upstream-http`: a few HTTP/2 connections, by ALPN on https, with prior knowledge
+//! on http; a limit on requests in flight), one cached OAuth2 token, and bounded retries, all
+//! inside one deadline per wake-up so the publish IQ is never answered late. What every send
+//! shares (the URI, the fixed headers) is prepared once.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::Uri;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
+use http::{HeaderValue, Method, Request, Uri};
 use pushgate_core::{PushService, WakeOutcome, WakeRequest, Waker};
-use tokio::sync::Semaphore;
+use pushgate_upstream_http::{
+    KeepAlive, ProxyEnvironment, Upstream, UpstreamError, UpstreamResponse, UpstreamSettings,
+    UpstreamSetupError, Versions,
+};
 use tokio::time::{Instant, sleep, timeout_at};
 use url::Url;
 
 use crate::access_token::{AccessToken, AccessTokens};
 use crate::classify::{Verdict, classify_answer};
 use crate::config::{AndroidPriority, FcmConfig, FcmConfigError};
-use crate::connect::{Endpoint, KeepAlive};
-use crate::connection::FcmConnection;
-use crate::exchange::RequestHead;
 use crate::grant::{GrantSigner, UnusableKey};
-use crate::http1::{self, Http1Relay};
 use crate::message::wake_message;
-use crate::response_body::{Answer, BodyError};
+use crate::response_body::MAX_BODY_BYTES;
 use crate::retry::RetryPolicy;
 use crate::service_account::ServiceAccount;
-use crate::tls;
+use crate::token_client;
+
+/// The `Content-Type` of every send.
+const JSON_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/json; charset=UTF-8");
+/// The `User-Agent` of every send.
+const PUSHGATE_USER_AGENT: HeaderValue =
+    HeaderValue::from_static(concat!("pushgate/", env!("CARGO_PKG_VERSION")));
+/// What the token endpoint's client sends too.
+const ANY: HeaderValue = HeaderValue::from_static("*/*");
+/// The `service` label of the transport's metrics.
+const SERVICE: &str = "fcm";
 
 /// Why an [`FcmSender`] cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -39,18 +50,10 @@ pub enum FcmSetupError {
     /// The HTTP client for the token endpoint could not be set up.
     #[error("cannot set up the HTTP client for FCM: {0}")]
     HttpClient(#[source] reqwest::Error),
-    /// TLS towards FCM could not be set up (e.g. no usable root certificates).
-    #[error("cannot set up TLS for FCM: {0}")]
-    Tls(#[source] tokio_rustls::rustls::Error),
-}
-
-/// How sends reach FCM.
-#[derive(Debug)]
-enum Route {
-    /// Streams on pooled HTTP/2 connections: FCM itself, or an h2c relay.
-    Http2(FcmConnection),
-    /// An HTTP/1.1-only relay.
-    Http1(Http1Relay),
+    /// The connections to FCM could not be set up (e.g. no usable root certificates, a bad
+    /// `HTTPS_PROXY`).
+    #[error("cannot set up the connections to FCM: {0}")]
+    Upstream(#[source] UpstreamSetupError),
 }
 
 /// Sends wake-ups through FCM HTTP v1 (docs/protocol.md A.2).
@@ -61,17 +64,20 @@ enum Route {
 /// [`FcmConfig::max_connections`], and closed again after it carried nothing for a minute
 /// (the first is kept). Connections are opened when first needed and opened anew when they
 /// end. Sends to an `http://` URL (a local relay, a test fake) use HTTP/2 with prior
-/// knowledge (h2c) unless [`FcmConfig::http2_prior_knowledge`] is off. The OAuth2 token
-/// endpoint has a general-purpose client of its own, since it is asked once an hour.
+/// knowledge (h2c), falling back to HTTP/1.1 for a relay that speaks nothing else, or
+/// HTTP/1.1 at once when [`FcmConfig::http2_prior_knowledge`] is off. Connections go through
+/// [`FcmConfig::proxy`] or the environment's proxy. The OAuth2 token endpoint has a
+/// general-purpose client of its own, since it is asked once an hour.
 #[derive(Debug)]
 pub struct FcmSender {
-    route: Route,
+    upstream: Upstream,
     /// Parsed once, for [`send_url`](Self::send_url).
     send_url: Url,
+    /// The same, for every request; cloning it only counts references.
+    uri: Uri,
     collapse: bool,
     priority: AndroidPriority,
     deadline: Duration,
-    permits: Semaphore,
     tokens: AccessTokens,
     retry: RetryPolicy,
 }
@@ -88,36 +94,18 @@ impl FcmSender {
         };
         let send_url = config.send_url(&service_account.project_id);
         let send_url = Url::parse(&send_url).map_err(|_| bad_url())?;
-        let http = http1::client(config).map_err(FcmSetupError::HttpClient)?;
-        let route = if send_url.scheme() == "https" || config.uses_h2c() {
-            let tls = if send_url.scheme() == "https" {
-                Some(tls::connector().map_err(FcmSetupError::Tls)?)
-            } else {
-                None
-            };
-            let endpoint =
-                Endpoint::new(&send_url, tls, config.request_deadline).ok_or_else(bad_url)?;
-            let uri = Uri::try_from(send_url.as_str()).map_err(|_| bad_url())?;
-            Route::Http2(FcmConnection::new(
-                endpoint,
-                config.request_deadline,
-                config.max_connections,
-                RequestHead::new(uri),
-            ))
-        } else {
-            Route::Http1(Http1Relay {
-                client: http.clone(),
-                url: send_url.clone(),
-            })
-        };
+        let uri = Uri::try_from(send_url.as_str()).map_err(|_| bad_url())?;
+        let http = token_client::client(config).map_err(FcmSetupError::HttpClient)?;
+        let upstream = Upstream::new(upstream_settings(config, &send_url)?, SERVICE)
+            .map_err(FcmSetupError::Upstream)?;
         let tokens = AccessTokens::new(signer, service_account.token_uri.clone(), http);
         Ok(Self {
-            route,
+            upstream,
             send_url,
+            uri,
             collapse: config.collapse,
             priority: config.priority,
             deadline: config.request_deadline,
-            permits: Semaphore::new(config.max_concurrent.min(Semaphore::MAX_PERMITS)),
             tokens,
             retry: RetryPolicy::default(),
         })
@@ -136,20 +124,16 @@ impl FcmSender {
     }
 
     /// Replaces how the HTTP/2 connections are kept alive (default:
-    /// [`KeepAlive::default`]); it applies to connections opened from now on.
+    /// [`KeepAlive::default`]). Only before the first wake-up.
     pub fn with_keep_alive(mut self, keep_alive: KeepAlive) -> Self {
-        if let Route::Http2(connection) = &mut self.route {
-            connection.set_keep_alive(keep_alive);
-        }
+        self.upstream.set_keep_alive(keep_alive);
         self
     }
 
     /// Replaces how long an HTTP/2 connection beyond the first may carry nothing before it is
-    /// closed (default one minute).
+    /// closed (default one minute). Only before the first wake-up.
     pub fn with_idle_connection_timeout(mut self, idle_timeout: Duration) -> Self {
-        if let Route::Http2(connection) = &mut self.route {
-            connection.set_idle_timeout(idle_timeout);
-        }
+        self.upstream.set_idle_timeout(idle_timeout);
         self
     }
 
@@ -172,7 +156,6 @@ impl FcmSender {
             self.collapse,
             self.priority,
         ));
-        let secrets = [request.token, request.device.as_str()];
         let mut attempts = 0;
         let mut bearer_refreshed = false;
         loop {
@@ -182,13 +165,10 @@ impl FcmSender {
                 Ok(token) => token,
                 Err(error) => return WakeOutcome::Transient(error.to_string()),
             };
-            let verdict = {
-                // Waiting for a permit counts against the deadline like everything else.
-                let Ok(_permit) = self.permits.acquire().await else {
-                    return WakeOutcome::Transient("the FCM sender is shut down".to_owned());
-                };
-                self.send_once(&token, &body, &secrets).await
-            };
+            // Waiting for a slot in the upstream's limit counts against the deadline like
+            // everything else.
+            let answer = self.upstream.send(self.request(&token, &body)).await;
+            let verdict = verdict(answer, &[request.token, request.device.as_str()]);
             match verdict {
                 Verdict::Done(outcome) => return outcome,
                 Verdict::RefreshBearer if !bearer_refreshed => {
@@ -226,40 +206,92 @@ impl FcmSender {
         }
     }
 
-    /// One POST to FCM, classified.
-    async fn send_once(&self, token: &AccessToken, body: &Bytes, secrets: &[&str]) -> Verdict {
-        let sent = match &self.route {
-            Route::Http2(connection) => connection.post(token.authorization(), body).await,
-            // Boxed: the rare route should not make every send's future larger.
-            Route::Http1(relay) => Box::pin(relay.post(token.authorization(), body)).await,
-        };
-        let Answer {
+    /// The POST of `body` with `token`.
+    fn request(&self, token: &AccessToken, body: &Bytes) -> Request<Bytes> {
+        let mut request = Request::new(body.clone());
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.uri.clone();
+        let headers = request.headers_mut();
+        headers.reserve(5);
+        headers.insert(AUTHORIZATION, token.authorization().clone());
+        headers.insert(CONTENT_TYPE, JSON_CONTENT_TYPE);
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        headers.insert(USER_AGENT, PUSHGATE_USER_AGENT);
+        headers.insert(ACCEPT, ANY);
+        request
+    }
+}
+
+/// What one answer (or its absence) means. `secrets` (the push token, the device hash) are
+/// cut out of any text kept from the body.
+fn verdict(answer: Result<UpstreamResponse, UpstreamError>, secrets: &[&str]) -> Verdict {
+    match answer {
+        Ok(answer) => classify_answer(
+            answer.status.as_u16(),
+            answer.retry_after,
+            &answer.body,
+            secrets,
+        ),
+        // The status line is enough to classify; the detail is lost.
+        Err(UpstreamError::BodyTooLarge {
             status,
             retry_after,
-            body,
-        } = match sent {
-            Ok(answer) => answer,
-            Err(failure) => {
-                return Verdict::Retry {
-                    reason: format!("FCM {failure}"),
-                    retry_after: None,
-                };
-            }
-        };
-        let retry_after = retry_after.as_ref().and_then(|value| value.to_str().ok());
-        match body {
-            Ok(body) => classify_answer(status, retry_after, &body, secrets),
-            // The status line is enough to classify; the detail is lost.
-            Err(BodyError::TooLarge) => classify_answer(status, retry_after, b"", secrets),
-            Err(BodyError::Transport(_)) if (200..300).contains(&status) => {
-                Verdict::Done(WakeOutcome::Accepted)
-            }
-            Err(BodyError::Transport(failure)) => Verdict::Retry {
-                reason: format!("FCM HTTP {status}, then {failure}"),
-                retry_after: None,
-            },
+            ..
+        }) => classify_answer(status.as_u16(), retry_after, b"", secrets),
+        Err(UpstreamError::BodyBroken { status, .. }) if status.is_success() => {
+            Verdict::Done(WakeOutcome::Accepted)
         }
+        Err(failure) => Verdict::Retry {
+            reason: format!("FCM {failure}"),
+            retry_after: None,
+        },
     }
+}
+
+/// The transport's settings from FCM's: only `h2` by ALPN on https, as FCM speaks it; h2c
+/// first on http, unless prior knowledge is off.
+fn upstream_settings(
+    config: &FcmConfig,
+    send_url: &Url,
+) -> Result<UpstreamSettings, FcmSetupError> {
+    let versions = if send_url.scheme() == "https" {
+        Versions::Http2Only
+    } else if config.http2_prior_knowledge {
+        Versions::Negotiate
+    } else {
+        Versions::Http1Only
+    };
+    let proxy = match &config.proxy {
+        Some(proxy) => {
+            let proxy = if proxy.contains("://") {
+                proxy.clone()
+            } else {
+                format!("http://{proxy}")
+            };
+            // validate() has checked it.
+            Some(Url::parse(&proxy).map_err(|_| {
+                FcmConfigError::BadProxy(pushgate_upstream_http::ProxyError::NotAUrl)
+            })?)
+        }
+        None => None,
+    };
+    let proxy_environment = if config.proxy_from_environment {
+        ProxyEnvironment::from_process()
+    } else {
+        ProxyEnvironment::default()
+    };
+    Ok(UpstreamSettings {
+        versions,
+        proxy,
+        proxy_environment,
+        max_connections: config.max_connections,
+        max_concurrent: config.max_concurrent,
+        connect_timeout: config.request_deadline,
+        // The wake-up's own deadline, over every try, bounds each request.
+        request_timeout: None,
+        max_body_bytes: MAX_BODY_BYTES,
+        ..UpstreamSettings::new(send_url.clone())
+    })
 }
 
 #[async_trait]
@@ -287,6 +319,8 @@ impl Waker for FcmSender {
             WakeOutcome::Rejected(_) => "rejected",
         };
         metrics::counter!("pushgate_fcm_wakes_total", "outcome" => label).increment(1);
+        metrics::counter!("pushgate_wakes_total", "service" => SERVICE, "outcome" => label)
+            .increment(1);
         match &outcome {
             WakeOutcome::Transient(reason) | WakeOutcome::Rejected(reason) => {
                 tracing::info!(device = ?request.device, outcome = label, %reason, "FCM wake-up not sent");

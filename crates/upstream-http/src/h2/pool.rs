@@ -1,11 +1,11 @@
-//! The HTTP/2 connections to FCM's send endpoint, pooled. A send takes a stream on the first
-//! open connection with one free, as many as the server allows at once
-//! (`SETTINGS_MAX_CONCURRENT_STREAMS`, which FCM sets to 100); a connection is opened only when
-//! every open one is full, up to a limit, by one attempt that every send arriving meanwhile
-//! waits for (and whose failure they share, so an unreachable FCM sees one attempt, not one
-//! per send). Past the limit, a send waits for a stream to be given back. A connection that
-//! ended or said GOAWAY is forgotten; one of those beyond the first that carried nothing for
-//! the idle time is closed.
+//! The HTTP/2 connections to one upstream, pooled. A send (one request) takes a stream on the
+//! first open connection with one free, as many as the server allows at once
+//! (`SETTINGS_MAX_CONCURRENT_STREAMS`, which FCM and APNs set to 100); a connection is opened
+//! only when every open one is full, up to a limit, by one attempt that every send arriving
+//! meanwhile waits for (and whose failure they share, so an unreachable upstream sees one
+//! attempt, not one per send). Past the limit, a send waits for a stream to be given back. A
+//! connection that ended or said GOAWAY is forgotten; one of those beyond the first that
+//! carried nothing for the idle time is closed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -18,10 +18,11 @@ use h2::client::SendRequest;
 use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until};
 
-use crate::connect::{ConnectError, Endpoint, KeepAlive};
+use super::connection::{Dialer, Refusal};
+use crate::settings::KeepAlive;
 
 /// One connection attempt, awaited by every send that needs it.
-type Connecting = Shared<BoxFuture<'static, Result<Opened, ConnectError>>>;
+type Connecting = Shared<BoxFuture<'static, Result<Opened, Refusal>>>;
 
 /// A connection just opened.
 #[derive(Clone)]
@@ -76,23 +77,28 @@ impl State {
         Some((open.id, open.send.clone()))
     }
 
-    fn forget_closed(&mut self) {
+    fn forget_closed(&mut self, dialer: &Dialer) {
         let before = self.open.len();
         self.open
             .retain(|open| !open.closed.load(Ordering::Acquire));
         if self.open.len() < before {
-            self.count_open();
+            self.count_open(dialer);
         }
     }
 
-    fn count_open(&self) {
-        metrics::gauge!("pushgate_fcm_connections").set(self.open.len() as f64);
+    fn count_open(&self, dialer: &Dialer) {
+        dialer.metrics.http2_connections(self.open.len());
     }
 
     /// Closes the connections beyond the first that carried nothing for `idle_timeout` and
     /// the ended ones; says when to look again, or `None` once one connection is left.
-    fn close_idle(&mut self, now: Instant, idle_timeout: Duration) -> Option<Instant> {
-        self.forget_closed();
+    fn close_idle(
+        &mut self,
+        dialer: &Dialer,
+        now: Instant,
+        idle_timeout: Duration,
+    ) -> Option<Instant> {
+        self.forget_closed(dialer);
         let mut index = self.open.len();
         while index > 1 {
             index -= 1;
@@ -102,7 +108,7 @@ impl State {
                 self.open.remove(index);
             }
         }
-        self.count_open();
+        self.count_open(dialer);
         let next = self.open.iter().skip(1).map(|open| {
             if open.streams == 0 {
                 open.idle_since + idle_timeout
@@ -123,8 +129,7 @@ enum Next {
 
 /// The shared state of a [`Pool`], also held (weakly) by its idle-closing task.
 struct Inner {
-    endpoint: Arc<Endpoint>,
-    connect_timeout: Duration,
+    dialer: Arc<Dialer>,
     max_connections: usize,
     idle_timeout: Duration,
     /// Guarded by a plain mutex that is never held across an `.await`.
@@ -178,57 +183,45 @@ impl Drop for Lease<'_> {
     }
 }
 
-/// How long an extra connection may carry nothing before it is closed.
-pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
 impl Pool {
-    /// A pool of at most `max_connections` connections to `endpoint`, none open yet.
-    pub(crate) fn new(
-        endpoint: Endpoint,
-        connect_timeout: Duration,
-        max_connections: usize,
-    ) -> Self {
+    /// A pool of at most `max_connections` connections opened by `dialer`, none open yet;
+    /// one beyond the first that carried nothing for `idle_timeout` is closed.
+    pub(crate) fn new(dialer: Dialer, max_connections: usize, idle_timeout: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
-                endpoint: Arc::new(endpoint),
-                connect_timeout,
+                dialer: Arc::new(dialer),
                 max_connections: max_connections.max(1),
-                idle_timeout: DEFAULT_IDLE_TIMEOUT,
+                idle_timeout,
                 state: Mutex::default(),
                 capacity: Arc::new(Notify::new()),
             }),
         }
     }
 
-    /// Replaces the keep-alive of the connections opened from now on. Only while the sender
-    /// is being built, before any send holds the pool.
+    /// Replaces the keep-alive of the connections opened from now on. Only before the first
+    /// request, while nothing else holds the pool's state; later calls change nothing.
     pub(crate) fn set_keep_alive(&mut self, keep_alive: KeepAlive) {
-        if let Some(endpoint) =
-            Arc::get_mut(&mut self.inner).and_then(|inner| Arc::get_mut(&mut inner.endpoint))
+        if let Some(dialer) =
+            Arc::get_mut(&mut self.inner).and_then(|inner| Arc::get_mut(&mut inner.dialer))
         {
-            endpoint.set_keep_alive(keep_alive);
+            dialer.keep_alive = keep_alive;
         }
     }
 
     /// Replaces how long an extra connection may carry nothing before it is closed. Only
-    /// while the sender is being built.
+    /// before the first request.
     pub(crate) fn set_idle_timeout(&mut self, idle_timeout: Duration) {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.idle_timeout = idle_timeout;
         }
     }
 
-    /// Whether connections use TLS.
-    pub(crate) fn is_tls(&self) -> bool {
-        self.inner.endpoint.is_tls()
-    }
-
     /// A stream on a connection with one free, opening a connection or waiting for a stream
     /// first if needed.
-    pub(crate) async fn stream(&self) -> Result<(Lease<'_>, SendRequest<Bytes>), ConnectError> {
+    pub(crate) async fn stream(&self) -> Result<(Lease<'_>, SendRequest<Bytes>), Refusal> {
         let taken = {
             let mut state = self.inner.state();
-            state.forget_closed();
+            state.forget_closed(&self.inner.dialer);
             state.take_stream()
         };
         let (connection, send) = match taken {
@@ -244,13 +237,13 @@ impl Pool {
     }
 
     /// Opens a connection or waits for a stream until one is free.
-    async fn wait_for_stream(&self) -> Result<(u64, SendRequest<Bytes>), ConnectError> {
+    async fn wait_for_stream(&self) -> Result<(u64, SendRequest<Bytes>), Refusal> {
         loop {
             let capacity = self.inner.capacity.notified();
             let mut capacity = std::pin::pin!(capacity);
             let next = {
                 let mut state = self.inner.state();
-                state.forget_closed();
+                state.forget_closed(&self.inner.dialer);
                 if let Some((id, send)) = state.take_stream() {
                     Next::Take(id, send)
                 } else if state.open.len() < self.inner.max_connections {
@@ -286,7 +279,7 @@ impl Pool {
                 let result = self.attempt(id);
                 state.attempt = Some(Attempt {
                     id,
-                    stale_at: now + self.inner.connect_timeout,
+                    stale_at: now + self.inner.dialer.connect_timeout,
                     result: result.clone(),
                 });
                 (id, result)
@@ -295,10 +288,10 @@ impl Pool {
     }
 
     fn attempt(&self, id: u64) -> Connecting {
-        let endpoint = Arc::clone(&self.inner.endpoint);
+        let dialer = Arc::clone(&self.inner.dialer);
         let ended = Arc::clone(&self.inner.capacity);
         async move {
-            let established = endpoint.connect(ended).await?;
+            let established = dialer.connect(ended).await?;
             Ok(Opened {
                 id,
                 send: established.send,
@@ -327,7 +320,7 @@ impl Pool {
             streams: 0,
             idle_since: Instant::now(),
         });
-        state.count_open();
+        state.count_open(&self.inner.dialer);
         if state.open.len() > 1 && !state.reaping {
             state.reaping = true;
             let inner = Arc::downgrade(&self.inner);
@@ -342,7 +335,7 @@ impl Pool {
         let before = state.open.len();
         state.open.retain(|open| open.id != id);
         if state.open.len() < before {
-            state.count_open();
+            state.count_open(&self.inner.dialer);
             drop(state);
             // Sends waiting at the connection limit may open one now.
             self.inner.capacity.notify_waiters();
@@ -357,7 +350,7 @@ async fn close_idle_connections(inner: Weak<Inner>, idle_timeout: Duration) {
         sleep_until(next).await;
         let Some(inner) = inner.upgrade() else { return };
         let mut state = inner.state();
-        match state.close_idle(Instant::now(), idle_timeout) {
+        match state.close_idle(&inner.dialer, Instant::now(), idle_timeout) {
             Some(at) => next = at,
             None => {
                 state.reaping = false;

@@ -1,0 +1,269 @@
+//! [`Upstream`]: the requests to one service, over HTTP/2 or HTTP/1.1 as negotiated, within a
+//! concurrency limit and a deadline each.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Request, Uri};
+use tokio::sync::Semaphore;
+use tokio::time::timeout;
+use tokio_rustls::rustls;
+
+use crate::connect::Connector;
+use crate::connect::proxy::{Proxy, ProxyError};
+use crate::connect::tls;
+use crate::error::UpstreamError;
+use crate::h1::Http1;
+use crate::h2::connection::Dialer;
+use crate::h2::{Http2, Http2Failure};
+use crate::metrics::Metrics;
+use crate::response::UpstreamResponse;
+use crate::settings::{KeepAlive, UpstreamSettings, Versions};
+
+/// Why an [`Upstream`] cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamSetupError {
+    /// The base URL is not `http` or `https` with a host.
+    #[error("the upstream URL {url:?} {reason}")]
+    BadUrl {
+        /// The URL.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The proxy setting (or the environment's) cannot be used.
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+    /// TLS could not be set up (e.g. no usable root certificates).
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[source] rustls::Error),
+    /// A limit is zero: nothing could ever be sent.
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+}
+
+/// The connections to one upstream service and what every request to it shares.
+///
+/// HTTP/2 is used when the server speaks it (see [`Versions`]), every request one stream on
+/// a shared connection; HTTP/1.1 otherwise, one request per connection at a time. Once the
+/// server showed it speaks only HTTP/1.1 (by ALPN, or by its answer to the h2c preface),
+/// HTTP/1.1 is used for the life of the `Upstream`.
+pub struct Upstream {
+    service: &'static str,
+    scheme: Scheme,
+    authority: Authority,
+    /// `None` when only HTTP/1.1 is allowed.
+    http2: Option<Http2>,
+    http1: Http1,
+    speaks_http1: AtomicBool,
+    permits: Semaphore,
+    request_timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("service", &self.service)
+            .field("scheme", &self.scheme)
+            .field("authority", &self.authority)
+            .field("speaks_http1", &self.speaks_http1)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upstream {
+    /// The upstream of `settings`; `service` labels its metrics (`fcm`, `apns`). Connects
+    /// to nothing yet.
+    pub fn new(
+        settings: UpstreamSettings,
+        service: &'static str,
+    ) -> Result<Self, UpstreamSetupError> {
+        let url = &settings.base_url;
+        let bad_url = |reason| UpstreamSetupError::BadUrl {
+            url: url.to_string(),
+            reason,
+        };
+        if settings.max_connections == 0 {
+            return Err(UpstreamSetupError::Zero("max_connections"));
+        }
+        if settings.max_concurrent == 0 {
+            return Err(UpstreamSetupError::Zero("max_concurrent"));
+        }
+        let scheme = match url.scheme() {
+            "http" => Scheme::HTTP,
+            "https" => Scheme::HTTPS,
+            _ => return Err(bad_url("is not http or https")),
+        };
+        let host = url.host_str().ok_or_else(|| bad_url("has no host"))?;
+        let authority = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        let host_header =
+            HeaderValue::try_from(authority.as_str()).map_err(|_| bad_url("has a bad host"))?;
+        let authority =
+            Authority::try_from(authority.as_str()).map_err(|_| bad_url("has a bad host"))?;
+        let proxy = match &settings.proxy {
+            Some(proxy) => Some(Proxy::from_url(proxy)?),
+            None => settings.proxy_environment.proxy_for(url)?,
+        };
+        let tls = if scheme == Scheme::HTTPS {
+            Some(
+                tls::connector(settings.versions, &settings.tls_roots)
+                    .map_err(UpstreamSetupError::Tls)?,
+            )
+        } else {
+            None
+        };
+        let connector = Arc::new(
+            Connector::new(url, tls, proxy, settings.connect_timeout)
+                .ok_or_else(|| bad_url("cannot be connected to"))?,
+        );
+        let metrics = Arc::new(Metrics::new(service));
+        let spare = Arc::new(Mutex::new(None));
+        let http2 = (settings.versions != Versions::Http1Only).then(|| {
+            Http2::new(
+                Dialer {
+                    connector: Arc::clone(&connector),
+                    versions: settings.versions,
+                    keep_alive: settings.keep_alive,
+                    connect_timeout: settings.connect_timeout,
+                    metrics: Arc::clone(&metrics),
+                    spare: Arc::clone(&spare),
+                },
+                settings.max_connections,
+                settings.idle_timeout,
+                settings.max_body_bytes,
+            )
+        });
+        let http1 = Http1::new(
+            connector,
+            spare,
+            host_header,
+            settings.connect_timeout,
+            settings.idle_timeout,
+            settings.max_body_bytes,
+            metrics,
+        );
+        Ok(Self {
+            service,
+            scheme,
+            authority,
+            http2,
+            http1,
+            speaks_http1: AtomicBool::new(false),
+            permits: Semaphore::new(settings.max_concurrent.min(Semaphore::MAX_PERMITS)),
+            request_timeout: settings.request_timeout,
+        })
+    }
+
+    /// Sends `request` and reads the whole answer, within the concurrency limit and
+    /// [`request_timeout`](UpstreamSettings::request_timeout) (the wait for a slot included).
+    /// The request's URI is a path, or an absolute URI of this upstream; a path gets the
+    /// upstream's scheme and authority.
+    pub fn send(
+        &self,
+        request: Request<Bytes>,
+    ) -> impl Future<Output = Result<UpstreamResponse, UpstreamError>> + Send + '_ {
+        // Taken apart before the future is built, and the head boxed: every request in flight
+        // holds this future, which should not carry the request twice nor its head inline.
+        let (mut head, body) = request.into_parts();
+        let completed = self.complete_uri(&mut head);
+        let request = Box::new((head, body));
+        async move {
+            if !completed {
+                return Err(UpstreamError::InvalidRequest(
+                    "the URI is neither a path nor absolute",
+                ));
+            }
+            let (head, body) = &*request;
+            match self.request_timeout {
+                // Boxed: a caller with a deadline of its own keeps the timer out of every
+                // request in flight.
+                Some(limit) => Box::pin(timeout(limit, self.send_in_time(head, body)))
+                    .await
+                    .unwrap_or(Err(UpstreamError::TimedOut)),
+                None => self.send_in_time(head, body).await,
+            }
+        }
+    }
+
+    /// Replaces [`UpstreamSettings::keep_alive`]. Only before the first request; later, it
+    /// changes nothing.
+    pub fn set_keep_alive(&mut self, keep_alive: KeepAlive) {
+        if let Some(http2) = &mut self.http2 {
+            http2.set_keep_alive(keep_alive);
+        }
+    }
+
+    /// Replaces [`UpstreamSettings::idle_timeout`]. Only before the first request; later,
+    /// it changes nothing for HTTP/2.
+    pub fn set_idle_timeout(&mut self, idle_timeout: Duration) {
+        if let Some(http2) = &mut self.http2 {
+            http2.set_idle_timeout(idle_timeout);
+        }
+        self.http1.set_idle_timeout(idle_timeout);
+    }
+
+    /// Whether the upstream turned out to speak HTTP/1.1 only.
+    pub fn speaks_http1_only(&self) -> bool {
+        self.http2.is_none() || self.speaks_http1.load(Ordering::Acquire)
+    }
+
+    async fn send_in_time(
+        &self,
+        head: &Parts,
+        body: &Bytes,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let _permit = match self.permits.try_acquire() {
+            Ok(permit) => permit,
+            // Boxed: waiting at the limit is rare and need not make every request's future
+            // larger. Closed only if the semaphore were closed, which it never is.
+            Err(_) => Box::pin(self.permits.acquire())
+                .await
+                .map_err(|_| UpstreamError::Connection)?,
+        };
+        if let Some(http2) = &self.http2
+            && !self.speaks_http1.load(Ordering::Acquire)
+        {
+            match http2.send(head, body).await {
+                Ok(answer) => return Ok(answer),
+                Err(Http2Failure::Upstream(error)) => return Err(error),
+                Err(Http2Failure::SpeaksHttp1) => {
+                    if !self.speaks_http1.swap(true, Ordering::AcqRel) {
+                        tracing::info!(
+                            service = self.service,
+                            "the upstream speaks HTTP/1.1 only; using it from now on"
+                        );
+                    }
+                }
+            }
+        }
+        // Boxed: the fallback should not make every request's future larger.
+        Box::pin(self.http1.send(head, body)).await
+    }
+
+    /// Gives a path the upstream's scheme and authority; false if that makes no URI.
+    fn complete_uri(&self, head: &mut Parts) -> bool {
+        if head.uri.scheme().is_some() && head.uri.authority().is_some() {
+            return true;
+        }
+        let mut parts = std::mem::take(&mut head.uri).into_parts();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        match Uri::from_parts(parts) {
+            Ok(uri) => {
+                head.uri = uri;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
