@@ -8,6 +8,7 @@ mod http2;
 mod message;
 mod oauth;
 mod pool;
+mod transport;
 
 use std::time::Duration;
 
