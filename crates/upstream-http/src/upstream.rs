@@ -1,7 +1,7 @@
 //! [`Upstream`]: the requests to one service, over HTTP/2 or HTTP/1.1 as negotiated, within a
 //! concurrency limit and a deadline each.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use http::request::Parts;
 use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Uri};
 use tokio::sync::Semaphore;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout};
 use tokio_rustls::rustls;
 
 use crate::connect::Connector;
@@ -23,6 +23,12 @@ use crate::h2::{Http2, Http2Failure};
 use crate::metrics::Metrics;
 use crate::response::UpstreamResponse;
 use crate::settings::{KeepAlive, UpstreamSettings, Versions};
+
+/// How long an upstream that closed during the h2c preface, without saying it speaks
+/// HTTP/1.1, is spoken to in HTTP/1.1 before HTTP/2 is tried again.
+const RETRY_HTTP2_AFTER: Duration = Duration::from_secs(600);
+/// [`Upstream::http1_until`] for an upstream that said it speaks HTTP/1.1 only.
+const FOREVER: u64 = u64::MAX;
 
 /// Why an [`Upstream`] cannot be set up.
 #[derive(Debug, thiserror::Error)]
@@ -50,8 +56,9 @@ pub enum UpstreamSetupError {
 ///
 /// HTTP/2 is used when the server speaks it (see [`Versions`]), every request one stream on
 /// a shared connection; HTTP/1.1 otherwise, one request per connection at a time. Once the
-/// server showed it speaks only HTTP/1.1 (by ALPN, or by its answer to the h2c preface),
-/// HTTP/1.1 is used for the life of the `Upstream`.
+/// server showed it speaks only HTTP/1.1 (by ALPN, or by answering the h2c preface in
+/// HTTP/1.x), HTTP/1.1 is used for the life of the `Upstream`; a server that only closed
+/// during the preface is spoken to in HTTP/1.1 for ten minutes, then HTTP/2 is tried again.
 pub struct Upstream {
     service: &'static str,
     scheme: Scheme,
@@ -59,7 +66,11 @@ pub struct Upstream {
     /// `None` when only HTTP/1.1 is allowed.
     http2: Option<Http2>,
     http1: Http1,
-    speaks_http1: AtomicBool,
+    /// Since when this upstream exists: the origin of [`http1_until`](Self::http1_until).
+    born: Instant,
+    /// Until when (ms after `born`) HTTP/1.1 is used without trying HTTP/2: 0 while HTTP/2 is
+    /// tried, [`FOREVER`] once the upstream said it speaks HTTP/1.1 only.
+    http1_until: AtomicU64,
     permits: Semaphore,
     request_timeout: Option<Duration>,
 }
@@ -70,7 +81,7 @@ impl std::fmt::Debug for Upstream {
             .field("service", &self.service)
             .field("scheme", &self.scheme)
             .field("authority", &self.authority)
-            .field("speaks_http1", &self.speaks_http1)
+            .field("speaks_http1_only", &self.speaks_http1_only())
             .finish_non_exhaustive()
     }
 }
@@ -155,7 +166,8 @@ impl Upstream {
             authority,
             http2,
             http1,
-            speaks_http1: AtomicBool::new(false),
+            born: Instant::now(),
+            http1_until: AtomicU64::new(0),
             permits: Semaphore::new(settings.max_concurrent.min(Semaphore::MAX_PERMITS)),
             request_timeout: settings.request_timeout,
         })
@@ -211,7 +223,40 @@ impl Upstream {
 
     /// Whether the upstream turned out to speak HTTP/1.1 only.
     pub fn speaks_http1_only(&self) -> bool {
-        self.http2.is_none() || self.speaks_http1.load(Ordering::Acquire)
+        self.http2.is_none() || self.http1_for_now()
+    }
+
+    /// Whether HTTP/1.1 is used now without trying HTTP/2.
+    fn http1_for_now(&self) -> bool {
+        match self.http1_until.load(Ordering::Acquire) {
+            0 => false,
+            FOREVER => true,
+            until => self.millis_since_born() < until,
+        }
+    }
+
+    fn millis_since_born(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Remembers that the upstream speaks HTTP/1.1: for good when it said so, for
+    /// [`RETRY_HTTP2_AFTER`] when it only closed during the preface (perhaps a restart, not an
+    /// HTTP/1.1-only server).
+    fn remember_http1(&self, confirmed: bool) {
+        let until = if confirmed {
+            FOREVER
+        } else {
+            let retry = u64::try_from(RETRY_HTTP2_AFTER.as_millis()).unwrap_or(u64::MAX);
+            self.millis_since_born().saturating_add(retry).max(1)
+        };
+        let before = self.http1_until.swap(until, Ordering::AcqRel);
+        if before != until {
+            tracing::info!(
+                service = self.service,
+                confirmed,
+                "the upstream speaks HTTP/1.1; using it from now on"
+            );
+        }
     }
 
     async fn send_in_time(
@@ -228,19 +273,12 @@ impl Upstream {
                 .map_err(|_| UpstreamError::Connection)?,
         };
         if let Some(http2) = &self.http2
-            && !self.speaks_http1.load(Ordering::Acquire)
+            && !self.http1_for_now()
         {
             match http2.send(head, body).await {
                 Ok(answer) => return Ok(answer),
                 Err(Http2Failure::Upstream(error)) => return Err(error),
-                Err(Http2Failure::SpeaksHttp1) => {
-                    if !self.speaks_http1.swap(true, Ordering::AcqRel) {
-                        tracing::info!(
-                            service = self.service,
-                            "the upstream speaks HTTP/1.1 only; using it from now on"
-                        );
-                    }
-                }
+                Err(Http2Failure::SpeaksHttp1 { confirmed }) => self.remember_http1(confirmed),
             }
         }
         // Boxed: the fallback should not make every request's future larger.
@@ -265,5 +303,35 @@ impl Upstream {
             }
             Err(_) => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream() -> Upstream {
+        let url = url::Url::parse("http://127.0.0.1:9").expect("url");
+        Upstream::new(UpstreamSettings::new(url), "test").expect("upstream")
+    }
+
+    #[tokio::test]
+    async fn http1_said_is_for_good_http1_guessed_from_a_close_expires() {
+        let said = upstream();
+        assert!(!said.speaks_http1_only());
+        said.remember_http1(true);
+        assert!(said.speaks_http1_only());
+        assert_eq!(said.http1_until.load(Ordering::Acquire), FOREVER);
+
+        let guessed = upstream();
+        guessed.remember_http1(false);
+        assert!(guessed.speaks_http1_only());
+        let until = guessed.http1_until.load(Ordering::Acquire);
+        let retry = u64::try_from(RETRY_HTTP2_AFTER.as_millis()).expect("ms");
+        assert!(until >= retry && until < FOREVER, "{until}");
+        // As if the ten minutes had passed.
+        guessed.http1_until.store(1, Ordering::Release);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(!guessed.speaks_http1_only());
     }
 }

@@ -1,5 +1,6 @@
 //! HTTP/1.1: hyper's `client::conn::http1`, one request at a time per connection, idle
-//! connections kept for the next request. Hyper's connection is enough here: HTTP/1.1 is the
+//! connections kept for the next request (those idle past the idle timeout are closed when
+//! a request comes or goes; no task watches them). Hyper's connection is enough here: HTTP/1.1 is the
 //! fallback for relays and proxies that speak nothing else, not the path tuned for
 //! throughput.
 
@@ -192,7 +193,10 @@ impl Http1 {
     }
 
     fn checkin(&self, send: Sender) {
-        self.idle().push(Idle {
+        let mut idle = self.idle();
+        let now = Instant::now();
+        idle.retain(|kept| !kept.send.is_closed() && kept.since + self.idle_timeout > now);
+        idle.push(Idle {
             send,
             since: Instant::now(),
         });

@@ -39,8 +39,12 @@ const MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
 pub(crate) enum Refusal {
     /// The connection failed.
     Failed(ConnectFailure),
-    /// The peer speaks HTTP/1.1: chosen by ALPN, or its answer to the h2c preface.
-    Http1,
+    /// The peer speaks HTTP/1.1: chosen by ALPN or shown by its answer to the h2c preface
+    /// (`confirmed`), or only suggested by a close during the preface.
+    Http1 {
+        /// Whether the peer said so, rather than closed.
+        confirmed: bool,
+    },
 }
 
 /// What opening HTTP/2 connections needs, prepared once.
@@ -72,7 +76,7 @@ impl Dialer {
             .unwrap_or(Err(Refusal::Failed(ConnectFailure::TimedOut)));
         let result = match connected {
             Ok(_) => "ok",
-            Err(Refusal::Http1) => "http1",
+            Err(Refusal::Http1 { .. }) => "http1",
             Err(Refusal::Failed(_)) => "error",
         };
         self.metrics.connect("2", result);
@@ -82,7 +86,9 @@ impl Dialer {
                 proxied = self.connector.is_proxied(),
                 "HTTP/2 connection open"
             ),
-            Err(Refusal::Http1) => tracing::debug!("the upstream speaks HTTP/1.1"),
+            Err(Refusal::Http1 { confirmed }) => {
+                tracing::debug!(confirmed, "the upstream speaks HTTP/1.1");
+            }
             Err(Refusal::Failed(error)) => tracing::debug!(%error, "no HTTP/2 connection"),
         }
         connected
@@ -102,7 +108,7 @@ impl Dialer {
                 }
                 let mut spare = self.spare.lock().unwrap_or_else(PoisonError::into_inner);
                 *spare = Some(Transport::Tls(stream));
-                Err(Refusal::Http1)
+                Err(Refusal::Http1 { confirmed: true })
             }
             Transport::Plain(tcp) => {
                 let answered_http1 = Arc::new(AtomicBool::new(false));
@@ -115,10 +121,11 @@ impl Dialer {
                 match start(sniff, self.keep_alive, ended).await {
                     Ok(established) => Ok(established),
                     Err(early) => {
-                        let http1 =
-                            answered_http1.load(Ordering::Acquire) || early == EarlyEnd::Closed;
-                        if http1 && self.versions == Versions::Negotiate {
-                            Err(Refusal::Http1)
+                        let confirmed = answered_http1.load(Ordering::Acquire);
+                        if (confirmed || early == EarlyEnd::Closed)
+                            && self.versions == Versions::Negotiate
+                        {
+                            Err(Refusal::Http1 { confirmed })
                         } else {
                             Err(Refusal::Failed(ConnectFailure::Handshake))
                         }

@@ -21,8 +21,12 @@ use pool::Pool;
 /// Why an HTTP/2 send brought no answer.
 #[derive(Debug)]
 pub(crate) enum Http2Failure {
-    /// The upstream speaks HTTP/1.1; the request was not sent.
-    SpeaksHttp1,
+    /// The upstream speaks HTTP/1.1 (`confirmed`: it said so, rather than closed during
+    /// the preface); the request was not sent.
+    SpeaksHttp1 {
+        /// Whether the upstream said so.
+        confirmed: bool,
+    },
     /// For the caller.
     Upstream(UpstreamError),
 }
@@ -69,7 +73,7 @@ impl Http2 {
         let mut resent = false;
         loop {
             let (stream, send) = self.pool.stream().await.map_err(|refusal| match refusal {
-                Refusal::Http1 => Http2Failure::SpeaksHttp1,
+                Refusal::Http1 { confirmed } => Http2Failure::SpeaksHttp1 { confirmed },
                 Refusal::Failed(failure) => Http2Failure::Upstream(failure.into()),
             })?;
             // The stream is given back when `stream` is dropped, once the answer is read.
