@@ -192,11 +192,17 @@ impl NoProxy {
                 && match (&entry.pattern, host) {
                     (Pattern::Everything, _) => true,
                     (Pattern::Domain(domain), Host::Domain(name)) => {
-                        let name = name.trim_end_matches('.');
-                        name.eq_ignore_ascii_case(domain)
-                            || name.len() > domain.len()
-                                && name.as_bytes()[name.len() - domain.len() - 1] == b'.'
-                                && name[name.len() - domain.len()..].eq_ignore_ascii_case(domain)
+                        // Compared as bytes: a name made by hand need not be ASCII.
+                        let name = name.trim_end_matches('.').as_bytes();
+                        let domain = domain.as_bytes();
+                        match name.len().checked_sub(domain.len()) {
+                            Some(0) => name.eq_ignore_ascii_case(domain),
+                            Some(dot) => {
+                                name.get(dot - 1) == Some(&b'.')
+                                    && name[dot..].eq_ignore_ascii_case(domain)
+                            }
+                            None => false,
+                        }
                     }
                     (Pattern::Network(network), Host::Ipv4(ip)) => {
                         network.contains(&IpAddr::V4(*ip))
