@@ -10,7 +10,7 @@
 //! is answered only after the commit that holds its message (so the 201 comes after it), and a
 //! failed transaction fails every message in it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _, Transaction};
@@ -20,8 +20,11 @@ use pushgate_core::{
     MessageStoreLimits, NewStoredMessage, StoreError, StoreFullScope, StoredMessageId,
 };
 
+use crate::messages::{Removal, count_delta};
 use crate::sql_store::{SqlStore, retry_conflicts, store_error};
-use crate::statements::{count_owners_messages, insert_messages};
+use crate::statements::{
+    add_to_owner_totals, count_owners_messages, insert_messages, read_owner_totals,
+};
 
 /// The most messages written in one transaction.
 pub(crate) const MAX_BATCH: usize = 256;
@@ -148,22 +151,26 @@ async fn write_once(
     // count it against the caps. (It only frees room, so no message that replaced one is
     // refused below, and no deletion has to be undone.)
     let mut replaced = vec![0u64; batch.len()];
+    let mut replaced_of: HashMap<&str, u64> = HashMap::new();
     for (index, pending) in batch.iter().enumerate() {
         if let Some(topic) = &pending.message.topic {
+            let owner = pending.message.owner.as_str();
             replaced[index] = sqlx::query(statements.delete_topic.as_str())
-                .bind(pending.message.owner.as_str())
+                .bind(owner)
                 .bind(pending.message.application.as_str())
                 .bind(pending.message.instance.as_str())
                 .bind(topic.as_str())
                 .execute(&mut *transaction)
                 .await?
                 .rows_affected();
+            *replaced_of.entry(owner).or_insert(0) += replaced[index];
         }
     }
 
-    // The per-owner cap: each owner's unexpired messages counted once, then this batch's
-    // own added in order.
-    let mut owned = owner_counts(store, &mut transaction, batch, now).await?;
+    // The per-owner cap: each owner's messages as `owner_totals` keeps them (never fewer than
+    // the unexpired ones), counted exactly only for an owner this batch could take past its
+    // cap; then this batch's own added in order.
+    let mut owned = owner_counts(store, &mut transaction, batch, now, &replaced_of).await?;
     let mut outcomes: Vec<Result<StoredMessageId, StoreFullScope>> =
         Vec::with_capacity(batch.len());
     for pending in batch {
@@ -196,16 +203,11 @@ async fn write_once(
         .add_to_total(&mut transaction, added - freed as i64)
         .await?;
     if total > max_total {
-        let expired = sqlx::query(statements.purge_messages.as_str())
-            .bind(now)
-            .execute(&mut *transaction)
-            .await?
-            .rows_affected();
-        if expired > 0 {
-            total = store
-                .add_to_total(&mut transaction, -(expired as i64))
-                .await?;
-        }
+        let expired = store
+            .remove(&mut transaction, Removal::Expired { now })
+            .await?;
+        store.settle_removed(&mut transaction, &expired).await?;
+        total = total.saturating_sub(expired.values().sum());
     }
     if total > max_total {
         let mut excess = total - max_total;
@@ -226,6 +228,29 @@ async fn write_once(
         }
     }
 
+    // Each owner's total moves by what it keeps of this batch less what that replaced.
+    let mut owner_deltas: BTreeMap<&str, i64> = BTreeMap::new();
+    for (pending, outcome) in batch.iter().zip(&outcomes) {
+        if outcome.is_ok() {
+            *owner_deltas
+                .entry(pending.message.owner.as_str())
+                .or_insert(0) += 1;
+        }
+    }
+    for (owner, freed) in &replaced_of {
+        *owner_deltas.entry(owner).or_insert(0) -= count_delta(*freed);
+    }
+    owner_deltas.retain(|_, delta| *delta != 0);
+    let deltas: Vec<(&str, i64)> = owner_deltas.into_iter().collect();
+    for chunk in deltas.chunks(ROWS_PER_STATEMENT) {
+        let text = add_to_owner_totals(store.backend, chunk.len());
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
+        for (owner, delta) in chunk {
+            query = query.bind(*owner).bind(*delta);
+        }
+        query.execute(&mut *transaction).await?;
+    }
+
     let kept: Vec<usize> = (0..batch.len()).filter(|i| outcomes[*i].is_ok()).collect();
     for rows in kept.chunks(ROWS_PER_STATEMENT) {
         let ids = insert_rows(store, &mut transaction, batch, rows).await?;
@@ -237,25 +262,60 @@ async fn write_once(
     Ok(outcomes)
 }
 
-/// Each owner's unexpired messages, for the owners of `batch`.
+/// For each owner of `batch`: a number of messages never below its unexpired ones (the kept
+/// total less what the batch just replaced), or the exact count where that number and the
+/// batch's messages for the owner would pass its cap.
 async fn owner_counts<'b>(
     store: &SqlStore,
     transaction: &mut Transaction<'static, Any>,
     batch: &'b [Pending],
     now: i64,
+    replaced_of: &HashMap<&str, u64>,
 ) -> Result<HashMap<&'b str, u64>, sqlx::Error> {
-    let mut owners: Vec<&str> = batch
-        .iter()
-        .map(|pending| pending.message.owner.as_str())
-        .collect();
+    // Per owner: how many messages of the batch, and the smallest cap among them.
+    let mut wanted: HashMap<&str, (u64, u64)> = HashMap::new();
+    for pending in batch {
+        let entry = wanted
+            .entry(pending.message.owner.as_str())
+            .or_insert((0, u64::MAX));
+        entry.0 += 1;
+        entry.1 = entry.1.min(u64::from(pending.limits.max_per_owner));
+    }
+    let mut owners: Vec<&str> = wanted.keys().copied().collect();
     owners.sort_unstable();
-    owners.dedup();
     let mut counts = HashMap::with_capacity(owners.len());
     for chunk in owners.chunks(ROWS_PER_STATEMENT) {
+        let text = read_owner_totals(store.backend, chunk.len());
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
+        for owner in chunk {
+            query = query.bind(*owner);
+        }
+        for row in query.fetch_all(&mut **transaction).await? {
+            let owner: String = row.try_get(0)?;
+            let stored: i64 = row.try_get(1)?;
+            if let Some(key) = chunk.iter().find(|key| **key == owner) {
+                let freed = replaced_of.get(key).copied().unwrap_or(0);
+                let stored = u64::try_from(stored).unwrap_or(0).saturating_sub(freed);
+                counts.insert(*key, stored);
+            }
+        }
+    }
+    let near_cap: Vec<&str> = owners
+        .iter()
+        .copied()
+        .filter(|owner| {
+            let (messages, cap) = wanted[owner];
+            counts.get(owner).copied().unwrap_or(0) + messages > cap
+        })
+        .collect();
+    for chunk in near_cap.chunks(ROWS_PER_STATEMENT) {
         let text = count_owners_messages(store.backend, chunk.len());
         let mut query = sqlx::query(sqlx::AssertSqlSafe(text)).bind(now);
         for owner in chunk {
             query = query.bind(*owner);
+        }
+        for owner in chunk {
+            counts.insert(*owner, 0);
         }
         for row in query.fetch_all(&mut **transaction).await? {
             let owner: String = row.try_get(0)?;

@@ -1,7 +1,8 @@
 //! UnifiedPush store and forward: the `stored_messages` table.
 
-use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::query::Query;
+use std::collections::BTreeMap;
+
+use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _, Transaction};
 
 use pushgate_core::{
@@ -35,24 +36,102 @@ impl SqlStore {
         counted(&row)
     }
 
-    /// Runs a deletion of stored messages and takes what it removed off the total, in one
-    /// transaction, retried on a conflict. How many it removed.
-    async fn delete_counted(
-        &self,
-        delete: impl Fn() -> Query<'static, Any, AnyArguments>,
-    ) -> Result<u64, StoreError> {
+    /// Runs `removal` and settles the totals, in one transaction, retried on a conflict. How
+    /// many messages it removed.
+    async fn delete_counted(&self, removal: Removal<'_>) -> Result<u64, StoreError> {
         retry_conflicts(|| async {
             let mut transaction = self.begin_write().await?;
-            let removed = delete().execute(&mut *transaction).await?.rows_affected();
-            if removed > 0 {
-                self.add_to_total(&mut transaction, -count_delta(removed))
+            let removed = self.remove(&mut transaction, removal).await?;
+            self.settle_removed(&mut transaction, &removed).await?;
+            if matches!(removal, Removal::Expired { .. }) {
+                sqlx::query(self.statements.drop_empty_owner_totals.as_str())
+                    .execute(&mut *transaction)
                     .await?;
             }
             transaction.commit().await?;
-            Ok(removed)
+            Ok(removed.values().sum())
         })
         .await
         .map_err(store_error)
+    }
+
+    /// Deletes the messages `removal` names inside `transaction`: how many of each owner.
+    pub(crate) async fn remove(
+        &self,
+        transaction: &mut Transaction<'static, Any>,
+        removal: Removal<'_>,
+    ) -> Result<BTreeMap<String, u64>, sqlx::Error> {
+        let statements = self.statements;
+        let mut removed = BTreeMap::new();
+        match removal {
+            Removal::Endpoint {
+                owner,
+                application,
+                instance,
+            } => {
+                let rows = sqlx::query(statements.delete_endpoint_messages.as_str())
+                    .bind(owner)
+                    .bind(application)
+                    .bind(instance)
+                    .execute(&mut **transaction)
+                    .await?
+                    .rows_affected();
+                if rows > 0 {
+                    removed.insert(owner.to_owned(), rows);
+                }
+            }
+            Removal::Message { id } => {
+                let owners = sqlx::query(statements.remove_message.as_str())
+                    .bind(id)
+                    .fetch_all(&mut **transaction)
+                    .await?;
+                if !statements.returning {
+                    // MySQL: the row is locked and read; delete it now.
+                    sqlx::query(statements.delete_message.as_str())
+                        .bind(id)
+                        .execute(&mut **transaction)
+                        .await?;
+                }
+                tally(&mut removed, &owners)?;
+            }
+            Removal::Expired { now } => {
+                let owners = sqlx::query(statements.remove_expired.as_str())
+                    .bind(now)
+                    .fetch_all(&mut **transaction)
+                    .await?;
+                if !statements.returning {
+                    sqlx::query(statements.purge_messages.as_str())
+                        .bind(now)
+                        .execute(&mut **transaction)
+                        .await?;
+                }
+                tally(&mut removed, &owners)?;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Takes `removed` off the total and off each owner's total. The total's row is locked
+    /// first, as every writer does, then the owners' in order, so writers never wait on each
+    /// other in a circle.
+    pub(crate) async fn settle_removed(
+        &self,
+        transaction: &mut Transaction<'static, Any>,
+        removed: &BTreeMap<String, u64>,
+    ) -> Result<(), sqlx::Error> {
+        let all: u64 = removed.values().sum();
+        if all == 0 {
+            return Ok(());
+        }
+        self.add_to_total(transaction, -count_delta(all)).await?;
+        for (owner, count) in removed {
+            sqlx::query(self.statements.subtract_from_owner_total.as_str())
+                .bind(count_delta(*count))
+                .bind(owner.as_str())
+                .execute(&mut **transaction)
+                .await?;
+        }
+        Ok(())
     }
 
     pub(crate) async fn owner_messages(
@@ -91,15 +170,12 @@ impl SqlStore {
         &self,
         id: StoredMessageId,
     ) -> Result<bool, StoreError> {
-        let removed = self
-            .delete_counted(|| sqlx::query(self.statements.delete_message.as_str()).bind(id))
-            .await?;
+        let removed = self.delete_counted(Removal::Message { id }).await?;
         Ok(removed > 0)
     }
 
     pub(crate) async fn delete_expired_messages(&self, now: UnixMillis) -> Result<u64, StoreError> {
-        self.delete_counted(|| sqlx::query(self.statements.purge_messages.as_str()).bind(now))
-            .await
+        self.delete_counted(Removal::Expired { now }).await
     }
 
     pub(crate) async fn delete_messages_of_endpoint(
@@ -108,14 +184,37 @@ impl SqlStore {
         application: &str,
         instance: &str,
     ) -> Result<u64, StoreError> {
-        self.delete_counted(|| {
-            sqlx::query(self.statements.delete_endpoint_messages.as_str())
-                .bind(owner.as_str())
-                .bind(application)
-                .bind(instance)
+        self.delete_counted(Removal::Endpoint {
+            owner: owner.as_str(),
+            application,
+            instance,
         })
         .await
     }
+}
+
+/// Which stored messages a deletion removes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Removal<'a> {
+    /// One message, delivered.
+    Message { id: StoredMessageId },
+    /// Every message expired at `now`.
+    Expired { now: UnixMillis },
+    /// Every message of one endpoint (revoked).
+    Endpoint {
+        owner: &'a str,
+        application: &'a str,
+        instance: &'a str,
+    },
+}
+
+/// Counts the owners of `rows` (one `owner` column each) into `removed`.
+fn tally(removed: &mut BTreeMap<String, u64>, rows: &[AnyRow]) -> Result<(), sqlx::Error> {
+    for row in rows {
+        let owner: String = row.try_get(0)?;
+        *removed.entry(owner).or_insert(0) += 1;
+    }
+    Ok(())
 }
 
 /// A count read inside a transaction (errors stay driver errors, so conflicts retry).
@@ -124,8 +223,8 @@ fn counted(row: &AnyRow) -> Result<u64, sqlx::Error> {
     Ok(u64::try_from(count).unwrap_or(0))
 }
 
-/// A number of rows as a change to the total (no statement removes 2^63 rows).
-fn count_delta(rows: u64) -> i64 {
+/// A number of rows as a change to a total (no statement removes 2^63 rows).
+pub(crate) fn count_delta(rows: u64) -> i64 {
     i64::try_from(rows).unwrap_or(i64::MAX)
 }
 

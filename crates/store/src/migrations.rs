@@ -37,6 +37,13 @@ const STEPS: &[Step] = &[
         postgres: include_str!("../../../migrations/postgres/0003_registration_accounts.sql"),
         mysql: include_str!("../../../migrations/mysql/0003_registration_accounts.sql"),
     },
+    Step {
+        version: 4,
+        description: "owner totals",
+        sqlite: include_str!("../../../migrations/sqlite/0004_owner_totals.sql"),
+        postgres: include_str!("../../../migrations/postgres/0004_owner_totals.sql"),
+        mysql: include_str!("../../../migrations/mysql/0004_owner_totals.sql"),
+    },
 ];
 
 /// The migrator for `backend`.
@@ -77,6 +84,7 @@ mod tests {
             (1, "CREATE TABLE stored_messages"),
             (2, "CREATE TABLE message_totals"),
             (3, "CREATE TABLE registration_account_key"),
+            (4, "CREATE TABLE owner_totals"),
         ];
         assert_eq!(marks.len(), STEPS.len());
         for (step, (version, mark)) in STEPS.iter().zip(marks) {

@@ -64,6 +64,16 @@ pub(crate) struct Statements {
     pub delete_message: String,
     pub purge_messages: String,
     pub delete_endpoint_messages: String,
+    /// Deletes a message by id answering with its owner where `returning`; on MySQL, locks
+    /// the row and reads its owner, for `delete_message` to delete.
+    pub remove_message: String,
+    /// `purge_messages` answering with the owner of each row deleted where `returning`; on
+    /// MySQL, locks the expired rows and reads their owners, for `purge_messages` to delete.
+    pub remove_expired: String,
+    /// Takes a number of removed messages off an owner's total.
+    pub subtract_from_owner_total: String,
+    /// Drops the totals of owners that have no messages left.
+    pub drop_empty_owner_totals: String,
 }
 
 static SQLITE: LazyLock<Statements> = LazyLock::new(|| Statements::build(Backend::Sqlite));
@@ -109,6 +119,30 @@ pub(crate) fn insert_messages(backend: Backend, rows: usize) -> String {
         " RETURNING id"
     };
     placeholders(backend, &format!("{INSERT_MESSAGES}{values}{returning}"))
+}
+
+/// Reads the kept totals of `owners` owners, one row (owner, stored) each that has one.
+pub(crate) fn read_owner_totals(backend: Backend, owners: usize) -> String {
+    let list = vec!["?"; owners.max(1)].join(", ");
+    placeholders(
+        backend,
+        &format!("SELECT owner, stored FROM owner_totals WHERE owner IN ({list})"),
+    )
+}
+
+/// Adds to the totals of `owners` distinct owners (bind owner, then the number, per owner),
+/// creating the rows not there yet.
+pub(crate) fn add_to_owner_totals(backend: Backend, owners: usize) -> String {
+    let values = vec!["(?, ?)"; owners.max(1)].join(", ");
+    let update = if backend == Backend::MySql {
+        "ON DUPLICATE KEY UPDATE stored = stored + VALUES(stored)"
+    } else {
+        "ON CONFLICT (owner) DO UPDATE SET stored = owner_totals.stored + excluded.stored"
+    };
+    placeholders(
+        backend,
+        &format!("INSERT INTO owner_totals (owner, stored) VALUES {values} {update}"),
+    )
 }
 
 /// Counts the unexpired messages of `owners` owners, one row (owner, count) each that has
@@ -233,6 +267,20 @@ impl Statements {
             delete_endpoint_messages: sql(
                 "DELETE FROM stored_messages WHERE owner = ? AND application = ? AND instance = ?",
             ),
+            remove_message: sql(if mysql {
+                "SELECT owner FROM stored_messages WHERE id = ? FOR UPDATE"
+            } else {
+                "DELETE FROM stored_messages WHERE id = ? RETURNING owner"
+            }),
+            remove_expired: sql(if mysql {
+                "SELECT owner FROM stored_messages WHERE expires_at <= ? FOR UPDATE"
+            } else {
+                "DELETE FROM stored_messages WHERE expires_at <= ? RETURNING owner"
+            }),
+            subtract_from_owner_total: sql(
+                "UPDATE owner_totals SET stored = stored - ? WHERE owner = ?",
+            ),
+            drop_empty_owner_totals: sql("DELETE FROM owner_totals WHERE stored <= 0"),
         }
     }
 }
@@ -284,6 +332,13 @@ mod tests {
             "{count}"
         );
         assert!(!count_owners_messages(Backend::Sqlite, 2).contains("FORCE INDEX"));
+        let add = add_to_owner_totals(Backend::Postgres, 2);
+        assert!(
+            add.contains("VALUES ($1, $2), ($3, $4) ON CONFLICT"),
+            "{add}"
+        );
+        assert!(add_to_owner_totals(Backend::MySql, 1).contains("ON DUPLICATE KEY"));
+        assert!(read_owner_totals(Backend::Postgres, 2).ends_with("IN ($1, $2)"));
     }
 
     #[test]
@@ -303,6 +358,8 @@ mod tests {
         assert!(!mysql.returning);
         assert!(!insert_messages(Backend::MySql, 2).contains("RETURNING"));
         assert!(!mysql.add_to_total.contains("RETURNING"));
+        assert!(mysql.remove_message.ends_with("FOR UPDATE"));
+        assert!(postgres.remove_expired.ends_with("RETURNING owner"));
         assert!(count_owners_messages(Backend::MySql, 3).contains("FORCE INDEX"));
         let sqlite = Statements::of(Backend::Sqlite);
         assert_eq!(sqlite.begin_write.as_deref(), Some("BEGIN IMMEDIATE"));

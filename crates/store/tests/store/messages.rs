@@ -404,6 +404,95 @@ async fn total_cap_follows_every_deletion(db: TestDb) {
     assert_eq!(store.messages_after(0, 10_000, 100).await.unwrap().len(), 1);
 }
 
+/// The per-owner cap is exact through every way a message leaves: a replacement, a delivery,
+/// a revoked endpoint, expiry (purged or not), and for a store opened again.
+async fn owner_cap_follows_every_deletion(db: TestDb) {
+    let store = db.connect().await;
+    let limits = MessageStoreLimits {
+        max_per_owner: 3,
+        max_total: 1_000,
+    };
+    let store_one = |message: NewStoredMessage| {
+        let store = store.clone();
+        async move { store.store_message(message, limits).await }
+    };
+    let is_owner = |outcome: &Result<i64, StoreError>| {
+        matches!(outcome, Err(StoreError::Full(StoreFullScope::Owner)))
+    };
+    let first = store_one(message("a@x/r", "i", None, b"1")).await.unwrap();
+    store_one(message("a@x/r", "j", None, b"2")).await.unwrap();
+    store_one(message("a@x/r", "i", Some("t"), b"3"))
+        .await
+        .unwrap();
+    let refused = store_one(message("a@x/r", "i", None, b"4")).await;
+    assert!(is_owner(&refused), "{refused:?}");
+    // Another owner is not affected.
+    store_one(message("b@x/r", "i", None, b"b")).await.unwrap();
+
+    // A replacement takes its predecessor's place, at the cap too.
+    store_one(message("a@x/r", "i", Some("t"), b"3b"))
+        .await
+        .unwrap();
+    let refused = store_one(message("a@x/r", "i", None, b"4")).await;
+    assert!(is_owner(&refused), "{refused:?}");
+
+    // Delivered: room for exactly one.
+    assert!(store.delete_message(first).await.unwrap());
+    store_one(message("a@x/r", "i", None, b"4")).await.unwrap();
+    let refused = store_one(message("a@x/r", "i", None, b"5")).await;
+    assert!(is_owner(&refused), "{refused:?}");
+
+    // Revoked endpoint `j`: room for exactly one.
+    let application = message("a@x/r", "j", None, b"").application;
+    let removed = store
+        .delete_endpoint_messages(&owner("a@x/r"), &application, "j")
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    let short = NewStoredMessage {
+        expires_at: 2_000,
+        ..message("a@x/r", "i", None, b"short")
+    };
+    store_one(short).await.unwrap();
+    let refused = store_one(message("a@x/r", "i", None, b"6")).await;
+    assert!(is_owner(&refused), "{refused:?}");
+
+    // Expired but not purged: no longer counted.
+    let later = |body: &'static [u8]| NewStoredMessage {
+        received_at: 2_000,
+        ..message("a@x/r", "i", None, body)
+    };
+    store_one(later(b"7")).await.unwrap();
+    let refused = store_one(later(b"8")).await;
+    assert!(is_owner(&refused), "{refused:?}");
+
+    // A store opened again (another instance, a restart) sees the same counts.
+    let again = db.connect().await;
+    let refused = again.store_message(later(b"8"), limits).await;
+    assert!(is_owner(&refused), "{refused:?}");
+
+    // Purged: the owner's expired message and all of it once everything expired.
+    assert_eq!(store.purge_expired_messages(2_000).await.unwrap(), 1);
+    let refused = store_one(later(b"8")).await;
+    assert!(is_owner(&refused), "{refused:?}");
+    assert_eq!(store.purge_expired_messages(10_000).await.unwrap(), 4);
+    for body in [b"9", b"a", b"b"] {
+        let fresh = NewStoredMessage {
+            received_at: 10_000,
+            expires_at: 20_000,
+            ..message("a@x/r", "i", None, body)
+        };
+        store_one(fresh).await.unwrap();
+    }
+    let refused = store_one(NewStoredMessage {
+        received_at: 10_000,
+        expires_at: 20_000,
+        ..message("a@x/r", "i", None, b"c")
+    })
+    .await;
+    assert!(is_owner(&refused), "{refused:?}");
+}
+
 /// Writers storing at the same instant never pass the total cap together.
 async fn concurrent_stores_stop_at_the_total_cap(db: TestDb) {
     let store = db.connect().await;
@@ -523,6 +612,7 @@ on_every_backend! {
     deletes_remove_exactly_their_messages => crate::messages::deletes_remove_exactly_their_messages,
     concurrent_stores_all_land => crate::messages::concurrent_stores_all_land,
     total_cap_follows_every_deletion => crate::messages::total_cap_follows_every_deletion,
+    owner_cap_follows_every_deletion => crate::messages::owner_cap_follows_every_deletion,
     concurrent_stores_stop_at_the_total_cap => crate::messages::concurrent_stores_stop_at_the_total_cap,
     a_burst_of_stores_is_written_together_and_each_gets_its_own_id => crate::messages::a_burst_of_stores_is_written_together_and_each_gets_its_own_id,
 }
