@@ -44,6 +44,13 @@ const STEPS: &[Step] = &[
         postgres: include_str!("../../../migrations/postgres/0004_owner_totals.sql"),
         mysql: include_str!("../../../migrations/mysql/0004_owner_totals.sql"),
     },
+    Step {
+        version: 5,
+        description: "leaner message indexes",
+        sqlite: include_str!("../../../migrations/sqlite/0005_leaner_message_indexes.sql"),
+        postgres: include_str!("../../../migrations/postgres/0005_leaner_message_indexes.sql"),
+        mysql: include_str!("../../../migrations/mysql/0005_leaner_message_indexes.sql"),
+    },
 ];
 
 /// The migrator for `backend`.
@@ -85,6 +92,7 @@ mod tests {
             (2, "CREATE TABLE message_totals"),
             (3, "CREATE TABLE registration_account_key"),
             (4, "CREATE TABLE owner_totals"),
+            (5, "DROP INDEX stored_messages_owner_expires_at"),
         ];
         assert_eq!(marks.len(), STEPS.len());
         for (step, (version, mark)) in STEPS.iter().zip(marks) {

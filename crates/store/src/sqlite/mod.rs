@@ -42,6 +42,7 @@ const AUTO_VACUUM_INCREMENTAL: i64 = 2;
 pub(crate) fn connection_pragmas(busy_timeout: Duration) -> String {
     format!(
         "PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
+         PRAGMA temp_store = MEMORY; \
          PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}; \
          PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES};",
         busy_timeout.as_millis()
