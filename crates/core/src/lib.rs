@@ -10,10 +10,11 @@ pub mod bounded_cache;
 pub mod client_link;
 pub mod clock;
 pub mod device;
-pub mod memory_store;
 pub mod provider;
 pub mod registration;
 pub mod store;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 pub mod unified_push;
 pub mod waker;
 
@@ -23,8 +24,9 @@ pub use clock::{Clock, SystemClock, UnixMillis};
 pub use device::{DeviceHash, PushService};
 pub use registration::{Node, Registration, RegistrationRequest, Secret};
 pub use store::{
-    EndpointId, MessageStoreLimits, NewStoredMessage, OwnerKey, Store, StoreError, StoreFullScope,
-    StoredMessage, StoredMessageId,
+    EndpointId, MessageStore, MessageStoreLimits, NewStoredMessage, OwnerKey, RegistrationStore,
+    RevocationStore, Store, StoreError, StoreFullScope, StoredMessage, StoredMessageId,
+    UnifiedPushStore,
 };
 pub use unified_push::{
     EndpointClaims, EndpointKey, EndpointKeyError, EndpointKeys, InvalidUpId, SealError,

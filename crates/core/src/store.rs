@@ -134,12 +134,9 @@ pub struct MessageStoreLimits {
     pub max_total: u64,
 }
 
-/// Everything pushgate keeps. Implemented by `pushgate-store` for SQLite, PostgreSQL and
-/// MySQL/MariaDB; every implementation passes the same tests.
+/// The XEP-0357 registrations (the app server's port): one row per (service, device).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // XEP-0357 registrations (p2 role).
-
+pub trait RegistrationStore: Send + Sync + 'static {
     /// Records a registration. A known (service, device) keeps its node and secret; its token,
     /// domain and `updated_at` are updated and `dead_since` is cleared. A new one is inserted
     /// with `fresh_node` and `fresh_secret`. Returns the registration as stored.
@@ -174,9 +171,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes registrations dead since before `dead_before`. Returns how many.
     async fn purge_dead_registrations(&self, dead_before: UnixMillis) -> Result<u64, StoreError>;
+}
 
-    // UnifiedPush revocations.
-
+/// The revoked UnifiedPush endpoints.
+#[async_trait]
+pub trait RevocationStore: Send + Sync + 'static {
     /// Puts an endpoint on the revocation list until `expires_at` (the token's own expiry).
     /// Revoking twice is not an error.
     async fn revoke_endpoint(
@@ -194,9 +193,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes revocations that expired before `now`. Returns how many.
     async fn purge_expired_revocations(&self, now: UnixMillis) -> Result<u64, StoreError>;
+}
 
-    // UnifiedPush store and forward.
-
+/// The UnifiedPush messages kept for owners who could not take them.
+#[async_trait]
+pub trait MessageStore: Send + Sync + 'static {
     /// Stores a message. With a topic, it replaces the stored message of the same owner,
     /// application, instance and topic (the new one takes a new, later id). Refuses with
     /// [`StoreError::Full`] past the limits (a replacement does not count twice).
@@ -236,7 +237,19 @@ pub trait Store: Send + Sync + 'static {
         application: &str,
         instance: &str,
     ) -> Result<u64, StoreError>;
+}
 
+/// What the UnifiedPush provider keeps: revocations and messages.
+pub trait UnifiedPushStore: RevocationStore + MessageStore {}
+
+impl<T: RevocationStore + MessageStore + ?Sized> UnifiedPushStore for T {}
+
+/// Everything pushgate keeps, for what needs all of it (start-up, `/health`, maintenance).
+/// Implemented by `pushgate-store` for SQLite, PostgreSQL and MySQL/MariaDB; every
+/// implementation passes the same tests. Each role takes only its port: the app server a
+/// [`RegistrationStore`], the provider a [`UnifiedPushStore`].
+#[async_trait]
+pub trait Store: RegistrationStore + UnifiedPushStore {
     /// Whether the database answers (for `/health`).
     async fn ping(&self) -> Result<(), StoreError>;
 }

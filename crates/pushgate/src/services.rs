@@ -58,7 +58,7 @@ impl Services {
                 ),
             }
             Some(Arc::new(
-                AppServer::new(Arc::clone(&store), wakers, Arc::clone(&clock))
+                AppServer::new(store.clone(), wakers, Arc::clone(&clock))
                     .with_max_devices_per_account(settings.app_server.max_devices_per_account),
             ))
         } else {

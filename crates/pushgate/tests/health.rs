@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use pushgate::health::{HealthSources, LinkHealth, health_routes};
-use pushgate_core::memory_store::MemoryStore;
+use pushgate_core::test_support::MemoryStore;
 use pushgate_core::provider::{Provider, ProviderConfig};
 use pushgate_core::{EndpointKey, EndpointKeys, MessageStoreLimits, SystemClock};
 use pushgate_up_http::{App, PushEndpointConfig, ServerConfig, app, push_routes};

@@ -19,7 +19,6 @@ mod cache;
 mod message_batches;
 mod messages;
 mod migrations;
-mod port;
 mod registrations;
 mod revocations;
 mod setup;

@@ -1,12 +1,14 @@
 //! UnifiedPush store and forward: the `stored_messages` table.
 
+use async_trait::async_trait;
 use std::collections::BTreeMap;
 
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row as _, Transaction};
 
 use pushgate_core::{
-    NewStoredMessage, OwnerKey, StoreError, StoredMessage, StoredMessageId, UnixMillis,
+    MessageStore, MessageStoreLimits, NewStoredMessage, OwnerKey, StoreError, StoredMessage,
+    StoredMessageId, UnixMillis,
 };
 
 use crate::sql_store::{SqlStore, retry_conflicts, store_error};
@@ -245,4 +247,57 @@ fn message_from_row(row: &AnyRow) -> Result<StoredMessage, StoreError> {
             expires_at: row.try_get("expires_at").map_err(store_error)?,
         },
     })
+}
+
+#[async_trait]
+impl MessageStore for SqlStore {
+    async fn store_message(
+        &self,
+        message: NewStoredMessage,
+        limits: MessageStoreLimits,
+    ) -> Result<StoredMessageId, StoreError> {
+        match &self.writer {
+            Some(writer) => writer.store(message, limits).await,
+            // Only the writer task's own handle has none, and it stores nothing.
+            None => Err(StoreError::Unavailable(
+                "this store handle has no message writer".to_owned(),
+            )),
+        }
+    }
+
+    async fn messages_for_owner(
+        &self,
+        owner: &OwnerKey,
+        now: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        self.owner_messages(owner, now, limit).await
+    }
+
+    async fn messages_after(
+        &self,
+        after: StoredMessageId,
+        now: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        self.messages_page(after, now, limit).await
+    }
+
+    async fn delete_message(&self, id: StoredMessageId) -> Result<bool, StoreError> {
+        self.delete_message_by_id(id).await
+    }
+
+    async fn purge_expired_messages(&self, now: UnixMillis) -> Result<u64, StoreError> {
+        self.delete_expired_messages(now).await
+    }
+
+    async fn delete_endpoint_messages(
+        &self,
+        owner: &OwnerKey,
+        application: &str,
+        instance: &str,
+    ) -> Result<u64, StoreError> {
+        self.delete_messages_of_endpoint(owner, application, instance)
+            .await
+    }
 }

@@ -1,12 +1,13 @@
 //! XEP-0357 registrations (p2 role): the `registrations` table.
 
+use async_trait::async_trait;
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, Row as _, Transaction};
 
 use pushgate_core::{
-    AccountTag, DeviceHash, Node, PushService, Registration, RegistrationRequest, Secret,
-    StoreError, UnixMillis,
+    AccountTag, DeviceHash, Node, PushService, Registration, RegistrationRequest,
+    RegistrationStore, Secret, StoreError, UnixMillis,
 };
 
 use crate::sql_store::{SqlStore, retry_conflicts, store_error};
@@ -255,4 +256,44 @@ fn registration_from_row(row: &AnyRow) -> Result<Registration, StoreError> {
         updated_at: row.try_get("updated_at").map_err(store_error)?,
         dead_since: row.try_get("dead_since").map_err(store_error)?,
     })
+}
+
+#[async_trait]
+impl RegistrationStore for SqlStore {
+    async fn register_device(
+        &self,
+        request: RegistrationRequest,
+    ) -> Result<Registration, StoreError> {
+        self.upsert_registration(&request).await
+    }
+
+    async fn unregister_device(
+        &self,
+        service: PushService,
+        device: &DeviceHash,
+    ) -> Result<bool, StoreError> {
+        self.delete_registration(service, device).await
+    }
+
+    async fn find_registration(
+        &self,
+        domain: &str,
+        node: &str,
+    ) -> Result<Option<Registration>, StoreError> {
+        self.registration_by_node(domain, node).await
+    }
+
+    async fn mark_token_dead(
+        &self,
+        service: PushService,
+        device: &DeviceHash,
+        token: &str,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        self.set_token_dead(service, device, token, now).await
+    }
+
+    async fn purge_dead_registrations(&self, dead_before: UnixMillis) -> Result<u64, StoreError> {
+        self.delete_dead_registrations(dead_before).await
+    }
 }

@@ -1,6 +1,7 @@
 //! UnifiedPush revocations: the `revocations` table.
 
-use pushgate_core::{EndpointId, StoreError, UnixMillis};
+use async_trait::async_trait;
+use pushgate_core::{EndpointId, RevocationStore, StoreError, UnixMillis};
 
 use crate::sql_store::{SqlStore, count_from_row, store_error};
 
@@ -45,5 +46,28 @@ impl SqlStore {
             .await
             .map_err(store_error)?;
         Ok(result.rows_affected())
+    }
+}
+
+#[async_trait]
+impl RevocationStore for SqlStore {
+    async fn revoke_endpoint(
+        &self,
+        endpoint: &EndpointId,
+        expires_at: UnixMillis,
+    ) -> Result<(), StoreError> {
+        self.insert_revocation(endpoint, expires_at).await
+    }
+
+    async fn is_endpoint_revoked(
+        &self,
+        endpoint: &EndpointId,
+        now: UnixMillis,
+    ) -> Result<bool, StoreError> {
+        self.revocation_in_force(endpoint, now).await
+    }
+
+    async fn purge_expired_revocations(&self, now: UnixMillis) -> Result<u64, StoreError> {
+        self.delete_expired_revocations(now).await
     }
 }

@@ -1,5 +1,6 @@
 //! The store itself: a pool on one backend, opened and migrated at connect.
 
+use async_trait::async_trait;
 use std::future::Future;
 use std::str::FromStr as _;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Executor as _, Transaction};
 
-use pushgate_core::{AccountKey, StoreError};
+use pushgate_core::{AccountKey, Store, StoreError};
 
 use crate::message_batches::MessageWriter;
 use crate::migrations::migrator;
@@ -202,4 +203,15 @@ pub(crate) fn from_bigint(value: i64) -> Result<u64, StoreError> {
 pub(crate) fn count_from_row(row: &sqlx::any::AnyRow) -> Result<u64, StoreError> {
     use sqlx::Row as _;
     from_bigint(row.try_get::<i64, _>(0).map_err(store_error)?)
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query(self.statements.ping.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, Request, StatusCode, header};
 use pushgate_core::unified_push::{EndpointKey, EndpointKeys};
-use pushgate_core::{MessageStoreLimits, OwnerKey, PushDelivery, Store};
+use pushgate_core::{MessageStore as _, MessageStoreLimits, OwnerKey, PushDelivery};
 use pushgate_up_http::{App, RateLimits, ServerConfig};
 use support::http::{
     assert_created, assert_error, chunked, post, push, push_with, send, stored_bodies,

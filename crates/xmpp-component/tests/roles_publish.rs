@@ -26,7 +26,7 @@ async fn the_device_hash_is_p2s_and_a_publish_wakes_with_it() {
     );
     assert_eq!(reply.attr("to"), Some("jabber.de"));
     assert_eq!(
-        h.waker.calls(),
+        h.waker.tokens_and_devices(),
         vec![("tok-x".to_owned(), expected.to_owned())]
     );
     h.stop().await;
@@ -56,7 +56,7 @@ async fn prosody_and_ejabberd_publishes_wake_the_phone() {
         assert_empty_result(&reply, id);
         assert_eq!(reply.attr("to"), Some("example.test"));
     }
-    let calls = h.waker.calls();
+    let calls = h.waker.tokens_and_devices();
     assert_eq!(calls.len(), 3);
     assert!(
         calls
@@ -118,7 +118,10 @@ async fn every_row_of_the_publish_table() {
             "{what}"
         );
     }
-    assert!(h.waker.calls().is_empty(), "no push for a refused publish");
+    assert!(
+        h.waker.tokens_and_devices().is_empty(),
+        "no push for a refused publish"
+    );
 
     let subscribe = format!(
         "<iq type='set' id='s1' from='example.test' to='{JID}'><pubsub xmlns='http://jabber.org/protocol/pubsub'>\
@@ -159,13 +162,13 @@ async fn every_row_of_the_publish_table() {
         ("item-not-found".into(), "cancel".into())
     );
     assert!(h.store.registrations()[0].dead_since.is_some());
-    let asked = h.waker.calls().len();
+    let asked = h.waker.tokens_and_devices().len();
     let reply = h.exchange(&publish("example.test")).await;
     assert_eq!(
         stanza_error(&reply),
         ("item-not-found".into(), "cancel".into())
     );
-    assert_eq!(h.waker.calls().len(), asked);
+    assert_eq!(h.waker.tokens_and_devices().len(), asked);
     h.stop().await;
 }
 
@@ -198,7 +201,7 @@ async fn a_burst_of_publishes_is_answered() {
     }
     let elapsed = started.elapsed();
     assert_eq!(answered.len(), N);
-    assert_eq!(h.waker.calls().len(), N);
+    assert_eq!(h.waker.tokens_and_devices().len(), N);
     eprintln!(
         "{N} publishes answered in {elapsed:?} ({:.1} µs each, fake server included)",
         elapsed.as_secs_f64() * 1e6 / N as f64

@@ -10,7 +10,7 @@ use std::time::Duration;
 use pushgate_core::client_link::{ClientLink, PushDelivery, UpPush};
 use pushgate_core::provider::{AcceptOutcome, IncomingMessage};
 use pushgate_core::unified_push::iso8601_utc;
-use pushgate_core::{OwnerKey, Store};
+use pushgate_core::{MessageStore as _, OwnerKey};
 use pushgate_xmpp::XmppClientLink;
 use pushgate_xmpp::xmpp_parsers::minidom::Element;
 use support::roles::*;

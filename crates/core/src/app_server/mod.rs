@@ -9,7 +9,7 @@ use crate::account::AccountJid;
 use crate::clock::Clock;
 use crate::device::{DeviceHash, PushService};
 use crate::registration::{Node, Registration, RegistrationRequest, Secret};
-use crate::store::{Store, StoreError};
+use crate::store::{RegistrationStore, StoreError};
 use crate::waker::{WakeOutcome, WakeRequest, Waker};
 
 /// The longest push token accepted (FCM tokens are about 160 bytes, APNs tokens 64 hex digits;
@@ -96,7 +96,7 @@ pub enum PublishOutcome {
 
 /// The app server: registrations and publishes.
 pub struct AppServer {
-    store: Arc<dyn Store>,
+    store: Arc<dyn RegistrationStore>,
     wakers: HashMap<PushService, Arc<dyn Waker>>,
     clock: Arc<dyn Clock>,
     max_devices_per_account: u32,
@@ -106,7 +106,7 @@ impl AppServer {
     /// An app server over `store`, waking through `wakers` (a service with no waker gets
     /// `Unavailable` on publish, so its registrations survive until a sender exists).
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn RegistrationStore>,
         wakers: HashMap<PushService, Arc<dyn Waker>>,
         clock: Arc<dyn Clock>,
     ) -> Self {

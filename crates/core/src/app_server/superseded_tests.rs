@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use super::tests::{conversations_register, publish};
 use super::*;
 use crate::clock::FixedClock;
-use crate::memory_store::MemoryStore;
+use crate::test_support::MemoryStore;
 
 /// What happens in the store while the first wake-up is under way, as another instance sharing
 /// the database (or a racing publish) would do it.

@@ -1,48 +1,11 @@
 //! The publish table and the registration rules of docs/protocol.md A.2, row by row.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-use async_trait::async_trait;
+use std::sync::Arc;
 
 use super::*;
 use crate::clock::FixedClock;
-use crate::memory_store::MemoryStore;
-
-/// A waker that answers what the test scripts and records what it was asked.
-#[derive(Default)]
-struct ScriptedWaker {
-    answer: Mutex<Option<WakeOutcome>>,
-    calls: Mutex<Vec<(PushService, String, String)>>,
-}
-
-impl ScriptedWaker {
-    fn answering(outcome: WakeOutcome) -> Arc<Self> {
-        let waker = Self::default();
-        *waker.answer.lock().unwrap() = Some(outcome);
-        Arc::new(waker)
-    }
-
-    fn calls(&self) -> Vec<(PushService, String, String)> {
-        self.calls.lock().unwrap().clone()
-    }
-}
-
-#[async_trait]
-impl Waker for ScriptedWaker {
-    async fn wake(&self, request: WakeRequest<'_>) -> WakeOutcome {
-        self.calls.lock().unwrap().push((
-            request.service,
-            request.token.to_owned(),
-            request.device.as_str().to_owned(),
-        ));
-        self.answer
-            .lock()
-            .unwrap()
-            .clone()
-            .unwrap_or(WakeOutcome::Accepted)
-    }
-}
+use crate::test_support::{MemoryStore, ScriptedWaker, WakeCall};
 
 struct Fixture {
     store: Arc<MemoryStore>,
@@ -52,7 +15,7 @@ struct Fixture {
 
 fn fixture(outcome: WakeOutcome) -> Fixture {
     let store = Arc::new(MemoryStore::new());
-    let waker = ScriptedWaker::answering(outcome);
+    let waker = Arc::new(ScriptedWaker::answering(outcome));
     let mut wakers: HashMap<PushService, Arc<dyn Waker>> = HashMap::new();
     wakers.insert(PushService::Fcm, waker.clone());
     let server = AppServer::new(
@@ -210,11 +173,11 @@ async fn a_good_publish_wakes_with_token_and_hash_only() {
     assert_eq!(outcome, PublishOutcome::Woken);
     assert_eq!(
         f.waker.calls(),
-        vec![(
-            PushService::Fcm,
-            "tok-1".to_owned(),
-            "ec164939a8485ee6b7f7871071a11c7bb18aead5".to_owned()
-        )]
+        vec![WakeCall {
+            service: PushService::Fcm,
+            token: "tok-1".to_owned(),
+            device: "ec164939a8485ee6b7f7871071a11c7bb18aead5".to_owned()
+        }]
     );
 }
 
@@ -298,7 +261,7 @@ async fn a_dead_token_is_marked_and_revived_by_re_registration() {
         PublishOutcome::TokenDead
     );
     assert_eq!(f.waker.calls().len(), 1);
-    *f.waker.answer.lock().unwrap() = Some(WakeOutcome::Accepted);
+    f.waker.answer(WakeOutcome::Accepted);
     let again = f
         .server
         .register(PushService::Fcm, conversations_register("tok-2"))

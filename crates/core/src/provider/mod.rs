@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 use crate::client_link::{ClientLink, PushDelivery, UpPush};
 use crate::clock::{Clock, UnixMillis};
 use crate::store::{
-    EndpointId, MessageStoreLimits, NewStoredMessage, OwnerKey, Store, StoreError, StoreFullScope,
+    EndpointId, MessageStoreLimits, NewStoredMessage, OwnerKey, StoreError, StoreFullScope,
+    UnifiedPushStore,
 };
 use crate::unified_push::{EndpointClaims, EndpointKeys, InvalidUpId, SealError, UpId};
 
@@ -104,7 +105,7 @@ pub enum AcceptOutcome {
 /// The UnifiedPush provider.
 pub struct Provider {
     keys: EndpointKeys,
-    store: Arc<dyn Store>,
+    store: Arc<dyn UnifiedPushStore>,
     link: Arc<dyn ClientLink>,
     clock: Arc<dyn Clock>,
     config: ProviderConfig,
@@ -120,7 +121,7 @@ impl Provider {
     /// A provider sealing with `keys`, keeping state in `store`, reaching clients over `link`.
     pub fn new(
         keys: EndpointKeys,
-        store: Arc<dyn Store>,
+        store: Arc<dyn UnifiedPushStore>,
         link: Arc<dyn ClientLink>,
         clock: Arc<dyn Clock>,
         config: ProviderConfig,

@@ -1,60 +1,19 @@
 //! The provider against an in-memory store and a scripted client: docs/protocol.md A.3 row by row.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
 use super::*;
 use crate::clock::FixedClock;
-use crate::memory_store::MemoryStore;
+use crate::store::MessageStore as _;
+use crate::test_support::{MemoryStore, ScriptedClient};
 use crate::unified_push::EndpointKey;
 
 const NOW: i64 = 1_800_000_000_000;
 const APP: &str = "XrfnJea6xD8qkGQ3qnvggAgd54an0S97lkm+R7adbKA=";
 const INSTANCE: &str = "YhKgbKyLUPep9KJmf7gXhyLL9I5eWSIZO11vXZQT0ew=";
 const OWNER: &str = "alice@example.test/Conversations.r4nD";
-
-/// What the client received: owner, application, instance, body.
-type Received = (String, String, String, Vec<u8>);
-
-/// A client that answers from a script (default: delivered) and records what it got.
-#[derive(Default)]
-struct ScriptedClient {
-    answers: Mutex<VecDeque<PushDelivery>>,
-    default: Mutex<Option<PushDelivery>>,
-    received: Mutex<Vec<Received>>,
-}
-
-impl ScriptedClient {
-    fn always(&self, delivery: PushDelivery) {
-        *self.default.lock().unwrap() = Some(delivery);
-    }
-    fn received_bodies(&self) -> Vec<Vec<u8>> {
-        self.received
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|r| r.3.clone())
-            .collect()
-    }
-}
-
-#[async_trait]
-impl ClientLink for ScriptedClient {
-    async fn push(&self, push: UpPush<'_>) -> PushDelivery {
-        self.received.lock().unwrap().push((
-            push.owner.to_owned(),
-            push.application.to_owned(),
-            push.instance.to_owned(),
-            push.body.to_vec(),
-        ));
-        let scripted = self.answers.lock().unwrap().pop_front();
-        scripted
-            .or_else(|| self.default.lock().unwrap().clone())
-            .unwrap_or(PushDelivery::Delivered)
-    }
-}
 
 struct Fixture {
     clock: Arc<FixedClock>,
@@ -175,7 +134,7 @@ async fn a_delivered_message_reaches_the_owner() {
         .accept(token_of(&registration), body("hello"))
         .await;
     assert_eq!(outcome, AcceptOutcome::Delivered { ttl_secs: 86_400 });
-    let received = f.client.received.lock().unwrap().clone();
+    let received = f.client.received();
     assert_eq!(
         received,
         vec![(OWNER.into(), APP.into(), INSTANCE.into(), b"hello".to_vec())]
@@ -359,11 +318,9 @@ async fn presence_flushes_in_order_and_stops_at_the_first_failure() {
     for text in ["1", "2", "3"] {
         f.provider.accept(token_of(&registration), body(text)).await;
     }
-    f.client.received.lock().unwrap().clear();
-    f.client.answers.lock().unwrap().extend([
-        PushDelivery::Delivered,
-        PushDelivery::NotDelivered("gone".into()),
-    ]);
+    f.client.clear_received();
+    f.client.then(PushDelivery::Delivered);
+    f.client.then(PushDelivery::NotDelivered("gone".into()));
     let report = f.provider.flush_owner(OWNER).await;
     assert_eq!(report.delivered, 1);
     assert!(report.interrupted);
@@ -532,17 +489,10 @@ async fn link_return_flushes_every_owner_and_drops_unopenable_tokens() {
     f.provider.accept(token_of(&alice), body("a")).await;
     f.provider.accept(token_of(&bob), body("b")).await;
     f.client.always(PushDelivery::Delivered);
-    f.client.received.lock().unwrap().clear();
+    f.client.clear_received();
     let report = f.provider.flush_all().await;
     assert_eq!(report.delivered, 2);
-    let owners: Vec<_> = f
-        .client
-        .received
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|r| r.0.clone())
-        .collect();
+    let owners: Vec<_> = f.client.received().iter().map(|r| r.0.clone()).collect();
     assert_eq!(
         owners,
         vec![OWNER.to_owned(), "bob@example.test/y".to_owned()]

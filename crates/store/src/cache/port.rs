@@ -4,15 +4,15 @@
 use async_trait::async_trait;
 
 use pushgate_core::{
-    DeviceHash, EndpointId, MessageStoreLimits, NewStoredMessage, OwnerKey, PushService,
-    Registration, RegistrationRequest, Store, StoreError, StoredMessage, StoredMessageId,
-    UnixMillis,
+    DeviceHash, EndpointId, MessageStore, MessageStoreLimits, NewStoredMessage, OwnerKey,
+    PushService, Registration, RegistrationRequest, RegistrationStore, RevocationStore, Store,
+    StoreError, StoredMessage, StoredMessageId, UnixMillis,
 };
 
 use crate::cache::CachingStore;
 
 #[async_trait]
-impl<S: Store> Store for CachingStore<S> {
+impl<S: Store> RegistrationStore for CachingStore<S> {
     async fn register_device(
         &self,
         request: RegistrationRequest,
@@ -89,7 +89,10 @@ impl<S: Store> Store for CachingStore<S> {
         }
         purged
     }
+}
 
+#[async_trait]
+impl<S: Store> RevocationStore for CachingStore<S> {
     async fn revoke_endpoint(
         &self,
         endpoint: &EndpointId,
@@ -134,7 +137,10 @@ impl<S: Store> Store for CachingStore<S> {
         }
         purged
     }
+}
 
+#[async_trait]
+impl<S: Store> MessageStore for CachingStore<S> {
     async fn store_message(
         &self,
         message: NewStoredMessage,
@@ -179,7 +185,10 @@ impl<S: Store> Store for CachingStore<S> {
             .delete_endpoint_messages(owner, application, instance)
             .await
     }
+}
 
+#[async_trait]
+impl<S: Store> Store for CachingStore<S> {
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }

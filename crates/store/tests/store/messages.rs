@@ -1,7 +1,7 @@
 //! UnifiedPush store and forward on every backend.
 
 use pushgate_core::{
-    MessageStoreLimits, NewStoredMessage, OwnerKey, Store, StoreError, StoreFullScope,
+    MessageStore as _, MessageStoreLimits, NewStoredMessage, OwnerKey, StoreError, StoreFullScope,
 };
 
 use crate::support::{TestDb, on_every_backend};

@@ -1,8 +1,8 @@
 //! XEP-0357 registrations on every backend.
 
 use pushgate_core::{
-    AccountJid, DeviceHash, Node, PushService, Registration, RegistrationRequest, Secret, Store,
-    StoreError,
+    AccountJid, DeviceHash, Node, PushService, Registration, RegistrationRequest,
+    RegistrationStore as _, Secret, Store, StoreError,
 };
 
 use crate::support::{TestDb, on_every_backend};

@@ -1,6 +1,6 @@
 //! UnifiedPush revocations on every backend.
 
-use pushgate_core::{EndpointId, Store};
+use pushgate_core::{EndpointId, RevocationStore as _};
 
 use crate::support::{TestDb, on_every_backend};
 

@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use pushgate_core::{
-    DeviceHash, Node, PushService, RegistrationRequest, Secret, Store, StoreError,
+    DeviceHash, Node, PushService, RegistrationRequest, RegistrationStore as _,
+    RevocationStore as _, Secret, Store, StoreError,
 };
 use pushgate_store::{Backend, SqlStore, StoreConfig, StoreSetupError};
 

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use sqlx::{AnyConnection, Connection as _, Executor as _};
 
 use pushgate_core::{
-    DeviceHash, MessageStoreLimits, NewStoredMessage, Node, OwnerKey, PushService,
-    RegistrationRequest, Secret, Store,
+    DeviceHash, MessageStore as _, MessageStoreLimits, NewStoredMessage, Node, OwnerKey,
+    PushService, RegistrationRequest, RegistrationStore as _, Secret,
 };
 use pushgate_store::{SqlStore, StoreConfig};
 

@@ -6,7 +6,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::BodyExt;
-use pushgate_core::{OwnerKey, Store};
+use pushgate_core::{MessageStore as _, OwnerKey};
 use pushgate_up_http::App;
 use tower::ServiceExt;
 

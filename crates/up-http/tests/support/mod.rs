@@ -7,18 +7,15 @@
 pub mod http;
 pub mod socket;
 
-use std::collections::VecDeque;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
+use pushgate_core::MessageStoreLimits;
 use pushgate_core::clock::FixedClock;
-use pushgate_core::memory_store::MemoryStore;
 use pushgate_core::provider::{Provider, ProviderConfig};
+pub use pushgate_core::test_support::{MemoryStore, ScriptedClient};
 use pushgate_core::unified_push::{EndpointKey, EndpointKeys};
-use pushgate_core::{ClientLink, MessageStoreLimits, PushDelivery, UpPush};
 use pushgate_up_http::{App, PushEndpointConfig, Rate, RateLimits, ServerConfig, app, push_routes};
 
 /// 2027-01-15: before the shared vectors' tokens expire (2030).
@@ -29,77 +26,6 @@ pub const OWNER: &str = "alice@example.test/Conversations.r4nD";
 pub const PUBLIC_URL: &str = "https://up.example";
 /// The provider's cap on how long an undelivered message is kept.
 pub const MAX_TTL_SECS: u32 = 86_400;
-
-/// What the client received: owner, application, instance, body.
-pub type Received = (String, String, String, Vec<u8>);
-
-/// A client that answers from a script (then from its default, at first `Delivered`) and
-/// records what it got.
-pub struct ScriptedClient {
-    answers: Mutex<VecDeque<PushDelivery>>,
-    default: Mutex<PushDelivery>,
-    received: Mutex<Vec<Received>>,
-    body_addresses: Mutex<Vec<usize>>,
-    silent: AtomicBool,
-}
-
-impl ScriptedClient {
-    fn new() -> Self {
-        Self {
-            answers: Mutex::new(VecDeque::new()),
-            default: Mutex::new(PushDelivery::Delivered),
-            received: Mutex::new(Vec::new()),
-            body_addresses: Mutex::new(Vec::new()),
-            silent: AtomicBool::new(false),
-        }
-    }
-
-    /// Where in memory each body it received was, to tell whether it was copied on the way.
-    pub fn body_addresses(&self) -> Vec<usize> {
-        self.body_addresses.lock().expect("lock").clone()
-    }
-
-    /// Answers `delivery` from now on.
-    pub fn always(&self, delivery: PushDelivery) {
-        *self.default.lock().expect("lock") = delivery;
-    }
-
-    /// Answers `delivery` once, before falling back to the default.
-    pub fn then(&self, delivery: PushDelivery) {
-        self.answers.lock().expect("lock").push_back(delivery);
-    }
-
-    /// Never answers from now on, as a client that went away without a word.
-    pub fn go_silent(&self) {
-        self.silent.store(true, Ordering::Release);
-    }
-
-    /// Everything received so far.
-    pub fn received(&self) -> Vec<Received> {
-        self.received.lock().expect("lock").clone()
-    }
-}
-
-#[async_trait]
-impl ClientLink for ScriptedClient {
-    async fn push(&self, push: UpPush<'_>) -> PushDelivery {
-        self.body_addresses
-            .lock()
-            .expect("lock")
-            .push(push.body.as_ptr() as usize);
-        self.received.lock().expect("lock").push((
-            push.owner.to_owned(),
-            push.application.to_owned(),
-            push.instance.to_owned(),
-            push.body.to_vec(),
-        ));
-        if self.silent.load(Ordering::Acquire) {
-            std::future::pending::<()>().await;
-        }
-        let scripted = self.answers.lock().expect("lock").pop_front();
-        scripted.unwrap_or_else(|| self.default.lock().expect("lock").clone())
-    }
-}
 
 pub struct Fixture {
     pub clock: Arc<FixedClock>,

@@ -1,17 +1,14 @@
 //! A component link served by `PushRoles` over in-memory core services, for the role tests.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pushgate_core::app_server::AppServer;
 use pushgate_core::clock::FixedClock;
-use pushgate_core::memory_store::MemoryStore;
 use pushgate_core::provider::{Provider, ProviderConfig};
-use pushgate_core::{
-    EndpointKey, EndpointKeys, MessageStoreLimits, PushService, Store, WakeOutcome, WakeRequest,
-    Waker,
-};
+pub use pushgate_core::test_support::{MemoryStore, ScriptedWaker};
+use pushgate_core::{EndpointKey, EndpointKeys, MessageStoreLimits, PushService, Store, Waker};
 use pushgate_testkit::fake_xmpp_server::{FakeSession, FakeXmppServer};
 use pushgate_xmpp::xmpp_parsers::jid::BareJid;
 use pushgate_xmpp::xmpp_parsers::minidom::Element;
@@ -26,39 +23,6 @@ pub const NOW: i64 = 1_700_000_000_000;
 pub const PUBLIC_URL: &str = "https://up.example.test";
 pub const COMPONENT_NS: &str = "jabber:component:accept";
 pub const STANZAS_NS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
-
-/// A waker that records every wake-up and answers what the test set.
-pub struct ScriptedWaker {
-    pub calls: Mutex<Vec<(PushService, String, String)>>,
-    pub answer: Mutex<WakeOutcome>,
-}
-
-impl ScriptedWaker {
-    pub fn answer(&self, outcome: WakeOutcome) {
-        *self.answer.lock().unwrap() = outcome;
-    }
-
-    /// (token, device hash) of every wake-up so far.
-    pub fn calls(&self) -> Vec<(String, String)> {
-        let calls = self.calls.lock().unwrap();
-        calls
-            .iter()
-            .map(|(_, t, d)| (t.clone(), d.clone()))
-            .collect()
-    }
-}
-
-#[async_trait::async_trait]
-impl Waker for ScriptedWaker {
-    async fn wake(&self, request: WakeRequest<'_>) -> WakeOutcome {
-        self.calls.lock().unwrap().push((
-            request.service,
-            request.token.to_owned(),
-            request.device.as_str().to_owned(),
-        ));
-        self.answer.lock().unwrap().clone()
-    }
-}
 
 /// Which roles run and how.
 pub struct RolesOptions {
@@ -104,10 +68,7 @@ pub async fn start_roles(
     adjust(&mut link_config);
     let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(FixedClock::new(NOW));
-    let waker = Arc::new(ScriptedWaker {
-        calls: Mutex::new(Vec::new()),
-        answer: Mutex::new(WakeOutcome::Accepted),
-    });
+    let waker = Arc::new(ScriptedWaker::default());
     let wakers: HashMap<PushService, Arc<dyn Waker>> =
         HashMap::from([(PushService::Fcm, waker.clone() as Arc<dyn Waker>)]);
     let app_server = Arc::new(AppServer::new(

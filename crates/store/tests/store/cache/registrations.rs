@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use pushgate_core::{
-    DeviceHash, Node, PushService, Registration, RegistrationRequest, Secret, Store,
+    DeviceHash, Node, PushService, Registration, RegistrationRequest, RegistrationStore as _,
+    Secret, Store,
 };
 use pushgate_store::{CacheConfig, CachingStore};
 

@@ -1,6 +1,6 @@
 //! Revocation answers through the cache.
 
-use pushgate_core::{EndpointId, Store};
+use pushgate_core::{EndpointId, RevocationStore as _, Store};
 
 use super::{TTL_MS, instances};
 use crate::support::{TestDb, on_every_backend};

@@ -11,8 +11,8 @@ use crate::clock::UnixMillis;
 use crate::device::{DeviceHash, PushService};
 use crate::registration::{Registration, RegistrationRequest};
 use crate::store::{
-    EndpointId, MessageStoreLimits, NewStoredMessage, OwnerKey, Store, StoreError, StoreFullScope,
-    StoredMessage, StoredMessageId,
+    EndpointId, MessageStore, MessageStoreLimits, NewStoredMessage, OwnerKey, RegistrationStore,
+    RevocationStore, Store, StoreError, StoreFullScope, StoredMessage, StoredMessageId,
 };
 
 /// Everything in one mutex; fine for tests, not for production.
@@ -67,7 +67,7 @@ impl MemoryStore {
 }
 
 #[async_trait]
-impl Store for MemoryStore {
+impl RegistrationStore for MemoryStore {
     async fn register_device(
         &self,
         request: RegistrationRequest,
@@ -171,7 +171,10 @@ impl Store for MemoryStore {
             .retain(|r| r.dead_since.is_none_or(|since| since >= dead_before));
         Ok((before - state.registrations.len()) as u64)
     }
+}
 
+#[async_trait]
+impl RevocationStore for MemoryStore {
     async fn revoke_endpoint(
         &self,
         endpoint: &EndpointId,
@@ -202,7 +205,10 @@ impl Store for MemoryStore {
         state.revocations.retain(|_, expires_at| *expires_at > now);
         Ok((before - state.revocations.len()) as u64)
     }
+}
 
+#[async_trait]
+impl MessageStore for MemoryStore {
     async fn store_message(
         &self,
         message: NewStoredMessage,
@@ -301,7 +307,10 @@ impl Store for MemoryStore {
         });
         Ok((before - state.messages.len()) as u64)
     }
+}
 
+#[async_trait]
+impl Store for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.available().map(drop)
     }
