@@ -292,11 +292,7 @@ impl ConnectProxy {
     }
 }
 
-async fn tunnel(
-    mut inbound: TcpStream,
-    requests: Heads,
-    refuse: Option<u16>,
-) {
+async fn tunnel(mut inbound: TcpStream, requests: Heads, refuse: Option<u16>) {
     // The client sends nothing more before the answer, so reading past the head cannot
     // swallow tunnelled bytes.
     let mut head = Vec::new();
