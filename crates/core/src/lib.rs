@@ -13,6 +13,7 @@ pub mod device;
 pub mod memory_store;
 pub mod provider;
 pub mod registration;
+pub mod settings;
 pub mod store;
 pub mod unified_push;
 pub mod waker;

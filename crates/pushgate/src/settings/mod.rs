@@ -13,10 +13,10 @@ use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use problems::{Problem, SettingsError};
+pub use pushgate_fcm::FcmConfig;
 pub use sections::{
-    AppServerSettings, ComponentSettings, DatabaseSettings, FcmPriority, FcmSettings, HttpSettings,
-    LogFormat, LogSettings, MetricsSettings, Role, RuntimeSettings, UnifiedPushSettings,
-    redact_url,
+    AppServerSettings, ComponentSettings, DatabaseSettings, HttpSettings, LogFormat, LogSettings,
+    MetricsSettings, Role, RuntimeSettings, UnifiedPushSettings, redact_url,
 };
 pub use values::{HumanDuration, REDACTED, SecretString};
 
@@ -40,9 +40,10 @@ pub struct Settings {
     /// `[http]`.
     #[serde(default)]
     pub http: HttpSettings,
-    /// `[fcm]`; without it the XEP-0357 app server cannot wake devices.
+    /// `[fcm]`, owned by `pushgate-fcm`; without it the XEP-0357 app server cannot wake
+    /// devices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fcm: Option<FcmSettings>,
+    pub fcm: Option<FcmConfig>,
     /// `[app_server]`.
     #[serde(default)]
     pub app_server: AppServerSettings,

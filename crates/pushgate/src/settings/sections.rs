@@ -5,9 +5,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use pushgate_xmpp::XmlLimits;
+
+pub use pushgate_core::settings::redact_url;
+use pushgate_core::settings::serialize_redacted_url;
 
 use super::values::{HumanDuration, SecretString, lenient_string};
 
@@ -262,64 +265,6 @@ impl Default for HttpSettings {
     }
 }
 
-/// The Android priority of FCM wake-ups.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FcmPriority {
-    /// Delivered at once, even in Doze (the default: a delayed wake-up is useless).
-    High,
-    /// May be delayed by Doze.
-    Normal,
-}
-
-/// `[fcm]`: Firebase Cloud Messaging HTTP v1, for the XEP-0357 app server role.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FcmSettings {
-    /// The Google service-account JSON key file; OAuth2 tokens come from its `token_uri`.
-    pub service_account_file: PathBuf,
-    /// The FCM API base URL.
-    #[serde(default = "default_fcm_api_url")]
-    pub api_url: String,
-    /// Whether to set `collapse_key` (first 6 hex characters of the device hash).
-    #[serde(default = "default_true")]
-    pub collapse: bool,
-    /// `high` or `normal`.
-    #[serde(default = "default_fcm_priority")]
-    pub priority: FcmPriority,
-    /// The most one wake-up may take, retries included, so the publish IQ is answered well
-    /// before the XMPP server gives up on it.
-    #[serde(default = "default_fcm_request_deadline")]
-    pub request_deadline: HumanDuration,
-    /// The most FCM requests in flight at once, over all connections; a wake-up beyond it
-    /// waits its turn within `request_deadline`.
-    #[serde(default = "default_fcm_max_concurrent")]
-    pub max_concurrent: usize,
-    /// The most HTTP/2 connections to FCM at once; another is opened only when every open one
-    /// carries as many requests as FCM allows on it (100).
-    #[serde(default = "default_fcm_max_connections")]
-    pub max_connections: usize,
-}
-
-fn default_fcm_api_url() -> String {
-    "https://fcm.googleapis.com".to_owned()
-}
-fn default_true() -> bool {
-    true
-}
-fn default_fcm_priority() -> FcmPriority {
-    FcmPriority::High
-}
-fn default_fcm_request_deadline() -> HumanDuration {
-    HumanDuration::secs(10)
-}
-fn default_fcm_max_concurrent() -> usize {
-    pushgate_fcm::DEFAULT_MAX_CONCURRENT
-}
-fn default_fcm_max_connections() -> usize {
-    pushgate_fcm::DEFAULT_MAX_CONNECTIONS
-}
-
 /// `[unified_push]`: the UnifiedPush provider role.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -500,32 +445,6 @@ fn one_or_more_keys<'de, D: Deserializer<'de>>(
     }
 
     deserializer.deserialize_any(Keys)
-}
-
-/// The database URL with its password replaced, for printing.
-pub fn redact_url(url: &str) -> String {
-    // scheme://user:password@host/…; the last '@' before the query ends the userinfo, so a
-    // password holding an unencoded '/' or '@' is still hidden whole (better too much than a leak).
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let query_start = rest.find(['?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..query_start].rfind('@') else {
-        return url.to_owned();
-    };
-    let userinfo = &rest[..at];
-    let Some((user, _password)) = userinfo.split_once(':') else {
-        return url.to_owned();
-    };
-    format!(
-        "{scheme}://{user}:{}{}",
-        super::values::REDACTED,
-        &rest[at..]
-    )
-}
-
-fn serialize_redacted_url<S: Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&redact_url(url))
 }
 
 #[cfg(test)]

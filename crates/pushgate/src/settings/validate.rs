@@ -310,13 +310,16 @@ fn public_url(written: &str) -> Result<String, String> {
 fn check_fcm(settings: &Settings, findings: &mut Findings) {
     let Some(fcm) = &settings.fcm else { return };
     // The FCM crate owns the rules for its settings and the key file (docs/protocol.md A.2 OAuth2).
-    if let Err(error) = crate::fcm::fcm_config(fcm).check() {
+    if let Err(error) = fcm.check() {
         let key = match &error {
             FcmConfigError::BadApiUrl { .. } => "fcm.api_url",
             FcmConfigError::ZeroDeadline => "fcm.request_deadline",
             FcmConfigError::ZeroConcurrency => "fcm.max_concurrent",
             FcmConfigError::ZeroConnections => "fcm.max_connections",
-            _ => "fcm.service_account_file",
+            FcmConfigError::BadProxy(_) => "fcm.proxy",
+            FcmConfigError::NoServiceAccountFile | FcmConfigError::ServiceAccount(_) => {
+                "fcm.service_account_file"
+            }
         };
         findings.add(key, key, error.to_string());
     }
