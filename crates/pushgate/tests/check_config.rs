@@ -778,3 +778,34 @@ fn the_fcm_proxy_is_unset_by_default_follows_the_environment_and_is_checked() {
         "{err}"
     );
 }
+
+#[test]
+fn sections_owned_by_their_crates_still_refuse_unknown_keys_by_variable() {
+    let dir = Workdir::new();
+    let key = dir.write("sa.json", include_str!("data/service-account.json"));
+    dir.write(
+        "pushgate.toml",
+        &format!(
+            "{MINIMAL}[fcm]\nservice_account_file = \"{}\"\n",
+            key.display()
+        ),
+    );
+    for (variable, key) in [
+        ("PUSHGATE_FCM__PROXI", "`fcm.proxi`"),
+        ("PUSHGATE_DATABASE__URLL", "`database.urll`"),
+        ("PUSHGATE_APP_SERVER__PURGE", "`app_server.purge`"),
+        (
+            "PUSHGATE_FCM__HTTP2_PRIOR_KNOWLEDGE",
+            "`fcm.http2_prior_knowledge`",
+        ),
+    ] {
+        let err = dir
+            .run(&["check-config"], &[(variable, "1")])
+            .config_error();
+        assert!(err.contains(key), "{variable}: {err}");
+        assert!(
+            err.contains(&format!("environment variable {variable}")),
+            "{variable}: {err}"
+        );
+    }
+}
