@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pushgate_core::settings::{human_duration, serialize_redacted_optional_url};
+use pushgate_core::settings::{human_duration, redact_url, serialize_redacted_optional_url};
 use pushgate_upstream_http::{Proxy, ProxyError};
 use serde::{Deserialize, Serialize};
 
@@ -65,7 +65,7 @@ impl fmt::Display for AndroidPriority {
 
 /// How pushgate talks to FCM: the `[fcm]` section of `pushgate.toml`, deserialised as it is
 /// (keys missing from the section take the [`Default`] values).
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FcmConfig {
     /// The Google service-account JSON key file; OAuth2 tokens come from its `token_uri`.
@@ -126,6 +126,25 @@ impl Default for FcmConfig {
             proxy: None,
             proxy_from_environment: true,
         }
+    }
+}
+
+impl fmt::Debug for FcmConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The proxy URL may hold a password.
+        let proxy = self.proxy.as_deref().map(redact_url);
+        f.debug_struct("FcmConfig")
+            .field("service_account_file", &self.service_account_file)
+            .field("api_url", &self.api_url)
+            .field("collapse", &self.collapse)
+            .field("priority", &self.priority)
+            .field("request_deadline", &self.request_deadline)
+            .field("max_concurrent", &self.max_concurrent)
+            .field("max_connections", &self.max_connections)
+            .field("http2_prior_knowledge", &self.http2_prior_knowledge)
+            .field("proxy", &proxy)
+            .field("proxy_from_environment", &self.proxy_from_environment)
+            .finish()
     }
 }
 
@@ -282,6 +301,7 @@ mod tests {
         assert!(printed.contains(r#""request_deadline":"5s""#), "{printed}");
         assert!(printed.contains(r#""priority":"normal""#), "{printed}");
         assert!(!printed.contains("secret"), "{printed}");
+        assert!(!format!("{config:?}").contains("secret"), "{config:?}");
         assert!(!printed.contains("http2_prior_knowledge"), "{printed}");
         for bad in [
             r#"{"priority": "urgent"}"#,
