@@ -12,6 +12,7 @@ pub mod clock;
 pub mod device;
 pub mod provider;
 pub mod registration;
+pub mod settings;
 pub mod store;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;

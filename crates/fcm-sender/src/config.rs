@@ -1,10 +1,13 @@
-//! The `[fcm]` settings as this crate uses them (the binary reads the file and fills them in).
+//! The `[fcm]` section of `pushgate.toml`: deserialised into [`FcmConfig`] as it is, with its
+//! defaults and checks here.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use pushgate_core::settings::{human_duration, redact_url, serialize_redacted_optional_url};
 use pushgate_upstream_http::{Proxy, ProxyError};
+use serde::{Deserialize, Serialize};
 
 use crate::service_account::{ServiceAccount, ServiceAccountError, is_http_url};
 
@@ -20,8 +23,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
 /// per send take 1,000 of them with room to spare.
 pub const DEFAULT_MAX_CONCURRENT: usize = DEFAULT_MAX_CONNECTIONS * 100;
 
-/// The Android delivery priority of a wake-up (`android.priority` in the FCM v1 message).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+/// The Android delivery priority of a wake-up (`android.priority` in the FCM v1 message);
+/// `[fcm] priority = "high"` or `"normal"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AndroidPriority {
     /// Delivered at once, even in Doze: the default, since a delayed wake-up is useless
     /// (docs/protocol.md A.2).
@@ -58,20 +63,25 @@ impl fmt::Display for AndroidPriority {
     }
 }
 
-/// How pushgate talks to FCM.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// How pushgate talks to FCM: the `[fcm]` section of `pushgate.toml`, deserialised as it is
+/// (keys missing from the section take the [`Default`] values).
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct FcmConfig {
-    /// The Google service-account key file; without one, FCM wake-ups are off.
+    /// The Google service-account JSON key file; OAuth2 tokens come from its `token_uri`.
+    /// Required in the section ([`check`](Self::check) refuses a section without it).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub service_account_file: Option<PathBuf>,
     /// The FCM API base URL, without the `/v1/…` path; a setting so tests can use a local fake.
     pub api_url: String,
     /// Whether to send `collapse_key` (the first 6 characters of the device hash), as p2's
     /// default `fcm.collapse = true`.
     pub collapse: bool,
-    /// The Android priority of wake-ups.
+    /// The Android priority of wake-ups: `high` (the default) or `normal`.
     pub priority: AndroidPriority,
     /// The most one wake-up may take, retries included, so the publish IQ is answered well
     /// before the XMPP server gives up on it.
+    #[serde(with = "human_duration")]
     pub request_deadline: Duration,
     /// The most FCM requests in flight at once, over all connections; a wake-up beyond it
     /// waits for one to end, within its deadline.
@@ -85,10 +95,16 @@ pub struct FcmConfig {
     /// they do with FCM itself. A relay that answers the preface in HTTP/1.1, or closes
     /// during it, is spoken to in HTTP/1.1 from then on without this setting; set it to false
     /// to skip the attempt. An `https://` URL always offers only `h2` by ALPN, as FCM speaks
-    /// it; this setting does not apply.
+    /// it; this setting does not apply. Not a key of `[fcm]`: only tests turn it off.
+    #[serde(skip)]
     pub http2_prior_knowledge: bool,
     /// An HTTP proxy for FCM and its OAuth2 token endpoint,
     /// `http://[user:password@]host:port`, tunnelled through with CONNECT (`[fcm] proxy`).
+    /// Printed with its password redacted.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_redacted_optional_url"
+    )]
     pub proxy: Option<String>,
     /// Whether, without [`proxy`](Self::proxy), `HTTPS_PROXY`/`HTTP_PROXY` and `NO_PROXY`
     /// from the environment apply, as they do for most HTTP clients. Loopback is not left out
@@ -110,6 +126,25 @@ impl Default for FcmConfig {
             proxy: None,
             proxy_from_environment: true,
         }
+    }
+}
+
+impl fmt::Debug for FcmConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The proxy URL may hold a password.
+        let proxy = self.proxy.as_deref().map(redact_url);
+        f.debug_struct("FcmConfig")
+            .field("service_account_file", &self.service_account_file)
+            .field("api_url", &self.api_url)
+            .field("collapse", &self.collapse)
+            .field("priority", &self.priority)
+            .field("request_deadline", &self.request_deadline)
+            .field("max_concurrent", &self.max_concurrent)
+            .field("max_connections", &self.max_connections)
+            .field("http2_prior_knowledge", &self.http2_prior_knowledge)
+            .field("proxy", &proxy)
+            .field("proxy_from_environment", &self.proxy_from_environment)
+            .finish()
     }
 }
 
@@ -246,6 +281,35 @@ mod tests {
             .expect_err("SOCKS is not supported");
         assert!(matches!(error, FcmConfigError::BadProxy(_)), "{error:?}");
         assert!(!error.to_string().contains("secret"), "{error}");
+    }
+
+    #[test]
+    fn the_section_deserialises_over_the_defaults_and_prints_without_the_proxy_password() {
+        let empty: FcmConfig = serde_json::from_str("{}").expect("an empty section");
+        assert_eq!(empty, FcmConfig::default());
+        let config: FcmConfig = serde_json::from_str(
+            r#"{"service_account_file": "sa.json", "priority": "normal",
+                "request_deadline": "5s", "proxy": "http://user:secret@proxy.local:3128",
+                "proxy_from_environment": false}"#,
+        )
+        .expect("parses");
+        assert_eq!(config.priority, AndroidPriority::Normal);
+        assert_eq!(config.request_deadline, Duration::from_secs(5));
+        assert!(!config.proxy_from_environment);
+        assert!(config.http2_prior_knowledge, "not a key: the default stays");
+        let printed = serde_json::to_string(&config).expect("serialises");
+        assert!(printed.contains(r#""request_deadline":"5s""#), "{printed}");
+        assert!(printed.contains(r#""priority":"normal""#), "{printed}");
+        assert!(!printed.contains("secret"), "{printed}");
+        assert!(!format!("{config:?}").contains("secret"), "{config:?}");
+        assert!(!printed.contains("http2_prior_knowledge"), "{printed}");
+        for bad in [
+            r#"{"priority": "urgent"}"#,
+            r#"{"request_deadline": 10}"#,
+            r#"{"http2_prior_knowledge": false}"#,
+        ] {
+            assert!(serde_json::from_str::<FcmConfig>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -5,7 +5,6 @@
 //! shutdown token ([`serve`]).
 
 pub mod cli;
-pub mod fcm;
 pub mod health;
 pub mod links;
 pub mod logging;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pushgate_core::{Clock, Store, SystemClock};
-use pushgate_store::{CacheConfig, CachingStore, SqlStore, StoreConfig};
-use pushgate_up_http::{Routes, ServerConfig, push_routes};
+use pushgate_store::{CachingStore, SqlStore};
+use pushgate_up_http::{HttpConfig, Routes, push_routes};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{EXIT_CONFIG, EXIT_RUNTIME, report_settings_error};
 use crate::health::{HealthSources, LinkHealth, health_routes};
 use crate::services::{Services, push_endpoint_config};
-use crate::settings::{DatabaseSettings, HttpSettings, Settings, SettingsFile};
+use crate::settings::{Settings, SettingsFile};
 
 /// Why `serve` stopped before or instead of a clean shutdown.
 #[derive(Debug, thiserror::Error)]
@@ -118,13 +118,13 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
         Some(address) => Some((address, crate::metrics::install()?)),
         None => None,
     };
-    let store = SqlStore::connect(&store_config(&settings.database)).await?;
+    let store = SqlStore::connect(&settings.database.store_config()).await?;
     tracing::info!(backend = store.backend().as_str(), "database ready");
-    let cache = cache_config(&settings.database);
+    let cache = settings.database.cache_config();
     if cache.is_enabled() {
         tracing::info!(
             entries = cache.max_entries,
-            ttl = %settings.database.cache_ttl,
+            ttl = %pushgate_core::settings::HumanDuration(settings.database.cache_ttl),
             "registrations and revocations cached"
         );
     }
@@ -175,7 +175,7 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
         tokio::spawn(maintenance(
             cached,
             services.provider.clone(),
-            settings.app_server.purge_dead_after.get(),
+            settings.app_server.purge_dead_after,
             shutdown.clone(),
         )),
     ));
@@ -186,7 +186,7 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
     let http = tokio::spawn(pushgate_up_http::serve(
         listener,
         routes,
-        server_config(&settings.http),
+        settings.http.server_config(),
         shutdown.clone(),
     ));
 
@@ -227,7 +227,7 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
 fn spawn_metrics(
     listener: TcpListener,
     handle: metrics_exporter_prometheus::PrometheusHandle,
-    http: &HttpSettings,
+    http: &HttpConfig,
     shutdown: &CancellationToken,
 ) -> Vec<(String, JoinHandle<()>)> {
     if let Ok(address) = listener.local_addr() {
@@ -239,7 +239,7 @@ fn spawn_metrics(
             tokio::spawn(pushgate_up_http::serve(
                 listener,
                 crate::metrics::metrics_routes(handle.clone()),
-                server_config(http),
+                http.server_config(),
                 shutdown.clone(),
             )),
         ),
@@ -258,7 +258,7 @@ fn health_routes_for(
     health_routes(HealthSources {
         links,
         store: Arc::clone(store) as Arc<dyn Store>,
-        ping_timeout: settings.database.acquire_timeout.get() + Duration::from_secs(1),
+        ping_timeout: settings.database.acquire_timeout + Duration::from_secs(1),
     })
 }
 
@@ -294,32 +294,15 @@ async fn maintenance(
     }
 }
 
-/// The store's settings from `[database]`.
-pub fn store_config(database: &DatabaseSettings) -> StoreConfig {
-    StoreConfig {
-        max_connections: database.pool_size(),
-        acquire_timeout: database.acquire_timeout.get(),
-        sqlite_busy_timeout: database.sqlite_busy_timeout.get(),
-        ..StoreConfig::new(database.url.clone())
-    }
-}
-
-/// The cache's settings from `[database]`.
-pub fn cache_config(database: &DatabaseSettings) -> CacheConfig {
-    CacheConfig {
-        max_entries: database.cache_entries,
-        ttl: database.cache_ttl.get(),
-    }
-}
-
 /// Files pushgate keeps open besides HTTP connections: the database pool, the component
 /// links, the FCM connections, the metrics listener, the runtime's own.
 const FILES_BESIDES_HTTP: u64 = 256;
 
 /// Raises the soft limit on open files to the hard limit, so that the HTTP listener can hold
 /// `http.max_connections` connections; warns when even the hard limit is too low for that.
-fn raise_open_files_limit(http: &HttpSettings) {
-    let needed = server_config(http)
+fn raise_open_files_limit(http: &HttpConfig) {
+    let needed = http
+        .server_config()
         .open_files_needed()
         .saturating_add(FILES_BESIDES_HTTP);
     let shown =
@@ -342,18 +325,5 @@ fn raise_open_files_limit(http: &HttpSettings) {
             }
         }
         Err(error) => tracing::warn!(%error, needed, "the open files limit could not be raised"),
-    }
-}
-
-/// The HTTP server's settings from `[http]`.
-pub fn server_config(http: &HttpSettings) -> ServerConfig {
-    ServerConfig {
-        request_timeout: http.request_timeout.get(),
-        header_read_timeout: http.header_read_timeout.get(),
-        body_read_timeout: http.body_read_timeout.get(),
-        max_connections: http.max_connections,
-        max_connections_per_address: http.max_connections_per_address,
-        shutdown_grace: http.shutdown_grace.get(),
-        ..ServerConfig::default()
     }
 }

@@ -49,7 +49,7 @@ impl Services {
             let mut wakers: HashMap<PushService, Arc<dyn Waker>> = HashMap::new();
             match &settings.fcm {
                 Some(fcm) => {
-                    let sender = FcmSender::from_config(&crate::fcm::fcm_config(fcm))?;
+                    let sender = FcmSender::from_config(fcm)?;
                     wakers.insert(PushService::Fcm, Arc::new(sender));
                 }
                 None => tracing::warn!(

@@ -729,3 +729,83 @@ fn the_database_cache_has_defaults_and_a_bounded_ttl() {
         .config_error();
     assert!(err.contains("cache_ttl"), "{err}");
 }
+
+#[test]
+fn the_fcm_proxy_is_unset_by_default_follows_the_environment_and_is_checked() {
+    let dir = Workdir::new();
+    let key = dir.write("sa.json", include_str!("data/service-account.json"));
+    let fcm = format!("[fcm]\nservice_account_file = \"{}\"\n", key.display());
+    dir.write("pushgate.toml", &format!("{MINIMAL}{fcm}"));
+    let out = dir.run(&["check-config"], &[]).ok();
+    let printed = section(&out, "[fcm]");
+    assert!(printed.contains(&"proxy_from_environment = true"), "{out}");
+    assert!(
+        !printed.iter().any(|line| line.starts_with("proxy =")),
+        "no proxy unless configured: {out}"
+    );
+
+    let out = dir
+        .run(
+            &["check-config"],
+            &[
+                (
+                    "PUSHGATE_FCM__PROXY",
+                    "http://pushgate:proxy-password@proxy.example:3128",
+                ),
+                ("PUSHGATE_FCM__PROXY_FROM_ENVIRONMENT", "false"),
+            ],
+        )
+        .ok();
+    let printed = section(&out, "[fcm]");
+    assert!(
+        printed.contains(&r#"proxy = "http://pushgate:<redacted>@proxy.example:3128""#),
+        "{out}"
+    );
+    assert!(printed.contains(&"proxy_from_environment = false"), "{out}");
+    assert!(!out.contains("proxy-password"), "{out}");
+
+    let run = dir.run(
+        &["check-config"],
+        &[(
+            "PUSHGATE_FCM__PROXY",
+            "ftp://user:ftp-password@proxy.example",
+        )],
+    );
+    assert!(!run.stderr.contains("ftp-password"), "{}", run.stderr);
+    let err = run.config_error();
+    assert!(
+        err.contains("`fcm.proxy` (from environment variable PUSHGATE_FCM__PROXY)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sections_owned_by_their_crates_still_refuse_unknown_keys_by_variable() {
+    let dir = Workdir::new();
+    let key = dir.write("sa.json", include_str!("data/service-account.json"));
+    dir.write(
+        "pushgate.toml",
+        &format!(
+            "{MINIMAL}[fcm]\nservice_account_file = \"{}\"\n",
+            key.display()
+        ),
+    );
+    for (variable, key) in [
+        ("PUSHGATE_FCM__PROXI", "`fcm.proxi`"),
+        ("PUSHGATE_DATABASE__URLL", "`database.urll`"),
+        ("PUSHGATE_APP_SERVER__PURGE", "`app_server.purge`"),
+        (
+            "PUSHGATE_FCM__HTTP2_PRIOR_KNOWLEDGE",
+            "`fcm.http2_prior_knowledge`",
+        ),
+    ] {
+        let err = dir
+            .run(&["check-config"], &[(variable, "1")])
+            .config_error();
+        assert!(err.contains(key), "{variable}: {err}");
+        assert!(
+            err.contains(&format!("environment variable {variable}")),
+            "{variable}: {err}"
+        );
+    }
+}

@@ -16,6 +16,7 @@
 //! topic 255, urgency 16.
 
 mod cache;
+mod database_config;
 mod message_batches;
 mod messages;
 mod migrations;
@@ -27,5 +28,6 @@ mod sqlite;
 mod statements;
 
 pub use cache::{CacheConfig, CachingStore};
+pub use database_config::{DatabaseConfig, DatabaseConfigError, MAX_CACHE_TTL};
 pub use setup::{Backend, StoreConfig, StoreSetupError};
 pub use sql_store::SqlStore;

@@ -12,6 +12,7 @@ mod connection;
 mod connection_registry;
 mod connection_watch;
 mod errors;
+mod http_config;
 mod limits;
 mod open_files;
 mod post_message;
@@ -23,6 +24,7 @@ mod strict_http1;
 
 pub use app::{App, Routes, app};
 pub use errors::json_error;
+pub use http_config::{HttpConfig, HttpConfigError};
 pub use limits::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, ServerConfig};
 pub use open_files::{OpenFilesLimit, OpenFilesLimitError, raise_open_files_limit};
 pub use push::{PushEndpointConfig, PushEndpointError, UP_MAX_MESSAGE_BYTES, push_routes};

@@ -2,6 +2,8 @@
 //! turn into wake-ups. Every decision of docs/protocol.md A.2 is made here; the XMPP adapter only
 //! maps the outcomes to stanzas.
 
+mod config;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -11,6 +13,8 @@ use crate::device::{DeviceHash, PushService};
 use crate::registration::{Node, Registration, RegistrationRequest, Secret};
 use crate::store::{RegistrationStore, StoreError};
 use crate::waker::{WakeOutcome, WakeRequest, Waker};
+
+pub use config::{AppServerConfig, AppServerConfigError};
 
 /// The longest push token accepted (FCM tokens are about 160 bytes, APNs tokens 64 hex digits;
 /// the store keeps up to this many).

@@ -13,10 +13,13 @@ use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use problems::{Problem, SettingsError};
+pub use pushgate_core::app_server::AppServerConfig;
+pub use pushgate_fcm::FcmConfig;
+pub use pushgate_store::DatabaseConfig;
+pub use pushgate_up_http::HttpConfig;
 pub use sections::{
-    AppServerSettings, ComponentSettings, DatabaseSettings, FcmPriority, FcmSettings, HttpSettings,
-    LogFormat, LogSettings, MetricsSettings, Role, RuntimeSettings, UnifiedPushSettings,
-    redact_url,
+    ComponentSettings, LogFormat, LogSettings, MetricsSettings, Role, RuntimeSettings,
+    UnifiedPushSettings, redact_url,
 };
 pub use values::{HumanDuration, REDACTED, SecretString};
 
@@ -27,25 +30,29 @@ pub const ENV_PREFIX: &str = "PUSHGATE_";
 /// The file read when neither `--config` nor `PUSHGATE_CONFIG` is given, if it exists.
 pub const DEFAULT_FILE: &str = "pushgate.toml";
 
-/// All of pushgate's settings, one field per section.
+/// All of pushgate's settings, one field per section. A section a crate reads is that crate's
+/// own config type, deserialised as it is with its defaults and docs beside it; the binary
+/// only composes them and owns the rest (`[component]`, `[unified_push]`, `[metrics]`,
+/// `[log]`, `[runtime]`).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// `[component]` or `[[component]]`: one XEP-0114 link each.
     #[serde(deserialize_with = "sections::one_or_many")]
     pub component: Vec<ComponentSettings>,
-    /// `[database]`.
+    /// `[database]`, owned by `pushgate-store`.
     #[serde(default)]
-    pub database: DatabaseSettings,
-    /// `[http]`.
+    pub database: DatabaseConfig,
+    /// `[http]`, owned by `pushgate-up-http`.
     #[serde(default)]
-    pub http: HttpSettings,
-    /// `[fcm]`; without it the XEP-0357 app server cannot wake devices.
+    pub http: HttpConfig,
+    /// `[fcm]`, owned by `pushgate-fcm`; without it the XEP-0357 app server cannot wake
+    /// devices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fcm: Option<FcmSettings>,
-    /// `[app_server]`.
+    pub fcm: Option<FcmConfig>,
+    /// `[app_server]`, owned by `pushgate-core`.
     #[serde(default)]
-    pub app_server: AppServerSettings,
+    pub app_server: AppServerConfig,
     /// `[unified_push]`.
     #[serde(default)]
     pub unified_push: UnifiedPushSettings,

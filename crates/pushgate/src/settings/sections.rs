@@ -1,13 +1,16 @@
-//! One struct per section of `pushgate.toml`, with the built-in defaults.
+//! The sections only the binary reads, one struct each with its built-in defaults: the
+//! sections of the other crates are their own config types (see `Settings`).
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use pushgate_xmpp::XmlLimits;
+
+pub use pushgate_core::settings::redact_url;
 
 use super::values::{HumanDuration, SecretString, lenient_string};
 
@@ -164,162 +167,6 @@ fn default_max_request_bytes_in_flight() -> usize {
     pushgate_xmpp::DEFAULT_REQUEST_BYTES_IN_FLIGHT
 }
 
-/// `[database]`: where registrations, revocations and stored messages live.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DatabaseSettings {
-    /// `sqlite://…`, `postgres://…`, `mysql://…` or `mariadb://…`.
-    #[serde(
-        deserialize_with = "lenient_string",
-        serialize_with = "serialize_redacted_url"
-    )]
-    pub url: String,
-    /// The most connections the pool opens; when not set, 2 for SQLite (one writer at a time
-    /// anyway, and each connection keeps a thread and a page cache of its own) and 10 for
-    /// PostgreSQL and MariaDB.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_connections: Option<u32>,
-    /// The longest a query waits for a free connection.
-    pub acquire_timeout: HumanDuration,
-    /// SQLite only: how long a write waits for the database lock.
-    pub sqlite_busy_timeout: HumanDuration,
-    /// How long a registration or revocation answer read from the database is given again
-    /// from memory: the longest another instance's change on a shared database goes unseen.
-    /// `"0s"` turns the cache off.
-    pub cache_ttl: HumanDuration,
-    /// The most registrations kept in memory, and separately the most endpoint revocation
-    /// answers. 0 turns the cache off.
-    pub cache_entries: usize,
-}
-
-impl DatabaseSettings {
-    /// The pool size: the setting, or the default for the database in `url`.
-    pub fn pool_size(&self) -> u32 {
-        self.max_connections
-            .unwrap_or(if self.url.starts_with("sqlite:") {
-                2
-            } else {
-                10
-            })
-    }
-}
-
-impl Default for DatabaseSettings {
-    fn default() -> Self {
-        Self {
-            url: "sqlite://pushgate.db?mode=rwc".to_owned(),
-            max_connections: None,
-            acquire_timeout: HumanDuration::secs(5),
-            sqlite_busy_timeout: HumanDuration::secs(5),
-            cache_ttl: HumanDuration::secs(60),
-            cache_entries: 100_000,
-        }
-    }
-}
-
-/// `[http]`: the listener for UnifiedPush endpoints and `/health`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HttpSettings {
-    /// The address to listen on.
-    pub listen: SocketAddr,
-    /// The public base URL of the listener; endpoints are `{public_url}/push/{token}`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub public_url: Option<String>,
-    /// The longest a request may take to be answered.
-    pub request_timeout: HumanDuration,
-    /// The longest a client may take to send a request head; also how long an idle
-    /// keep-alive connection is kept.
-    pub header_read_timeout: HumanDuration,
-    /// The longest a request body may go without a byte arriving.
-    pub body_read_timeout: HumanDuration,
-    /// The most connections served at once; at the limit the connection idle the longest
-    /// makes room for a new one.
-    pub max_connections: usize,
-    /// The most connections from one client address (IPv6: one /64); 0 means no cap.
-    pub max_connections_per_address: usize,
-    /// On shutdown, how long in-flight requests may take to finish.
-    pub shutdown_grace: HumanDuration,
-    /// Whether the client address for rate limits is taken from the last `X-Forwarded-For`
-    /// (or `Forwarded`) entry, as a reverse proxy in front of pushgate writes it. Without it,
-    /// behind a proxy every sender shares one per-client limit.
-    pub trust_forwarded_for: bool,
-}
-
-impl Default for HttpSettings {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            public_url: None,
-            request_timeout: HumanDuration::secs(10),
-            header_read_timeout: HumanDuration::secs(10),
-            body_read_timeout: HumanDuration::secs(10),
-            max_connections: pushgate_up_http::DEFAULT_MAX_CONNECTIONS,
-            max_connections_per_address: pushgate_up_http::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
-            shutdown_grace: HumanDuration::secs(10),
-            trust_forwarded_for: false,
-        }
-    }
-}
-
-/// The Android priority of FCM wake-ups.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FcmPriority {
-    /// Delivered at once, even in Doze (the default: a delayed wake-up is useless).
-    High,
-    /// May be delayed by Doze.
-    Normal,
-}
-
-/// `[fcm]`: Firebase Cloud Messaging HTTP v1, for the XEP-0357 app server role.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FcmSettings {
-    /// The Google service-account JSON key file; OAuth2 tokens come from its `token_uri`.
-    pub service_account_file: PathBuf,
-    /// The FCM API base URL.
-    #[serde(default = "default_fcm_api_url")]
-    pub api_url: String,
-    /// Whether to set `collapse_key` (first 6 hex characters of the device hash).
-    #[serde(default = "default_true")]
-    pub collapse: bool,
-    /// `high` or `normal`.
-    #[serde(default = "default_fcm_priority")]
-    pub priority: FcmPriority,
-    /// The most one wake-up may take, retries included, so the publish IQ is answered well
-    /// before the XMPP server gives up on it.
-    #[serde(default = "default_fcm_request_deadline")]
-    pub request_deadline: HumanDuration,
-    /// The most FCM requests in flight at once, over all connections; a wake-up beyond it
-    /// waits its turn within `request_deadline`.
-    #[serde(default = "default_fcm_max_concurrent")]
-    pub max_concurrent: usize,
-    /// The most HTTP/2 connections to FCM at once; another is opened only when every open one
-    /// carries as many requests as FCM allows on it (100).
-    #[serde(default = "default_fcm_max_connections")]
-    pub max_connections: usize,
-}
-
-fn default_fcm_api_url() -> String {
-    "https://fcm.googleapis.com".to_owned()
-}
-fn default_true() -> bool {
-    true
-}
-fn default_fcm_priority() -> FcmPriority {
-    FcmPriority::High
-}
-fn default_fcm_request_deadline() -> HumanDuration {
-    HumanDuration::secs(10)
-}
-fn default_fcm_max_concurrent() -> usize {
-    pushgate_fcm::DEFAULT_MAX_CONCURRENT
-}
-fn default_fcm_max_connections() -> usize {
-    pushgate_fcm::DEFAULT_MAX_CONNECTIONS
-}
-
 /// `[unified_push]`: the UnifiedPush provider role.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -369,28 +216,6 @@ impl Default for UnifiedPushSettings {
             endpoint_burst: 50,
             client_rate: 100,
             client_burst: 500,
-        }
-    }
-}
-
-/// `[app_server]`: the XEP-0357 app server role.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AppServerSettings {
-    /// A registration whose token FCM called dead is deleted this long after (a
-    /// re-registration in between revives it).
-    pub purge_dead_after: HumanDuration,
-    /// The most devices one account may have registered (a token FCM called dead does not
-    /// count); a new device past it is refused with `policy-violation`. Devices already
-    /// registered always register again.
-    pub max_devices_per_account: u32,
-}
-
-impl Default for AppServerSettings {
-    fn default() -> Self {
-        Self {
-            purge_dead_after: HumanDuration::secs(30 * 86_400),
-            max_devices_per_account: pushgate_core::app_server::DEFAULT_MAX_DEVICES_PER_ACCOUNT,
         }
     }
 }
@@ -502,49 +327,9 @@ fn one_or_more_keys<'de, D: Deserializer<'de>>(
     deserializer.deserialize_any(Keys)
 }
 
-/// The database URL with its password replaced, for printing.
-pub fn redact_url(url: &str) -> String {
-    // scheme://user:password@host/…; the last '@' before the query ends the userinfo, so a
-    // password holding an unencoded '/' or '@' is still hidden whole (better too much than a leak).
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let query_start = rest.find(['?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..query_start].rfind('@') else {
-        return url.to_owned();
-    };
-    let userinfo = &rest[..at];
-    let Some((user, _password)) = userinfo.split_once(':') else {
-        return url.to_owned();
-    };
-    format!(
-        "{scheme}://{user}:{}{}",
-        super::values::REDACTED,
-        &rest[at..]
-    )
-}
-
-fn serialize_redacted_url<S: Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&redact_url(url))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_pool_size_defaults_by_database_and_the_setting_wins() {
-        let mut database = DatabaseSettings::default();
-        assert_eq!(database.pool_size(), 2, "SQLite by default");
-        database.url = "postgres://db.example/pushgate".to_owned();
-        assert_eq!(database.pool_size(), 10);
-        database.url = "mysql://db.example/pushgate".to_owned();
-        assert_eq!(database.pool_size(), 10);
-        database.max_connections = Some(3);
-        assert_eq!(database.pool_size(), 3);
-        database.url = "sqlite://other.db".to_owned();
-        assert_eq!(database.pool_size(), 3);
-    }
 
     #[test]
     fn url_passwords_are_redacted() {

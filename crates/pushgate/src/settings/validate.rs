@@ -11,10 +11,6 @@ use pushgate_fcm::FcmConfigError;
 use super::Settings;
 use super::values::SecretString;
 
-/// The longest `database.cache_ttl`: past it, instances sharing a database would disagree for
-/// too long.
-const MAX_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
-
 /// One thing wrong with a key, before its source is known.
 #[derive(Debug)]
 pub(crate) struct Finding {
@@ -45,7 +41,9 @@ impl Findings {
 }
 
 /// Reads the `*_file` secrets into their values, normalises `http.public_url`, and checks
-/// every rule; returns what is wrong (nothing when the settings are usable).
+/// every rule; returns what is wrong (nothing when the settings are usable). A crate's section
+/// is checked by the crate's own `check()`; what needs more than one section, or a file, is
+/// checked here.
 pub(crate) fn resolve_and_check(settings: &mut Settings) -> Vec<Finding> {
     let mut findings = Findings::default();
     check_components(settings, &mut findings);
@@ -212,41 +210,9 @@ fn domain_jid(written: &str) -> Result<String, String> {
 }
 
 fn check_database(settings: &Settings, findings: &mut Findings) {
-    let scheme = settings
-        .database
-        .url
-        .split_once(':')
-        .map(|(scheme, _)| scheme);
-    if !matches!(
-        scheme,
-        Some("sqlite" | "postgres" | "postgresql" | "mysql" | "mariadb")
-    ) {
-        findings.add(
-            "database.url",
-            "database.url",
-            "the URL must start with sqlite:, postgres:, postgresql:, mysql: or mariadb:",
-        );
-    }
-    if settings.database.max_connections == Some(0) {
-        findings.add(
-            "database.max_connections",
-            "database.max_connections",
-            "must be at least 1",
-        );
-    }
-    if settings.database.acquire_timeout.get().is_zero() {
-        findings.add(
-            "database.acquire_timeout",
-            "database.acquire_timeout",
-            "must be longer than zero",
-        );
-    }
-    if settings.database.cache_ttl.get() > MAX_CACHE_TTL {
-        findings.add(
-            "database.cache_ttl",
-            "database.cache_ttl",
-            "must be at most 1h: another instance's changes stay unseen this long",
-        );
+    for problem in settings.database.check() {
+        let key = format!("database.{}", problem.key());
+        findings.add(key.clone(), key, problem.to_string());
     }
 }
 
@@ -266,22 +232,9 @@ fn check_http(settings: &mut Settings, findings: &mut Findings) {
             "required when unified_push keys are set: endpoints are {public_url}/push/{token}",
         );
     }
-    for (field, value) in [
-        ("request_timeout", settings.http.request_timeout),
-        ("header_read_timeout", settings.http.header_read_timeout),
-        ("body_read_timeout", settings.http.body_read_timeout),
-    ] {
-        if value.get().is_zero() {
-            let key = format!("http.{field}");
-            findings.add(key.clone(), key, "must be longer than zero");
-        }
-    }
-    if settings.http.max_connections == 0 {
-        findings.add(
-            "http.max_connections",
-            "http.max_connections",
-            "must be at least 1",
-        );
+    for problem in settings.http.check() {
+        let key = format!("http.{}", problem.key());
+        findings.add(key.clone(), key, problem.to_string());
     }
 }
 
@@ -310,26 +263,25 @@ fn public_url(written: &str) -> Result<String, String> {
 fn check_fcm(settings: &Settings, findings: &mut Findings) {
     let Some(fcm) = &settings.fcm else { return };
     // The FCM crate owns the rules for its settings and the key file (docs/protocol.md A.2 OAuth2).
-    if let Err(error) = crate::fcm::fcm_config(fcm).check() {
+    if let Err(error) = fcm.check() {
         let key = match &error {
             FcmConfigError::BadApiUrl { .. } => "fcm.api_url",
             FcmConfigError::ZeroDeadline => "fcm.request_deadline",
             FcmConfigError::ZeroConcurrency => "fcm.max_concurrent",
             FcmConfigError::ZeroConnections => "fcm.max_connections",
-            _ => "fcm.service_account_file",
+            FcmConfigError::BadProxy(_) => "fcm.proxy",
+            FcmConfigError::NoServiceAccountFile | FcmConfigError::ServiceAccount(_) => {
+                "fcm.service_account_file"
+            }
         };
         findings.add(key, key, error.to_string());
     }
 }
 
 fn check_app_server(settings: &Settings, findings: &mut Findings) {
-    if settings.app_server.max_devices_per_account == 0 {
-        let key = "app_server.max_devices_per_account";
-        findings.add(
-            key,
-            key,
-            "must be at least 1 (0 would refuse every new device)",
-        );
+    for problem in settings.app_server.check() {
+        let key = format!("app_server.{}", problem.key());
+        findings.add(key.clone(), key, problem.to_string());
     }
 }
 
@@ -373,7 +325,7 @@ fn check_unified_push(settings: &mut Settings, findings: &mut Findings) {
             Err(_) => findings.add(format!("{key_name}[{index}]"), key_name, "is not standard base64"),
         }
     }
-    if up.push_timeout.get().is_zero() || up.push_timeout.get() >= request_timeout.get() {
+    if up.push_timeout.get().is_zero() || up.push_timeout.get() >= request_timeout {
         findings.add(
             "unified_push.push_timeout",
             "unified_push.push_timeout",
