@@ -12,6 +12,8 @@ use blake2::Blake2bMac;
 use blake2::digest::consts::U16;
 use blake2::digest::{KeyInit as _, Mac as _};
 
+use crate::device::hex;
+
 /// The bare JID of a registering account, as the command's `from` gave it. Its `Debug` hides
 /// it: a request may be logged, a JID may not.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -105,16 +107,6 @@ fn hex_digit(digit: u8) -> Option<u8> {
         b'A'..=b'F' => Some(digit - b'A' + 10),
         _ => None,
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    out
 }
 
 #[cfg(test)]

@@ -255,14 +255,7 @@ pub trait Store: RegistrationStore + UnifiedPushStore {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let digest = Sha256::digest(bytes);
-    let mut out = String::with_capacity(64);
-    for byte in digest {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    out
+    crate::device::hex(&Sha256::digest(bytes))
 }
 
 #[cfg(test)]

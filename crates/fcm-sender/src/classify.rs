@@ -104,10 +104,6 @@ fn redact(message: &str, secrets: &[&str]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::SystemTime;
-
-    use pushgate_upstream_http::parse_retry_after;
-
     use super::*;
 
     fn google_error(status: u16, code: &str) -> Vec<u8> {
@@ -143,20 +139,6 @@ mod tests {
             classify_answer(400, None, &body, &[]),
             Verdict::Done(WakeOutcome::Transient(_))
         ));
-    }
-
-    #[test]
-    fn retry_after_takes_seconds_and_http_dates() {
-        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
-        let later = SystemTime::now() + Duration::from_secs(30);
-        let parsed = parse_retry_after(&httpdate::fmt_http_date(later)).expect("date");
-        assert!(parsed > Duration::from_secs(27) && parsed <= Duration::from_secs(30));
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon"), None);
-        assert_eq!(parse_retry_after("-1"), None);
     }
 
     #[test]
