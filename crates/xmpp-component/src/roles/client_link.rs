@@ -18,7 +18,7 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_error::DefinedCondition;
 
 use super::UNIFIED_PUSH;
-use crate::error::IqError;
+use crate::link::error::IqError;
 use crate::link::ComponentLink;
 
 /// How long a client may take to answer a push by default: up's value (Babbler's default

@@ -24,7 +24,7 @@ use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::ns;
 use xmpp_parsers::presence::{self, Presence};
 
-use crate::handler::{IqReply, PushPublish, StanzaHandler};
+use crate::link::handler::{IqReply, PushPublish, StanzaHandler};
 use crate::link::ComponentLink;
 
 pub use client_link::{AlreadyAttached, DEFAULT_PUSH_DEADLINE, XmppClientLink};
@@ -34,7 +34,7 @@ pub use commands::COMMANDS;
 #[cfg(test)]
 pub(crate) fn read_publish_for_tests(
     pubsub: &xmpp_parsers::minidom::Element,
-) -> Option<crate::handler::PushPublish> {
+) -> Option<crate::link::handler::PushPublish> {
     publish::read_publish(pubsub)
 }
 

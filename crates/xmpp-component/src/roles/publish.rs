@@ -10,7 +10,7 @@ use xmpp_parsers::ns;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
 use super::forms;
-use crate::handler::{IqReply, PushPublish};
+use crate::link::handler::{IqReply, PushPublish};
 
 /// Answers a `<pubsub xmlns='http://jabber.org/protocol/pubsub'/>` request that reached the
 /// generic path (a publish in a shape the link does not read itself, or another pubsub request).

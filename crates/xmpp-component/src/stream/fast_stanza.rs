@@ -7,8 +7,8 @@ use xmpp_parsers::iq::IqHeader;
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::ns;
 
-use crate::fast_xml::{Plain, Tag, Token, Tokenizer, Unusual, decode, skip_element};
-use crate::handler::PushPublish;
+use crate::stream::fast_xml::{Plain, Tag, Token, Tokenizer, Unusual, decode, skip_element};
+use crate::link::handler::PushPublish;
 
 /// A stanza read by this module.
 #[derive(Debug, PartialEq)]

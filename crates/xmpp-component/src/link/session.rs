@@ -7,16 +7,16 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::budget::RequestBudget;
+use crate::link::budget::RequestBudget;
 use crate::config::ComponentConfig;
-use crate::dispatch::Dispatcher;
-use crate::error::SessionError;
-use crate::handler::StanzaHandler;
-use crate::handshake::LinkStream;
+use crate::link::dispatch::Dispatcher;
+use crate::link::error::SessionError;
+use crate::link::handler::StanzaHandler;
+use crate::link::handshake::LinkStream;
 use crate::link::ComponentLink;
-use crate::reader::{ReadItem, StanzaReader};
-use crate::state::LinkState;
-use crate::writer::{WriterEnd, run_writer};
+use crate::stream::reader::{ReadItem, StanzaReader};
+use crate::link::state::LinkState;
+use crate::stream::writer::{WriterEnd, run_writer};
 
 /// What a session borrows from the link's supervisor.
 pub(crate) struct Context<'a> {

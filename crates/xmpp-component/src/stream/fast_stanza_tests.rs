@@ -7,8 +7,8 @@ use xmpp_parsers::stanza::Stanza;
 
 use super::*;
 use crate::config::XmlLimits;
-use crate::inbound::Inbound;
-use crate::stanza_parser::StanzaParser;
+use crate::stream::inbound::Inbound;
+use crate::stream::stanza_parser::StanzaParser;
 
 const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' from='push.example.test' id='s1'>";
 

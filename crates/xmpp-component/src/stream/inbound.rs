@@ -14,8 +14,8 @@ use xso::fromxml::FallibleBuilder;
 use xso::{Context, FromEventsBuilder, FromXml};
 
 use crate::config::XmlLimits;
-use crate::fast_stanza::IqAddress;
-use crate::handler::PushPublish;
+use crate::stream::fast_stanza::IqAddress;
+use crate::link::handler::PushPublish;
 
 thread_local! {
     // `FromXml::from_events` has no way to receive settings, so the reader puts the link's limits

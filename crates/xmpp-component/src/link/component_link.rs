@@ -13,16 +13,16 @@ use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::stanza::Stanza;
 
-use crate::backoff::Backoff;
-use crate::budget::RequestBudget;
+use crate::link::backoff::Backoff;
+use crate::link::budget::RequestBudget;
 use crate::config::ComponentConfig;
-use crate::error::{IqError, LinkError, SessionError};
-use crate::handler::StanzaHandler;
-use crate::handshake;
-use crate::iq_tracker::IqTracker;
-use crate::session::{self, SessionEnd};
-use crate::state::LinkState;
-use crate::writer::Outbound;
+use crate::link::error::{IqError, LinkError, SessionError};
+use crate::link::handler::StanzaHandler;
+use crate::link::handshake;
+use crate::link::iq_tracker::IqTracker;
+use crate::link::session::{self, SessionEnd};
+use crate::link::state::LinkState;
+use crate::stream::writer::Outbound;
 
 /// A configuration that cannot work.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]

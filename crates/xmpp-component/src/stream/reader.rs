@@ -13,11 +13,11 @@ use xmpp_parsers::iq::Iq;
 use xmpp_parsers::stanza::Stanza;
 
 use crate::config::XmlLimits;
-use crate::fast_stanza::{self, FastStanza};
-use crate::fast_xml::{Token, Tokenizer, decode};
-use crate::frame::{Frame, FrameError, Framer};
-use crate::inbound::{ElementKind, Inbound, IqHeaderAttrs, SkipReason};
-use crate::stanza_parser::{NotWellFormed, StanzaParser, StreamHeader};
+use crate::stream::fast_stanza::{self, FastStanza};
+use crate::stream::fast_xml::{Token, Tokenizer, decode};
+use crate::stream::frame::{Frame, FrameError, Framer};
+use crate::stream::inbound::{ElementKind, Inbound, IqHeaderAttrs, SkipReason};
+use crate::stream::stanza_parser::{NotWellFormed, StanzaParser, StreamHeader};
 
 /// Bytes asked of the socket per read (more when a stanza needs it).
 const READ_CHUNK: usize = 16 * 1024;

@@ -13,13 +13,13 @@ use xmpp_parsers::stanza::Stanza;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 use xmpp_parsers::stream_error::DefinedCondition as StreamCondition;
 
-use crate::budget::{Admission, Held, RequestBudget};
-use crate::builtin;
+use crate::link::budget::{Admission, Held, RequestBudget};
+use crate::link::builtin;
 use crate::config::ComponentConfig;
-use crate::error::SessionError;
-use crate::handler::{IqReply, PushPublish, StanzaHandler};
-use crate::inbound::{ElementKind, Inbound, IqHeaderAttrs};
-use crate::iq_tracker::Resolution;
+use crate::link::error::SessionError;
+use crate::link::handler::{IqReply, PushPublish, StanzaHandler};
+use crate::stream::inbound::{ElementKind, Inbound, IqHeaderAttrs};
+use crate::link::iq_tracker::Resolution;
 use crate::link::ComponentLink;
 
 /// Routes the elements of one session.

@@ -140,8 +140,8 @@ pub(crate) fn put_escaped(value: &str, out: &mut BytesMut) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handler::stanza_error;
-    use crate::writer::StanzaEncoder;
+    use crate::link::handler::stanza_error;
+    use crate::stream::writer::StanzaEncoder;
 
     fn generic(stanza: &Stanza) -> Vec<u8> {
         let mut out = BytesMut::new();

@@ -370,7 +370,7 @@ fn arbitrary_input_is_framed_or_refused_without_panics() {
                 };
                 let end = match frame {
                     Frame::Header { end } => {
-                        parser = crate::stanza_parser::StanzaParser::start(&buf[..end], limits)
+                        parser = crate::stream::stanza_parser::StanzaParser::start(&buf[..end], limits)
                             .ok()
                             .map(|(parser, _)| parser);
                         end
@@ -380,7 +380,7 @@ fn arbitrary_input_is_framed_or_refused_without_panics() {
                         assert!(start <= end && end <= buf.len());
                         let element = &buf[start..end];
                         let fast =
-                            crate::fast_stanza::read(element, true, limits.max_attribute_bytes);
+                            crate::stream::fast_stanza::read(element, true, limits.max_attribute_bytes);
                         let full = match (fast, parser.as_mut()) {
                             (None, Some(parser)) => Some(parser.read(element, limits)),
                             _ => None,
