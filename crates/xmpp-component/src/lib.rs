@@ -19,10 +19,10 @@ pub use config::{
     generate_instance_id,
 };
 pub use link::error::{IqError, LinkError};
-pub use link::handler::{IqReply, PushPublish, StanzaHandler, stanza_error};
-pub use link::{ComponentLink, ConfigError};
-pub use roles::{AlreadyAttached, DEFAULT_PUSH_DEADLINE, PushRoles, XmppClientLink};
+pub use link::handler::{FastAnswer, FastRequest, IqReply, StanzaHandler, stanza_error};
 pub use link::state::LinkState;
+pub use link::{ComponentLink, ConfigError};
+pub use roles::{AlreadyAttached, DEFAULT_PUSH_DEADLINE, PushPublish, PushRoles, XmppClientLink};
 
 /// The XMPP types of this crate's API, re-exported so that users need no direct dependency.
 pub use xmpp_parsers;

@@ -13,7 +13,7 @@ use xmpp_parsers::stream_error::DefinedCondition;
 use crate::config::ComponentConfig;
 use crate::link::error::SessionError;
 use crate::stream::inbound::Inbound;
-use crate::stream::reader::{ReadFailure, ReadItem, StanzaReader};
+use crate::stream::reader::{ReadFailure, ReadItem, StanzaReader, no_fast_path};
 use crate::stream::short_answer::put_escaped;
 
 /// An authenticated session's two halves.
@@ -73,7 +73,11 @@ async fn handshake(tcp: TcpStream, config: &ComponentConfig) -> Result<LinkStrea
         .write_all(format!("<handshake>{digest}</handshake>").as_bytes())
         .await
         .map_err(SessionError::Io)?;
-    match reader.next().await.map_err(SessionError::from)? {
+    match reader
+        .next(&mut no_fast_path)
+        .await
+        .map_err(SessionError::from)?
+    {
         ReadItem::Inbound(Inbound::Element(XmppStreamElement::ComponentHandshake(_))) => {
             Ok(LinkStream { reader, writer })
         }
@@ -91,6 +95,7 @@ async fn handshake(tcp: TcpStream, config: &ComponentConfig) -> Result<LinkStrea
             "malformed element before the handshake answer",
         )),
         ReadItem::StreamEnd => Err(SessionError::StreamClosed),
+        ReadItem::Taken(never) => match never {},
     }
 }
 

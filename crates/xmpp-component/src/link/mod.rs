@@ -13,5 +13,7 @@ pub(crate) mod handshake;
 pub(crate) mod iq_tracker;
 pub(crate) mod session;
 pub(crate) mod state;
+pub(crate) mod supervise;
 
-pub use component_link::{ComponentLink, ConfigError};
+pub use component_link::ComponentLink;
+pub use supervise::ConfigError;

@@ -7,6 +7,7 @@ mod client_link;
 mod commands;
 mod forms;
 mod publish;
+mod publish_wire;
 mod register_push;
 mod up_register;
 
@@ -24,19 +25,13 @@ use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::ns;
 use xmpp_parsers::presence::{self, Presence};
 
-use crate::link::handler::{IqReply, PushPublish, StanzaHandler};
-use crate::link::ComponentLink;
+use crate::link::component_link::ComponentLink;
+use crate::link::handler::{FastRequest, IqReply, StanzaHandler};
+use crate::stream::fast_stanza::IqSetChild;
 
 pub use client_link::{AlreadyAttached, DEFAULT_PUSH_DEADLINE, XmppClientLink};
 pub use commands::COMMANDS;
-
-/// The app server's reading of a pubsub element, for comparison with the link's own.
-#[cfg(test)]
-pub(crate) fn read_publish_for_tests(
-    pubsub: &xmpp_parsers::minidom::Element,
-) -> Option<crate::link::handler::PushPublish> {
-    publish::read_publish(pubsub)
-}
+pub use publish::PushPublish;
 
 /// The namespace of the UnifiedPush elements (`register`, `registered`, `push`).
 pub const UNIFIED_PUSH: &str = "http://gultsch.de/xmpp/drafts/unified-push";
@@ -218,18 +213,18 @@ impl StanzaHandler for PushRoles {
         Some(reply)
     }
 
-    fn reads_publishes(&self) -> bool {
-        self.app_server.is_some()
-    }
-
-    async fn handle_publish(
-        &self,
-        _link: &ComponentLink,
-        request: &IqHeader,
-        publish: PushPublish,
-    ) -> Option<IqReply> {
+    fn read_fast(&self, set: IqSetChild<'_, '_>) -> Option<FastRequest> {
+        // The app server reads its publishes straight from the wire (the hot path).
         let app_server = self.app_server.as_ref()?;
-        Some(publish::handle(app_server, request, publish).await)
+        let (request, publish) = publish_wire::read(set)?;
+        let answer = publish::FastPublish {
+            app_server: Arc::clone(app_server),
+            publish,
+        };
+        Some(FastRequest {
+            header: request.into(),
+            answer: Box::new(answer),
+        })
     }
 
     async fn handle_presence(&self, _link: &ComponentLink, presence: Presence) {

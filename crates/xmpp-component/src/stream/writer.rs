@@ -174,7 +174,7 @@ mod tests {
     use xmpp_parsers::jid::Jid;
     use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
-    use crate::link::handler::stanza_error;
+    use crate::stream::short_answer::stanza_error;
 
     fn encode(stanza: Stanza) -> String {
         let mut out = BytesMut::new();
