@@ -8,38 +8,21 @@
 //! [`PushRoles`] is that handler for pushgate's two roles (the XEP-0357 app server and the
 //! UnifiedPush provider), and [`XmppClientLink`] carries the provider's pushes to clients.
 
-mod backoff;
-mod budget;
-mod builtin;
 pub mod config;
-mod dispatch;
-mod error;
-mod fast_stanza;
-mod fast_xml;
-mod frame;
-mod handler;
-mod handshake;
-mod inbound;
-mod iq_tracker;
 mod link;
-mod reader;
 pub mod roles;
-mod session;
-mod short_answer;
-mod stanza_parser;
-mod state;
-mod writer;
+mod stream;
 
 pub use config::{
     ComponentConfig, DEFAULT_CONCURRENT_IQS, DEFAULT_IQ_QUEUE_WAIT, DEFAULT_QUEUED_IQS,
     DEFAULT_REQUEST_BYTES_IN_FLIGHT, LinkTimeouts, ReconnectPolicy, XmlLimits,
     generate_instance_id,
 };
-pub use error::{IqError, LinkError};
-pub use handler::{IqReply, PushPublish, StanzaHandler, stanza_error};
+pub use link::error::{IqError, LinkError};
+pub use link::handler::{FastAnswer, FastRequest, IqReply, StanzaHandler, stanza_error};
+pub use link::state::LinkState;
 pub use link::{ComponentLink, ConfigError};
-pub use roles::{AlreadyAttached, DEFAULT_PUSH_DEADLINE, PushRoles, XmppClientLink};
-pub use state::LinkState;
+pub use roles::{AlreadyAttached, DEFAULT_PUSH_DEADLINE, PushPublish, PushRoles, XmppClientLink};
 
 /// The XMPP types of this crate's API, re-exported so that users need no direct dependency.
 pub use xmpp_parsers;

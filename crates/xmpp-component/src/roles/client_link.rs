@@ -18,8 +18,8 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_error::DefinedCondition;
 
 use super::UNIFIED_PUSH;
-use crate::error::IqError;
-use crate::link::ComponentLink;
+use crate::link::component_link::ComponentLink;
+use crate::link::error::IqError;
 
 /// How long a client may take to answer a push by default: up's value (Babbler's default
 /// response timeout, docs/protocol.md B §2.4).

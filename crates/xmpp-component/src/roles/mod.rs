@@ -1,94 +1,137 @@
-//! The two push roles on a component link: the XEP-0357 app server (p2) and the UnifiedPush
-//! provider (up). [`PushRoles`] is the link's [`StanzaHandler`]: it reads the stanzas, calls
-//! `pushgate-core`'s [`AppServer`] and [`Provider`], and writes their outcomes back as stanzas.
+//! The roles on a component link: the XEP-0357 app server (p2, `app_server`) and the
+//! UnifiedPush provider (up, `unified_push`). Each is a [`Role`]; [`PushRoles`] is the link's
+//! [`StanzaHandler`] and hands each stanza to the role it belongs to. The roles call
+//! `pushgate-core`'s [`AppServer`] and [`Provider`] and write their outcomes back as stanzas.
 //! [`XmppClientLink`] is the provider's way back to the clients.
+//!
+//! Adding a role: a file here implementing [`Role`], and one line in [`PushRoles::new`].
 
+mod app_server;
 mod client_link;
 mod commands;
 mod forms;
 mod publish;
+mod publish_wire;
 mod register_push;
+mod unified_push;
 mod up_register;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use pushgate_core::app_server::AppServer;
 use pushgate_core::provider::Provider;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use xmpp_parsers::disco::{DiscoInfoResult, Identity, Item as DiscoItem};
 use xmpp_parsers::iq::{IqHeader, IqRequestPayload};
-use xmpp_parsers::jid::{BareJid, Jid};
+use xmpp_parsers::jid::BareJid;
+use xmpp_parsers::minidom::Element;
 use xmpp_parsers::ns;
-use xmpp_parsers::presence::{self, Presence};
+use xmpp_parsers::presence::Presence;
 
-use crate::handler::{IqReply, PushPublish, StanzaHandler};
-use crate::link::ComponentLink;
+use crate::link::component_link::ComponentLink;
+use crate::link::handler::{FastRequest, IqReply, StanzaHandler};
+use crate::stream::fast_stanza::IqSetChild;
 
 pub use client_link::{AlreadyAttached, DEFAULT_PUSH_DEADLINE, XmppClientLink};
 pub use commands::COMMANDS;
-
-/// The app server's reading of a pubsub element, for comparison with the link's own.
-#[cfg(test)]
-pub(crate) fn read_publish_for_tests(
-    pubsub: &xmpp_parsers::minidom::Element,
-) -> Option<crate::handler::PushPublish> {
-    publish::read_publish(pubsub)
-}
+pub use publish::PushPublish;
 
 /// The namespace of the UnifiedPush elements (`register`, `registered`, `push`).
 pub const UNIFIED_PUSH: &str = "http://gultsch.de/xmpp/drafts/unified-push";
 
-/// The first wait before a flush the database failed is tried again; it doubles each time.
-const FLUSH_RETRY_FIRST: Duration = Duration::from_millis(200);
-/// The longest wait between two tries of a failed flush.
-const FLUSH_RETRY_MAX: Duration = Duration::from_secs(10);
+/// The shape of an IQ set's only child that a role reads straight from the wire: its name and
+/// namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FastShape {
+    /// The child's local name.
+    pub name: &'static str,
+    /// The child's namespace.
+    pub namespace: &'static str,
+}
 
-/// The stanza handler of one component link serving either role or both.
+/// One role on a component link: what it announces in disco, and the stanzas it takes.
+#[async_trait]
+pub trait Role: Send + Sync + 'static {
+    /// The disco#info identity the role gives the component; the first role's wins, and
+    /// without one the component is `component`/`generic`.
+    fn identity(&self) -> Option<Identity> {
+        None
+    }
+
+    /// The disco#info features the role adds.
+    fn features(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// disco#info of a node the role owns.
+    fn node_info(&self, node: &str) -> Option<DiscoInfoResult> {
+        let _ = node;
+        None
+    }
+
+    /// disco#items of a node the role owns.
+    fn items(&self, node: Option<&str>) -> Vec<DiscoItem> {
+        let _ = node;
+        Vec::new()
+    }
+
+    /// Whether `payload`, the child of an IQ get/set, is a request of this role.
+    fn takes(&self, payload: &Element) -> bool;
+
+    /// Answers a request [`Self::takes`].
+    async fn handle_iq(
+        &self,
+        link: &ComponentLink,
+        request: &IqHeader,
+        payload: IqRequestPayload,
+    ) -> IqReply;
+
+    /// The shape of IQ set the role reads straight from the wire through [`Self::read_fast`].
+    fn fast_shape(&self) -> Option<FastShape> {
+        None
+    }
+
+    /// Reads an IQ set whose child has [`Self::fast_shape`]; `None` leaves it to the full
+    /// parser and [`Self::handle_iq`].
+    fn read_fast(&self, set: IqSetChild<'_, '_>) -> Option<FastRequest> {
+        let _ = set;
+        None
+    }
+
+    /// An incoming presence.
+    async fn handle_presence(&self, link: &ComponentLink, presence: &Presence) {
+        let _ = (link, presence);
+    }
+
+    /// Called each time the link is (re)established.
+    async fn link_up(&self, link: &ComponentLink) {
+        let _ = link;
+    }
+
+    /// Tasks of the role still running (for tests and shutdown reports).
+    fn running_tasks(&self) -> usize {
+        0
+    }
+
+    /// Stops the role's tasks and waits for them; called after the link has stopped.
+    async fn close_and_wait(&self) {}
+}
+
+/// The stanza handler of one component link serving its roles.
 ///
-/// A role that is off is not announced in disco, and its requests are answered
-/// `service-unavailable` like any unknown request (docs/protocol.md A.1). Store-and-forward flushes
-/// (on available presence and on each link-up) run on tasks of their own, so the reader never
-/// waits for a client; [`PushRoles::close_and_wait`] awaits them on shutdown.
+/// A role that is off is not in the list: it is not announced in disco, and its requests are
+/// answered `service-unavailable` like any unknown request (docs/protocol.md A.1).
 pub struct PushRoles {
-    component: BareJid,
-    app_server: Option<Arc<AppServer>>,
-    provider: Option<Arc<Provider>>,
-    tasks: TaskTracker,
-    /// Cancelled on shutdown: flushes waiting to try again stop.
-    closing: CancellationToken,
+    roles: Vec<Arc<dyn Role>>,
+    /// The roles that read a shape of IQ set straight from the wire, with that shape.
+    fast: Vec<(FastShape, Arc<dyn Role>)>,
 }
 
 impl std::fmt::Debug for PushRoles {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PushRoles")
-            .field("component", &self.component.as_str())
-            .field("app_server", &self.app_server.is_some())
-            .field("provider", &self.provider.is_some())
+            .field("roles", &self.roles.len())
             .finish()
-    }
-}
-
-/// Which role a request payload belongs to.
-enum Request {
-    Command,
-    Pubsub,
-    UpRegister,
-}
-
-impl Request {
-    fn of(payload: &xmpp_parsers::minidom::Element) -> Option<Self> {
-        if payload.is("pubsub", ns::PUBSUB) {
-            Some(Self::Pubsub)
-        } else if payload.is("command", COMMANDS) {
-            Some(Self::Command)
-        } else if payload.is("register", UNIFIED_PUSH) {
-            Some(Self::UpRegister)
-        } else {
-            None
-        }
     }
 }
 
@@ -101,94 +144,59 @@ impl PushRoles {
         app_server: Option<Arc<AppServer>>,
         provider: Option<Arc<Provider>>,
     ) -> Self {
-        Self {
-            component,
-            app_server,
-            provider,
-            tasks: TaskTracker::new(),
-            closing: CancellationToken::new(),
-        }
+        // The roles, in the order disco announces them.
+        let roles: Vec<Option<Arc<dyn Role>>> = vec![
+            app_server.map(|a| Arc::new(app_server::AppServerRole::new(component, a)) as _),
+            provider.map(|p| Arc::new(unified_push::UnifiedPushRole::new(p)) as _),
+        ];
+        Self::with_roles(roles.into_iter().flatten().collect())
     }
 
-    /// Flushes still running (for tests and shutdown reports).
+    /// The handler of a link serving `roles`, in this order.
+    pub fn with_roles(roles: Vec<Arc<dyn Role>>) -> Self {
+        let fast = roles
+            .iter()
+            .filter_map(|role| Some((role.fast_shape()?, Arc::clone(role))))
+            .collect();
+        Self { roles, fast }
+    }
+
+    /// Role tasks still running, such as flushes (for tests and shutdown reports).
     pub fn running_flushes(&self) -> usize {
-        self.tasks.len()
+        self.roles.iter().map(|role| role.running_tasks()).sum()
     }
 
-    /// Waits for the running flushes. Call it after the link has stopped: without a link
+    /// Waits for the roles' running tasks. Call it after the link has stopped: without a link
     /// every push fails at once, so each flush ends at its next message.
     pub async fn close_and_wait(&self) {
-        self.closing.cancel();
-        self.tasks.close();
-        self.tasks.wait().await;
-    }
-
-    /// Flushes `owner`'s kept messages, or everyone's; a flush the database failed is tried
-    /// again with a growing delay until it succeeds or pushgate shuts down, so accepted
-    /// messages never wait for the next presence or link-up.
-    fn spawn_flush(&self, provider: &Arc<Provider>, owner: Option<Jid>) {
-        let provider = Arc::clone(provider);
-        let closing = self.closing.clone();
-        self.tasks.spawn(async move {
-            let mut retry_in = FLUSH_RETRY_FIRST;
-            loop {
-                let report = match &owner {
-                    Some(owner) => provider.flush_owner(owner.as_str()).await,
-                    None => provider.flush_all().await,
-                };
-                if report.delivered + report.revoked + report.unopenable > 0 || report.interrupted {
-                    tracing::debug!(?report, "stored UnifiedPush messages flushed");
-                }
-                if !report.failed {
-                    return;
-                }
-                metrics::counter!("pushgate_up_flush_retries_total").increment(1);
-                tokio::select! {
-                    () = closing.cancelled() => return,
-                    () = tokio::time::sleep(retry_in) => (),
-                }
-                retry_in = (retry_in * 2).min(FLUSH_RETRY_MAX);
-            }
-        });
+        for role in &self.roles {
+            role.close_and_wait().await;
+        }
     }
 }
 
 #[async_trait]
 impl StanzaHandler for PushRoles {
     fn identities(&self) -> Vec<Identity> {
-        // XEP-0357: an app server is a pubsub service of type `push`.
-        let (category, type_) = if self.app_server.is_some() {
-            ("pubsub", "push")
-        } else {
-            ("component", "generic")
-        };
-        vec![Identity::new_anonymous::<_, _, String, String>(
-            category, type_,
-        )]
+        let identity = self.roles.iter().find_map(|role| role.identity());
+        vec![identity.unwrap_or_else(|| {
+            Identity::new_anonymous::<_, _, String, String>("component", "generic")
+        })]
     }
 
     fn features(&self) -> Vec<String> {
-        let mut features = Vec::new();
-        if self.app_server.is_some() {
-            features.push(COMMANDS.to_owned());
-            features.push(ns::PUSH.to_owned());
-        }
-        if self.provider.is_some() {
-            features.push(UNIFIED_PUSH.to_owned());
-        }
-        features
+        self.roles.iter().flat_map(|role| role.features()).collect()
     }
 
     fn node_info(&self, node: &str) -> Option<DiscoInfoResult> {
-        self.app_server.as_ref()?;
-        commands::node_info(node)
+        self.roles.iter().find_map(|role| role.node_info(node))
     }
 
     fn items(&self, node: Option<&str>) -> Vec<DiscoItem> {
-        match node {
-            Some(COMMANDS) if self.app_server.is_some() => commands::items(&self.component),
-            _ => Vec::new(),
-        }
+        self.roles
+            .iter()
+            .flat_map(|role| role.items(node))
+            .collect()
     }
 
     async fn handle_iq(
@@ -197,63 +205,30 @@ impl StanzaHandler for PushRoles {
         request: &IqHeader,
         payload: IqRequestPayload,
     ) -> Option<IqReply> {
-        let (is_set, payload) = match payload {
-            IqRequestPayload::Get(payload) => (false, payload),
-            IqRequestPayload::Set(payload) => (true, payload),
+        let child = match &payload {
+            IqRequestPayload::Get(child) | IqRequestPayload::Set(child) => child,
         };
-        let reply = match Request::of(&payload)? {
-            Request::Pubsub => {
-                let app_server = self.app_server.as_ref()?;
-                publish::handle_pubsub(app_server, request, is_set, payload).await
-            }
-            Request::Command => {
-                let app_server = self.app_server.as_ref()?;
-                register_push::execute(app_server, link.jid(), request, is_set, &payload).await
-            }
-            Request::UpRegister => {
-                let provider = self.provider.as_ref()?;
-                up_register::handle(provider, request, is_set, &payload)
-            }
-        };
-        Some(reply)
+        let role = self.roles.iter().find(|role| role.takes(child))?;
+        Some(role.handle_iq(link, request, payload).await)
     }
 
-    fn reads_publishes(&self) -> bool {
-        self.app_server.is_some()
+    fn read_fast(&self, set: IqSetChild<'_, '_>) -> Option<FastRequest> {
+        let child = set.child();
+        let (_, role) = self.fast.iter().find(|(shape, _)| {
+            child.name == shape.name && child.namespace(ns::COMPONENT) == shape.namespace
+        })?;
+        role.read_fast(set)
     }
 
-    async fn handle_publish(
-        &self,
-        _link: &ComponentLink,
-        request: &IqHeader,
-        publish: PushPublish,
-    ) -> Option<IqReply> {
-        let app_server = self.app_server.as_ref()?;
-        Some(publish::handle(app_server, request, publish).await)
-    }
-
-    async fn handle_presence(&self, _link: &ComponentLink, presence: Presence) {
-        let Some(provider) = &self.provider else {
-            return;
-        };
-        // RFC 6121 §4.2: available presence has no type. Unavailable presence, probes and
-        // subscription requests change nothing here.
-        if presence.type_ != presence::Type::None {
-            return;
-        }
-        // Messages are kept per full JID (the owner in the endpoint token). Presence is sent
-        // on every bind by every client of the server, so only an owner with kept messages
-        // starts a flush.
-        if let Some(owner) = presence.from.filter(Jid::is_full)
-            && provider.may_have_messages(owner.as_str())
-        {
-            self.spawn_flush(provider, Some(owner));
+    async fn handle_presence(&self, link: &ComponentLink, presence: Presence) {
+        for role in &self.roles {
+            role.handle_presence(link, &presence).await;
         }
     }
 
-    async fn link_up(&self, _link: &ComponentLink) {
-        if let Some(provider) = &self.provider {
-            self.spawn_flush(provider, None);
+    async fn link_up(&self, link: &ComponentLink) {
+        for role in &self.roles {
+            role.link_up(link).await;
         }
     }
 }

@@ -1,8 +1,11 @@
 //! The XEP-0357 publish (docs/protocol.md A.2): a user's server asks for a wake-up. This is the hot
-//! path: only the node and the secret are taken out of the stanza. The link reads the usual
-//! shapes straight from the wire ([`PushPublish`]); any other comes as an element tree and is
-//! reduced to the same two values here.
+//! path: only the node and the secret are taken out of the stanza. The usual shapes are read
+//! straight from the wire (`publish_wire`, through the link's fast-path hook); any other comes
+//! as an element tree and is reduced to the same two values here.
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use pushgate_core::app_server::{AppServer, PublishOutcome, PublishRequest};
 use xmpp_parsers::iq::IqHeader;
 use xmpp_parsers::minidom::Element;
@@ -10,7 +13,35 @@ use xmpp_parsers::ns;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
 use super::forms;
-use crate::handler::{IqReply, PushPublish};
+use crate::link::handler::{FastAnswer, IqReply};
+
+/// A XEP-0357 publish as an app server reads it (XEP-0357 §5): the node of the first
+/// `<publish/>` and the `secret` field of the first `<publish-options/>` form. The notification
+/// summary and the rest of the item are not kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushPublish {
+    /// The `node` attribute of the publish.
+    pub node: Option<String>,
+    /// The first value of the `secret` field of the publish options.
+    pub secret: Option<String>,
+}
+
+/// A publish read straight from the wire, with the app server that answers it.
+pub(crate) struct FastPublish {
+    pub(crate) app_server: Arc<AppServer>,
+    pub(crate) publish: PushPublish,
+}
+
+#[async_trait]
+impl FastAnswer for FastPublish {
+    async fn answer(self: Box<Self>, request: &IqHeader) -> Option<IqReply> {
+        let Self {
+            app_server,
+            publish,
+        } = *self;
+        Some(handle(&app_server, request, publish).await)
+    }
+}
 
 /// Answers a `<pubsub xmlns='http://jabber.org/protocol/pubsub'/>` request that reached the
 /// generic path (a publish in a shape the link does not read itself, or another pubsub request).

@@ -9,7 +9,7 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
 use super::commands::{self, CommandRequest, PushCommand};
 use super::forms;
-use crate::handler::IqReply;
+use crate::link::handler::IqReply;
 
 /// Why a command got no completed answer.
 #[derive(Debug, thiserror::Error)]

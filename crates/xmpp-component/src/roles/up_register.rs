@@ -8,7 +8,7 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
 use super::UNIFIED_PUSH;
-use crate::handler::IqReply;
+use crate::link::handler::IqReply;
 
 /// Why a registration got no endpoint.
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,7 @@ use pushgate_core::client_link::UpPush;
 use xmpp_parsers::jid::Jid;
 
 use super::super::UNIFIED_PUSH;
-use crate::short_answer::{is_xml_text, put_escaped};
+use crate::stream::short_answer::{is_xml_text, put_escaped};
 
 /// `<iq type='set' from=component to=owner id=id><push xmlns application instance>BASE64
 /// </push></iq>` as the serialiser writes it, or `None` when an address, the id or an
@@ -68,7 +68,7 @@ mod tests {
 
     use super::super::push_iq;
     use super::*;
-    use crate::writer::StanzaEncoder;
+    use crate::stream::writer::StanzaEncoder;
 
     fn generic(component: &Jid, owner: &Jid, id: &str, push: &UpPush<'_>) -> Vec<u8> {
         let mut iq = push_iq(component.clone(), owner.clone(), push);

@@ -4,9 +4,11 @@
 //! are exactly those the generic serialiser produces; anything else takes the generic path.
 
 use bytes::{BufMut, BytesMut};
+use std::collections::BTreeMap;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::stanza::Stanza;
+
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 /// Appends `stanza` to `out` when it is a short answer; `false` (and nothing appended) otherwise.
@@ -137,11 +139,21 @@ pub(crate) fn put_escaped(value: &str, out: &mut BytesMut) {
     out.put_slice(&bytes[start..]);
 }
 
+/// A stanza error without text or application condition.
+pub fn stanza_error(type_: ErrorType, condition: DefinedCondition) -> StanzaError {
+    StanzaError {
+        type_,
+        by: None,
+        defined_condition: condition,
+        texts: BTreeMap::new(),
+        other: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handler::stanza_error;
-    use crate::writer::StanzaEncoder;
+    use crate::stream::writer::StanzaEncoder;
 
     fn generic(stanza: &Stanza) -> Vec<u8> {
         let mut out = BytesMut::new();

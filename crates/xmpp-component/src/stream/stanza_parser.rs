@@ -16,7 +16,7 @@ use xso::error::FromEventsError;
 use xso::{Context, FromEventsBuilder, FromXml};
 
 use crate::config::XmlLimits;
-use crate::inbound::{Inbound, set_read_limits};
+use crate::stream::inbound::{Inbound, set_read_limits};
 
 /// The stream is not well-formed XML (or not an XMPP stream); it cannot go on.
 #[derive(Debug, thiserror::Error)]

@@ -14,8 +14,6 @@ use xso::fromxml::FallibleBuilder;
 use xso::{Context, FromEventsBuilder, FromXml};
 
 use crate::config::XmlLimits;
-use crate::fast_stanza::IqAddress;
-use crate::handler::PushPublish;
 
 thread_local! {
     // `FromXml::from_events` has no way to receive settings, so the reader puts the link's limits
@@ -102,11 +100,6 @@ impl SkipReason {
 pub(crate) enum Inbound {
     /// A well-formed stanza or nonza.
     Element(XmppStreamElement),
-    /// A XEP-0357 publish, read straight from the wire (only when the handler takes them so).
-    Publish {
-        request: IqAddress,
-        publish: PushPublish,
-    },
     /// A stanza whose content did not parse (e.g. an IQ get without a payload).
     Invalid {
         kind: ElementKind,

@@ -12,7 +12,7 @@ use xmpp_parsers::ns;
 use xmpp_parsers::stanza::Stanza;
 use xso::AsXml;
 
-use crate::short_answer;
+use crate::stream::short_answer;
 
 /// Flush once a batch reaches this many bytes, even if more stanzas are queued.
 const BATCH_BYTES: usize = 64 * 1024;
@@ -174,7 +174,7 @@ mod tests {
     use xmpp_parsers::jid::Jid;
     use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
-    use crate::handler::stanza_error;
+    use crate::stream::short_answer::stanza_error;
 
     fn encode(stanza: Stanza) -> String {
         let mut out = BytesMut::new();

@@ -1,7 +1,5 @@
 //! What the services plug into a link: the handler of incoming stanzas and its replies.
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
 use xmpp_parsers::disco::{DiscoInfoResult, Identity, Item as DiscoItem};
 use xmpp_parsers::iq::{Iq, IqHeader, IqRequestPayload};
@@ -10,7 +8,9 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::presence::Presence;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
-use crate::link::ComponentLink;
+use crate::link::component_link::ComponentLink;
+use crate::stream::fast_stanza::IqSetChild;
+pub use crate::stream::short_answer::stanza_error;
 
 /// The answer to an IQ get/set.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,26 +58,18 @@ impl IqReply {
     }
 }
 
-/// A XEP-0357 publish as an app server reads it (XEP-0357 §5): the node of the first
-/// `<publish/>` and the `secret` field of the first `<publish-options/>` form. The notification
-/// summary and the rest of the item are not kept.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PushPublish {
-    /// The `node` attribute of the publish.
-    pub node: Option<String>,
-    /// The first value of the `secret` field of the publish options.
-    pub secret: Option<String>,
+/// What a role read straight from the bytes of a request (through
+/// [`StanzaHandler::read_fast`]), ready to answer it.
+#[async_trait]
+pub trait FastAnswer: Send + 'static {
+    /// Answers the request addressed `request`; `None` answers `service-unavailable` (cancel).
+    async fn answer(self: Box<Self>, request: &IqHeader) -> Option<IqReply>;
 }
 
-/// A stanza error without text or application condition.
-pub fn stanza_error(type_: ErrorType, condition: DefinedCondition) -> StanzaError {
-    StanzaError {
-        type_,
-        by: None,
-        defined_condition: condition,
-        texts: BTreeMap::new(),
-        other: None,
-    }
+/// A request a role read straight from its bytes: its addressing and the role's answer to come.
+pub struct FastRequest {
+    pub(crate) header: IqHeader,
+    pub(crate) answer: Box<dyn FastAnswer>,
 }
 
 /// The services' side of a link.
@@ -125,23 +117,13 @@ pub trait StanzaHandler: Send + Sync + 'static {
         None
     }
 
-    /// Whether XEP-0357 publishes go to [`Self::handle_publish`] instead of
-    /// [`Self::handle_iq`]. The link then reads the common shapes of a publish straight from
-    /// the wire, without building its element tree (default: no).
-    fn reads_publishes(&self) -> bool {
-        false
-    }
-
-    /// A XEP-0357 publish (an IQ set whose only child is `<pubsub/>` with a `<publish/>`), when
-    /// [`Self::reads_publishes`]; a publish in a shape the link does not read itself comes to
-    /// [`Self::handle_iq`] as usual. `None` answers `service-unavailable` (cancel).
-    async fn handle_publish(
-        &self,
-        link: &ComponentLink,
-        request: &IqHeader,
-        publish: PushPublish,
-    ) -> Option<IqReply> {
-        let _ = (link, request, publish);
+    /// The link's fast-path hook: an IQ set, read up to the start tag of its only child,
+    /// before any element tree is built. A handler that reads this shape straight from the
+    /// bytes returns the request with its answer to come; `None` (the default) leaves the
+    /// stanza to the full parser and [`Self::handle_iq`]. Called on the reading task for every
+    /// IQ set, so it must be quick and must not wait.
+    fn read_fast(&self, set: IqSetChild<'_, '_>) -> Option<FastRequest> {
+        let _ = set;
         None
     }
 

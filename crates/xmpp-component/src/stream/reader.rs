@@ -13,11 +13,11 @@ use xmpp_parsers::iq::Iq;
 use xmpp_parsers::stanza::Stanza;
 
 use crate::config::XmlLimits;
-use crate::fast_stanza::{self, FastStanza};
-use crate::fast_xml::{Token, Tokenizer, decode};
-use crate::frame::{Frame, FrameError, Framer};
-use crate::inbound::{ElementKind, Inbound, IqHeaderAttrs, SkipReason};
-use crate::stanza_parser::{NotWellFormed, StanzaParser, StreamHeader};
+use crate::stream::fast_stanza::{self, FastStanza, IqSetChild};
+use crate::stream::fast_xml::{Token, Tokenizer, decode};
+use crate::stream::frame::{Frame, FrameError, Framer};
+use crate::stream::inbound::{ElementKind, Inbound, IqHeaderAttrs, SkipReason};
+use crate::stream::stanza_parser::{NotWellFormed, StanzaParser, StreamHeader};
 
 /// Bytes asked of the socket per read (more when a stanza needs it).
 const READ_CHUNK: usize = 16 * 1024;
@@ -26,8 +26,10 @@ const READ_CHUNK: usize = 16 * 1024;
 // The large variant is the common one (every stanza), as in [`Inbound`].
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub(crate) enum ReadItem {
+pub(crate) enum ReadItem<T> {
     Inbound(Inbound),
+    /// An IQ set the caller's fast reader took straight from its bytes.
+    Taken(T),
     /// A well-formed element that means nothing to us; it was dropped.
     Dropped,
     /// The server ended the stream.
@@ -54,8 +56,6 @@ pub(crate) struct StanzaReader {
     framer: Framer,
     parser: Option<StanzaParser>,
     limits: XmlLimits,
-    /// Whether XEP-0357 publishes are read by the fast reader (the handler takes them so).
-    publishes: bool,
     last_input: Instant,
     /// Wire bytes of the element [`Self::next`] returned last.
     last_element_bytes: usize,
@@ -69,15 +69,9 @@ impl StanzaReader {
             framer: Framer::new(limits),
             parser: None,
             limits,
-            publishes: false,
             last_input: Instant::now(),
             last_element_bytes: 0,
         }
-    }
-
-    /// Lets the fast reader take XEP-0357 publishes.
-    pub(crate) fn read_publishes(&mut self, on: bool) {
-        self.publishes = on;
     }
 
     /// Wire bytes of the element [`Self::next`] returned last (0 for a skipped one, which was
@@ -109,11 +103,16 @@ impl StanzaReader {
         }
     }
 
-    /// The next top-level element. Cancel-safe: dropping the future loses no input.
-    pub(crate) async fn next(&mut self) -> Result<ReadItem, ReadFailure> {
+    /// The next top-level element; an IQ set whose only child `take_set` takes (the layer
+    /// above's fast path) comes as [`ReadItem::Taken`]. Cancel-safe: dropping the future loses
+    /// no input.
+    pub(crate) async fn next<T>(
+        &mut self,
+        take_set: &mut impl FnMut(IqSetChild<'_, '_>) -> Option<T>,
+    ) -> Result<ReadItem<T>, ReadFailure> {
         loop {
             if let Some(frame) = self.framer.next(&self.buf)? {
-                return self.take(frame);
+                return self.take(frame, take_set);
             }
             self.fill().await?;
         }
@@ -135,40 +134,40 @@ impl StanzaReader {
         Ok(())
     }
 
-    fn take(&mut self, frame: Frame) -> Result<ReadItem, ReadFailure> {
+    fn take<T>(
+        &mut self,
+        frame: Frame,
+        take_set: &mut impl FnMut(IqSetChild<'_, '_>) -> Option<T>,
+    ) -> Result<ReadItem<T>, ReadFailure> {
         self.last_element_bytes = 0;
         match frame {
             Frame::Element { start, end } => {
                 let element = &self.buf[start..end];
-                let item = match fast_stanza::read(
-                    element,
-                    self.publishes,
-                    self.limits.max_attribute_bytes,
-                ) {
-                    Some(fast) => ReadItem::Inbound(from_fast(fast)),
-                    None => {
-                        let parser = self
-                            .parser
-                            .as_mut()
-                            .ok_or(NotWellFormed::Stream("a stanza before the stream header"))?;
-                        match parser.read(element, self.limits) {
-                            Ok(Some(inbound)) => ReadItem::Inbound(inbound),
-                            Ok(None) => ReadItem::Dropped,
-                            Err(error) => {
-                                // The framer found where this stanza ends, so refusing it
-                                // costs only the stanza; the stream goes on with a new parser.
-                                tracing::debug!(%error, "the full parser refused a stanza");
-                                parser.restart()?;
-                                let (kind, header) = header_of(element);
-                                ReadItem::Inbound(Inbound::Skipped {
-                                    kind,
-                                    header,
-                                    reason: SkipReason::Malformed,
-                                })
+                let item =
+                    match fast_stanza::read(element, self.limits.max_attribute_bytes, take_set) {
+                        Some(fast) => from_fast(fast),
+                        None => {
+                            let parser = self.parser.as_mut().ok_or(NotWellFormed::Stream(
+                                "a stanza before the stream header",
+                            ))?;
+                            match parser.read(element, self.limits) {
+                                Ok(Some(inbound)) => ReadItem::Inbound(inbound),
+                                Ok(None) => ReadItem::Dropped,
+                                Err(error) => {
+                                    // The framer found where this stanza ends, so refusing it
+                                    // costs only the stanza; the stream goes on with a new parser.
+                                    tracing::debug!(%error, "the full parser refused a stanza");
+                                    parser.restart()?;
+                                    let (kind, header) = header_of(element);
+                                    ReadItem::Inbound(Inbound::Skipped {
+                                        kind,
+                                        header,
+                                        reason: SkipReason::Malformed,
+                                    })
+                                }
                             }
                         }
-                    }
-                };
+                    };
                 self.last_element_bytes = end - start;
                 self.buf.advance(end);
                 Ok(item)
@@ -198,18 +197,23 @@ impl StanzaReader {
     }
 }
 
-fn from_fast(fast: FastStanza) -> Inbound {
+fn from_fast<T>(fast: FastStanza<T>) -> ReadItem<T> {
     match fast {
-        FastStanza::EmptyResult { id, from, to } => {
-            Inbound::Element(XmppStreamElement::Stanza(Stanza::Iq(Iq::Result {
+        FastStanza::EmptyResult { id, from, to } => ReadItem::Inbound(Inbound::Element(
+            XmppStreamElement::Stanza(Stanza::Iq(Iq::Result {
                 from,
                 to,
                 id,
                 payload: None,
-            })))
-        }
-        FastStanza::Publish { request, publish } => Inbound::Publish { request, publish },
+            })),
+        )),
+        FastStanza::Request(taken) => ReadItem::Taken(taken),
     }
+}
+
+/// A fast path that takes no IQ set (the handshake has none).
+pub(crate) fn no_fast_path(_: IqSetChild<'_, '_>) -> Option<std::convert::Infallible> {
+    None
 }
 
 /// What the start tag of a skipped stanza (or the stanza itself) says about how to answer it.

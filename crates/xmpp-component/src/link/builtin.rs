@@ -8,7 +8,7 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::ns;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 
-use crate::handler::{IqReply, StanzaHandler};
+use crate::link::handler::{IqReply, StanzaHandler};
 
 /// The answer to a built-in request, or `None` when the handler must decide.
 pub(crate) fn answer(handler: &dyn StanzaHandler, payload: &IqRequestPayload) -> Option<IqReply> {

@@ -11,10 +11,10 @@ use xmpp_parsers::ns;
 use xmpp_parsers::stream_error::DefinedCondition;
 
 use crate::config::ComponentConfig;
-use crate::error::SessionError;
-use crate::inbound::Inbound;
-use crate::reader::{ReadFailure, ReadItem, StanzaReader};
-use crate::short_answer::put_escaped;
+use crate::link::error::SessionError;
+use crate::stream::inbound::Inbound;
+use crate::stream::reader::{ReadFailure, ReadItem, StanzaReader, no_fast_path};
+use crate::stream::short_answer::put_escaped;
 
 /// An authenticated session's two halves.
 pub(crate) struct LinkStream {
@@ -73,7 +73,11 @@ async fn handshake(tcp: TcpStream, config: &ComponentConfig) -> Result<LinkStrea
         .write_all(format!("<handshake>{digest}</handshake>").as_bytes())
         .await
         .map_err(SessionError::Io)?;
-    match reader.next().await.map_err(SessionError::from)? {
+    match reader
+        .next(&mut no_fast_path)
+        .await
+        .map_err(SessionError::from)?
+    {
         ReadItem::Inbound(Inbound::Element(XmppStreamElement::ComponentHandshake(_))) => {
             Ok(LinkStream { reader, writer })
         }
@@ -91,6 +95,7 @@ async fn handshake(tcp: TcpStream, config: &ComponentConfig) -> Result<LinkStrea
             "malformed element before the handshake answer",
         )),
         ReadItem::StreamEnd => Err(SessionError::StreamClosed),
+        ReadItem::Taken(never) => match never {},
     }
 }
 
@@ -113,7 +118,7 @@ mod tests {
     fn the_stream_header_is_well_formed_and_addressed() {
         let header = stream_header("push.example.test");
         let (_, parsed) =
-            crate::stanza_parser::StanzaParser::start(&header, crate::XmlLimits::default())
+            crate::stream::stanza_parser::StanzaParser::start(&header, crate::XmlLimits::default())
                 .expect("well-formed");
         let header = String::from_utf8(header.to_vec()).expect("utf-8");
         assert_eq!(parsed.id, None);

@@ -7,16 +7,17 @@ use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::budget::RequestBudget;
 use crate::config::ComponentConfig;
-use crate::dispatch::Dispatcher;
-use crate::error::SessionError;
-use crate::handler::StanzaHandler;
-use crate::handshake::LinkStream;
-use crate::link::ComponentLink;
-use crate::reader::{ReadItem, StanzaReader};
-use crate::state::LinkState;
-use crate::writer::{WriterEnd, run_writer};
+use crate::link::budget::RequestBudget;
+use crate::link::component_link::ComponentLink;
+use crate::link::dispatch::Dispatcher;
+use crate::link::error::SessionError;
+use crate::link::handler::StanzaHandler;
+use crate::link::handshake::LinkStream;
+use crate::link::state::LinkState;
+use crate::stream::fast_stanza::IqSetChild;
+use crate::stream::reader::{ReadItem, StanzaReader};
+use crate::stream::writer::{WriterEnd, run_writer};
 
 /// What a session borrows from the link's supervisor.
 pub(crate) struct Context<'a> {
@@ -48,7 +49,6 @@ pub(crate) async fn run(stream: LinkStream, cx: Context<'_>) -> SessionEnd {
         reader: mut stream,
         writer: socket,
     } = stream;
-    stream.read_publishes(cx.handler.reads_publishes());
     let (queue, outbound) = mpsc::channel(cx.config.outbound_queue);
     let stop_writer = CancellationToken::new();
     let mut writer = tokio::spawn(run_writer(outbound, socket, stop_writer.clone()));
@@ -129,6 +129,7 @@ async fn read_loop(
     config: &ComponentConfig,
     shutdown: &CancellationToken,
 ) -> ReadEnd {
+    let mut take_set = |set: IqSetChild<'_, '_>| dispatcher.read_fast(set);
     let mut keepalive = Keepalive::default();
     let wake = sleep_until(keepalive.next_check(stream.last_input(), config));
     tokio::pin!(wake);
@@ -146,7 +147,7 @@ async fn read_loop(
                 wake.as_mut().reset(keepalive.next_check(stream.last_input(), config));
                 continue;
             }
-            next = stream.next() => next,
+            next = stream.next(&mut take_set) => next,
         };
         match next {
             Ok(ReadItem::Inbound(inbound)) => {
@@ -155,6 +156,7 @@ async fn read_loop(
                     return ReadEnd::Failed(reason);
                 }
             }
+            Ok(ReadItem::Taken(request)) => dispatcher.dispatch_fast(request, false).await,
             Ok(ReadItem::Dropped) => {
                 tracing::warn!("dropping an element that failed to parse");
                 metrics::counter!("pushgate_xmpp_stanzas_rejected_total", "reason" => "malformed")
@@ -213,13 +215,15 @@ impl Keepalive {
 /// Reads during shutdown until the stream ends: answers to our IQs still count, new requests
 /// are turned away.
 async fn drain(stream: &mut StanzaReader, dispatcher: &Dispatcher) {
+    let mut take_set = |set: IqSetChild<'_, '_>| dispatcher.read_fast(set);
     loop {
-        match stream.next().await {
+        match stream.next(&mut take_set).await {
             Ok(ReadItem::Inbound(inbound)) => {
                 if dispatcher.dispatch(inbound, 0, true).await.is_some() {
                     break;
                 }
             }
+            Ok(ReadItem::Taken(request)) => dispatcher.dispatch_fast(request, true).await,
             Ok(ReadItem::Dropped) => (),
             Ok(ReadItem::StreamEnd) | Err(_) => break,
         }

@@ -13,14 +13,15 @@ use xmpp_parsers::stanza::Stanza;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 use xmpp_parsers::stream_error::DefinedCondition as StreamCondition;
 
-use crate::budget::{Admission, Held, RequestBudget};
-use crate::builtin;
 use crate::config::ComponentConfig;
-use crate::error::SessionError;
-use crate::handler::{IqReply, PushPublish, StanzaHandler};
-use crate::inbound::{ElementKind, Inbound, IqHeaderAttrs};
-use crate::iq_tracker::Resolution;
-use crate::link::ComponentLink;
+use crate::link::budget::{Admission, Held, RequestBudget};
+use crate::link::builtin;
+use crate::link::component_link::ComponentLink;
+use crate::link::error::SessionError;
+use crate::link::handler::{FastRequest, IqReply, StanzaHandler};
+use crate::link::iq_tracker::Resolution;
+use crate::stream::fast_stanza::IqSetChild;
+use crate::stream::inbound::{ElementKind, Inbound, IqHeaderAttrs};
 
 /// Routes the elements of one session.
 pub(crate) struct Dispatcher {
@@ -77,10 +78,6 @@ impl Dispatcher {
             Inbound::Element(XmppStreamElement::Stanza(stanza)) if draining => {
                 self.turn_away(stanza).await;
             }
-            Inbound::Publish { request, .. } if draining => {
-                self.reply(request.into(), busy()).await;
-            }
-            Inbound::Publish { request, publish } => self.on_publish(request.into(), publish).await,
             Inbound::Element(XmppStreamElement::Stanza(stanza)) => match stanza {
                 Stanza::Iq(iq) => self.on_iq(iq, wire_bytes).await,
                 Stanza::Message(message) => {
@@ -199,17 +196,30 @@ impl Dispatcher {
         });
     }
 
-    async fn on_publish(&self, header: IqHeader, publish: PushPublish) {
-        // Read straight from its bytes: a publish holds only its node and secret.
+    /// Offers an IQ set to the handler's fast path ([`StanzaHandler::read_fast`]).
+    pub(crate) fn read_fast(&self, set: IqSetChild<'_, '_>) -> Option<FastRequest> {
+        self.handler.read_fast(set)
+    }
+
+    /// Handles a request the handler read straight from its bytes; while `draining`, it is
+    /// turned away like any new request.
+    pub(crate) async fn dispatch_fast(&self, request: FastRequest, draining: bool) {
+        let FastRequest { header, answer } = request;
+        if draining {
+            self.reply(header, busy()).await;
+            return;
+        }
+        // What the handler kept of its bytes is small (a publish holds only its node and
+        // secret), so it does not count against the bytes in flight.
         let Some(admission) = self.admit(&header, 0).await else {
             return;
         };
-        let (handler, link) = (Arc::clone(&self.handler), self.link.clone());
+        let link = self.link.clone();
         self.tasks.spawn(async move {
             let Some(permit) = turn(admission, &link, &header).await else {
                 return;
             };
-            let reply = handler.handle_publish(&link, &header, publish).await;
+            let reply = answer.answer(&header).await;
             send_reply(&link, header, reply.unwrap_or_else(unhandled)).await;
             drop(permit);
         });

@@ -1,14 +1,47 @@
-//! The fast readers against the full parser: wherever the fast reader takes a stanza, both
-//! must read the same thing.
+//! The fast readers against the full parser: wherever the fast reader (the stream's reader of
+//! empty results, with the app server's publish reader as its hook) takes a stanza, both must
+//! read the same thing.
 
 use tokio_xmpp::xmlstream::XmppStreamElement;
 use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::Jid;
+use xmpp_parsers::ns;
 use xmpp_parsers::stanza::Stanza;
 
-use super::*;
+use super::super::PushPublish;
 use crate::config::XmlLimits;
-use crate::inbound::Inbound;
-use crate::stanza_parser::StanzaParser;
+use crate::stream::fast_stanza::{self, IqAddress};
+use crate::stream::inbound::Inbound;
+use crate::stream::stanza_parser::StanzaParser;
+
+/// A stanza read fast, in the terms the full parser's reading is compared in.
+#[derive(Debug, PartialEq)]
+enum FastStanza {
+    EmptyResult {
+        id: String,
+        from: Option<Jid>,
+        to: Option<Jid>,
+    },
+    Publish {
+        request: IqAddress,
+        publish: PushPublish,
+    },
+}
+
+/// The stream's fast reader with the app server's publish reader as its hook when `publishes`.
+fn read(stanza: &[u8], publishes: bool, max_attribute_bytes: usize) -> Option<FastStanza> {
+    let mut take = |set: fast_stanza::IqSetChild<'_, '_>| {
+        if publishes { super::read(set) } else { None }
+    };
+    fast_stanza::read(stanza, max_attribute_bytes, &mut take).map(|fast| match fast {
+        fast_stanza::FastStanza::EmptyResult { id, from, to } => {
+            FastStanza::EmptyResult { id, from, to }
+        }
+        fast_stanza::FastStanza::Request((request, publish)) => {
+            FastStanza::Publish { request, publish }
+        }
+    })
+}
 
 const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' from='push.example.test' id='s1'>";
 
@@ -36,7 +69,7 @@ fn by_the_full_parser(xml: &str) -> Option<FastStanza> {
             if !payload.is("pubsub", ns::PUBSUB) {
                 return None;
             }
-            let publish = crate::roles::read_publish_for_tests(&payload)?;
+            let publish = super::super::publish::read_publish(&payload)?;
             Some(FastStanza::Publish {
                 request: IqAddress { id, from, to },
                 publish,

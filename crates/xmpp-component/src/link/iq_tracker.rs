@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::Jid;
 
-use crate::error::IqError;
+use crate::link::error::IqError;
 
 struct Pending {
     expected_from: Jid,

@@ -1,45 +1,19 @@
-//! The handle every task uses to send through a component link, and the task that keeps the
-//! link connected.
+//! The handle every task uses to send through a component link.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::stanza::Stanza;
 
-use crate::backoff::Backoff;
-use crate::budget::RequestBudget;
 use crate::config::ComponentConfig;
-use crate::error::{IqError, LinkError, SessionError};
-use crate::handler::StanzaHandler;
-use crate::handshake;
-use crate::iq_tracker::IqTracker;
-use crate::session::{self, SessionEnd};
-use crate::state::LinkState;
-use crate::writer::Outbound;
-
-/// A configuration that cannot work.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-pub enum ConfigError {
-    /// The component JID does not parse.
-    #[error("invalid component JID {0:?}")]
-    InvalidJid(String),
-    /// A component JID is a bare domain (XEP-0114), without `@` or `/`.
-    #[error("the component JID {0:?} must be a bare domain")]
-    NotADomain(String),
-    /// The instance id goes into every IQ id, so it must be short and plain.
-    #[error("instance_id must be 1 to 32 ASCII letters or digits")]
-    BadInstanceId,
-    /// `outbound_queue`, `max_concurrent_iqs` or `max_request_bytes_in_flight` is zero.
-    #[error("{0} must be at least 1")]
-    Zero(&'static str),
-}
+use crate::link::error::{IqError, LinkError};
+use crate::link::iq_tracker::IqTracker;
+use crate::link::state::LinkState;
+use crate::stream::writer::Outbound;
 
 pub(crate) struct Shared {
     jid: BareJid,
@@ -67,38 +41,11 @@ impl std::fmt::Debug for ComponentLink {
     }
 }
 
-fn validate(config: &ComponentConfig) -> Result<BareJid, ConfigError> {
-    let jid = BareJid::new(&config.jid).map_err(|_| ConfigError::InvalidJid(config.jid.clone()))?;
-    if jid.node().is_some() {
-        return Err(ConfigError::NotADomain(config.jid.clone()));
-    }
-    let id = &config.instance_id;
-    if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return Err(ConfigError::BadInstanceId);
-    }
-    if config.outbound_queue == 0 {
-        return Err(ConfigError::Zero("outbound_queue"));
-    }
-    if config.max_concurrent_iqs == 0 {
-        return Err(ConfigError::Zero("max_concurrent_iqs"));
-    }
-    if config.max_request_bytes_in_flight == 0 {
-        return Err(ConfigError::Zero("max_request_bytes_in_flight"));
-    }
-    Ok(jid)
-}
-
 impl ComponentLink {
-    /// Starts the link: connects, authenticates, and reconnects forever until `shutdown` is
-    /// cancelled. The returned task ends after a clean close of the stream.
-    pub fn spawn(
-        config: ComponentConfig,
-        handler: Arc<dyn StanzaHandler>,
-        shutdown: CancellationToken,
-    ) -> Result<(ComponentLink, JoinHandle<()>), ConfigError> {
-        let jid = validate(&config)?;
+    /// A link to `jid` that is not connected yet.
+    pub(crate) fn new(jid: BareJid, config: &ComponentConfig) -> Self {
         let (state, _) = watch::channel(LinkState::Connecting);
-        let link = ComponentLink {
+        ComponentLink {
             shared: Arc::new(Shared {
                 iq_timeout: config.timeouts.iq,
                 address: Jid::from(jid.clone()),
@@ -107,9 +54,7 @@ impl ComponentLink {
                 state,
                 outbound: Mutex::new(None),
             }),
-        };
-        let task = tokio::spawn(supervise(link.clone(), config, handler, shutdown));
-        Ok((link, task))
+        }
     }
 
     /// The component JID.
@@ -286,77 +231,4 @@ async fn exchange(
         answered = &mut answer => return answered.unwrap_or(Err(IqError::LinkDown)),
     }
     answer.await.unwrap_or(Err(IqError::LinkDown))
-}
-
-async fn supervise(
-    link: ComponentLink,
-    config: ComponentConfig,
-    handler: Arc<dyn StanzaHandler>,
-    shutdown: CancellationToken,
-) {
-    let tasks = TaskTracker::new();
-    let tracker = Arc::clone(&link.shared.tracker);
-    let deadlines = tokio::spawn(async move { tracker.expire_overdue().await });
-    let budget = RequestBudget::new(&config);
-    let mut backoff = Backoff::new(config.reconnect);
-    let component = link.jid().to_string();
-    while !shutdown.is_cancelled() {
-        link.set_state(LinkState::Connecting);
-        let opened = tokio::select! {
-            () = shutdown.cancelled() => break,
-            opened = handshake::open(&config) => opened,
-        };
-        let reason = match opened {
-            Ok(stream) => {
-                let started = Instant::now();
-                let context = session::Context {
-                    link: &link,
-                    config: &config,
-                    handler: &handler,
-                    tasks: &tasks,
-                    budget: &budget,
-                    shutdown: &shutdown,
-                };
-                let end = session::run(stream, context).await;
-                backoff.session_ended(started.elapsed());
-                match end {
-                    SessionEnd::Shutdown => break,
-                    SessionEnd::Failed(reason) => reason,
-                }
-            }
-            Err(reason) => reason,
-        };
-        let delay = backoff.next_delay();
-        match &reason {
-            SessionError::HandshakeRejected => tracing::error!(
-                %component, retry_in = ?delay,
-                "component link: the server rejected the handshake; check the component secret"
-            ),
-            other => tracing::warn!(
-                %component, reason = %other, retry_in = ?delay, "component link down"
-            ),
-        }
-        metrics::counter!("pushgate_xmpp_link_down_total").increment(1);
-        link.set_state(LinkState::Down {
-            reason: reason.to_string(),
-        });
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(delay) => (),
-        }
-    }
-    link.detach();
-    link.shared.tracker.fail_all();
-    deadlines.abort();
-    tasks.close();
-    if tokio::time::timeout(config.timeouts.shutdown_grace, tasks.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(%component, "component link: handlers still running after the grace period");
-    }
-    link.set_state(LinkState::Down {
-        reason: "shut down".to_owned(),
-    });
-    tracing::info!(%component, "component link closed");
 }

@@ -45,7 +45,7 @@ impl From<LinkError> for IqError {
     }
 }
 
-/// Why one connection attempt or session ended (internal; shown as [`crate::LinkState::Down`]).
+/// Why one connection attempt or session ended (internal; shown as [`crate::link::state::LinkState::Down`]).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SessionError {
     #[error("connect failed: {0}")]

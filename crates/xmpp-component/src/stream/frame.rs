@@ -13,7 +13,7 @@
 use memchr::{memchr, memchr3, memmem};
 
 use crate::config::XmlLimits;
-use crate::inbound::SkipReason;
+use crate::stream::inbound::SkipReason;
 
 /// What the framer found in the buffer. Positions are offsets into the buffer passed to
 /// [`Framer::next`]; the caller drops `..end` before calling again.
