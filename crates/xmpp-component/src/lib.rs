@@ -5,8 +5,14 @@
 //! incoming XML. It answers disco and ping itself, tracks answers to its own IQs
 //! ([`ComponentLink::send_iq`]) and hands every other stanza to a [`StanzaHandler`].
 //!
-//! [`PushRoles`] is that handler for pushgate's two roles (the XEP-0357 app server and the
-//! UnifiedPush provider), and [`XmppClientLink`] carries the provider's pushes to clients.
+//! [`PushRoles`] is that handler: the list of pushgate's roles (the XEP-0357 app server and the
+//! UnifiedPush provider, each a [`roles::Role`]), and [`XmppClientLink`] carries the provider's
+//! pushes to clients.
+//!
+//! The crate is three layers, imports pointing one way (`tests/layers.rs` checks it): `roles`
+//! → `link` (session, handshake, keepalive, reconnection, IQ tracker, dispatch, disco, ping) →
+//! `stream` (bytes ↔ stanzas). A role reads the IQ sets it takes on its hot path straight from
+//! the bytes, through the link's hook [`StanzaHandler::read_fast`].
 
 pub mod config;
 mod link;

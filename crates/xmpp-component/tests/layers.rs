@@ -180,11 +180,15 @@ fn no_import_cycle_between_modules() {
         None
     }
     let mut done = BTreeSet::new();
-    let mut cycles = Vec::new();
+    let mut cycles = BTreeSet::new();
     for module in edges.keys() {
         if let Some(cycle) = visit(module, &edges, &mut Vec::new(), &mut done) {
-            cycles.push(cycle.join(" → "));
+            cycles.insert(cycle.join(" → "));
         }
     }
-    assert!(cycles.is_empty(), "import cycles:\n{}", cycles.join("\n"));
+    assert!(
+        cycles.is_empty(),
+        "import cycles:\n{}",
+        Vec::from_iter(cycles).join("\n")
+    );
 }

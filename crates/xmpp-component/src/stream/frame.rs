@@ -13,7 +13,46 @@
 use memchr::{memchr, memchr3, memmem};
 
 use crate::config::XmlLimits;
-use crate::stream::inbound::SkipReason;
+
+/// Why an element was skipped instead of parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SkipReason {
+    TooLarge,
+    TooDeep,
+    AttributeTooLong,
+    NameTooLong,
+    TooManyAttributes,
+    TooManyElements,
+    TooManyFormFields,
+    TooManyFieldValues,
+    /// The full parser refused it (e.g. an undeclared prefix, a comment, a mismatched tag).
+    Malformed,
+    UnknownElement,
+}
+
+impl SkipReason {
+    /// A short label for logs and the `reason` of the rejection metric.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TooLarge => "stanza too large",
+            Self::TooDeep => "stanza nested too deep",
+            Self::AttributeTooLong => "attribute value too long",
+            Self::NameTooLong => "name too long",
+            Self::TooManyAttributes => "too many attributes",
+            Self::TooManyElements => "too many elements",
+            Self::TooManyFormFields => "too many form fields",
+            Self::TooManyFieldValues => "too many field values",
+            Self::Malformed => "malformed",
+            Self::UnknownElement => "unknown top-level element",
+        }
+    }
+
+    /// Whether the stanza crossed one of our limits (answered `policy-violation`), rather than
+    /// being broken (answered `bad-request`).
+    pub fn is_limit(self) -> bool {
+        !matches!(self, Self::Malformed | Self::UnknownElement)
+    }
+}
 
 /// What the framer found in the buffer. Positions are offsets into the buffer passed to
 /// [`Framer::next`]; the caller drops `..end` before calling again.

@@ -15,8 +15,8 @@ use xmpp_parsers::stanza::Stanza;
 use crate::config::XmlLimits;
 use crate::stream::fast_stanza::{self, FastStanza, IqSetChild};
 use crate::stream::fast_xml::{Token, Tokenizer, decode};
-use crate::stream::frame::{Frame, FrameError, Framer};
-use crate::stream::inbound::{ElementKind, Inbound, IqHeaderAttrs, SkipReason};
+use crate::stream::frame::{Frame, FrameError, Framer, SkipReason};
+use crate::stream::inbound::{ElementKind, Inbound, IqHeaderAttrs};
 use crate::stream::stanza_parser::{NotWellFormed, StanzaParser, StreamHeader};
 
 /// Bytes asked of the socket per read (more when a stanza needs it).
