@@ -56,6 +56,13 @@ fn fixture() -> Fixture {
     fixture_with(|_| {})
 }
 
+/// Registers `OWNER`'s endpoint.
+fn register_owner(f: &Fixture) -> UpRegistration {
+    f.provider
+        .register(OWNER, "example.test", APP, INSTANCE)
+        .unwrap()
+}
+
 fn token_of(registration: &UpRegistration) -> &str {
     registration
         .endpoint
@@ -73,18 +80,12 @@ fn body(text: &str) -> IncomingMessage<'_> {
 #[test]
 fn registration_yields_an_endpoint_that_names_nothing() {
     let f = fixture();
-    let registration = f
-        .provider
-        .register(OWNER, "example.test", APP, INSTANCE)
-        .unwrap();
+    let registration = register_owner(&f);
     assert_eq!(registration.expires_at, NOW + 7 * 86_400_000);
     let token = token_of(&registration);
     assert!(token.starts_with("v2.local."));
     assert!(!registration.endpoint.contains("alice"));
-    let again = f
-        .provider
-        .register(OWNER, "example.test", APP, INSTANCE)
-        .unwrap();
+    let again = register_owner(&f);
     assert_ne!(
         again.endpoint, registration.endpoint,
         "each registration gets a fresh nonce"
@@ -125,10 +126,7 @@ fn registration_refuses_bad_ids_and_foreign_domains() {
 #[tokio::test]
 async fn a_delivered_message_reaches_the_owner() {
     let f = fixture();
-    let registration = f
-        .provider
-        .register(OWNER, "example.test", APP, INSTANCE)
-        .unwrap();
+    let registration = register_owner(&f);
     let outcome = f
         .provider
         .accept(token_of(&registration), body("hello"))
@@ -152,10 +150,7 @@ async fn unknown_and_expired_endpoints_are_not_found() {
         f.provider.accept("", body("x")).await,
         AcceptOutcome::NotFound
     );
-    let registration = f
-        .provider
-        .register(OWNER, "example.test", APP, INSTANCE)
-        .unwrap();
+    let registration = register_owner(&f);
     f.clock.set(registration.expires_at);
     assert_eq!(
         f.provider.accept(token_of(&registration), body("x")).await,
@@ -167,10 +162,7 @@ async fn unknown_and_expired_endpoints_are_not_found() {
 #[tokio::test]
 async fn a_revoked_endpoint_is_not_found_without_asking_the_client_again() {
     let f = fixture();
-    let registration = f
-        .provider
-        .register(OWNER, "example.test", APP, INSTANCE)
-        .unwrap();
+    let registration = register_owner(&f);
     f.client.always(PushDelivery::Revoked);
     assert_eq!(
         f.provider.accept(token_of(&registration), body("1")).await,
@@ -183,10 +175,7 @@ async fn a_revoked_endpoint_is_not_found_without_asking_the_client_again() {
     assert_eq!(f.client.received_bodies(), vec![b"1".to_vec()]);
     // A new registration of the same app is a new endpoint and works.
     f.client.always(PushDelivery::Delivered);
-    let fresh = f
-        .provider
-        .register(OWNER, "example.test", APP, INSTANCE)
-        .unwrap();
+    let fresh = register_owner(&f);
     assert!(matches!(
         f.provider.accept(token_of(&fresh), body("3")).await,
         AcceptOutcome::Delivered { .. }
@@ -196,10 +185,7 @@ async fn a_revoked_endpoint_is_not_found_without_asking_the_client_again() {
 #[tokio::test]
 async fn undelivered_messages_are_kept_for_the_capped_ttl() {
     let f = fixture();
-    let registration = f
-        .provider
-        .register(OWNER, "example.test", APP, INSTANCE)
-        .unwrap();
+    let registration = register_owner(&f);
     f.client
         .always(PushDelivery::NotDelivered("offline".into()));
     let short = IncomingMessage {
@@ -236,10 +222,7 @@ async fn undelivered_messages_are_kept_for_the_capped_ttl() {
 #[tokio::test]
 async fn a_message_is_never_kept_past_its_endpoint() {
     let f = fixture_with(|c| c.registration_ttl_ms = 30_000);
-    let registration = f
-        .provider
-        .register(OWNER, "example.test", APP, INSTANCE)
-        .unwrap();
+    let registration = register_owner(&f);
     f.client
         .always(PushDelivery::NotDelivered("offline".into()));
     assert_eq!(
@@ -253,10 +236,7 @@ async fn caps_give_owner_full_then_unavailable_and_topics_replace() {
     let f = fixture();
     f.client
         .always(PushDelivery::NotDelivered("offline".into()));
-    let alice = f
-        .provider
-        .register(OWNER, "example.test", APP, INSTANCE)
-        .unwrap();
+    let alice = register_owner(&f);
     let topic = |text: &'static str| IncomingMessage {
         topic: Some(Topic::parse("mail").unwrap()),
         ..body(text)
@@ -309,10 +289,7 @@ async fn caps_give_owner_full_then_unavailable_and_topics_replace() {
 #[tokio::test]
 async fn presence_flushes_in_order_and_stops_at_the_first_failure() {
     let f = fixture();
-    let registration = f
-        .provider
-        .register(OWNER, "example.test", APP, INSTANCE)
-        .unwrap();
+    let registration = register_owner(&f);
     f.client
         .always(PushDelivery::NotDelivered("offline".into()));
     for text in ["1", "2", "3"] {
@@ -338,10 +315,7 @@ async fn presence_flushes_in_order_and_stops_at_the_first_failure() {
 #[tokio::test]
 async fn only_owners_with_kept_messages_may_have_messages() {
     let f = fixture();
-    let registration = f
-        .provider
-        .register(OWNER, "example.test", APP, INSTANCE)
-        .unwrap();
+    let registration = register_owner(&f);
     assert!(!f.provider.may_have_messages(OWNER));
     // A delivered message keeps nothing.
     f.provider
@@ -366,10 +340,7 @@ async fn only_owners_with_kept_messages_may_have_messages() {
 #[tokio::test]
 async fn after_a_restart_the_link_up_flush_finds_the_owners_again() {
     let f = fixture();
-    let registration = f
-        .provider
-        .register(OWNER, "example.test", APP, INSTANCE)
-        .unwrap();
+    let registration = register_owner(&f);
     f.client
         .always(PushDelivery::NotDelivered("offline".into()));
     f.provider
@@ -414,10 +385,7 @@ impl ClientLink for ComesOnlineDuringTheFirstPush {
 #[tokio::test]
 async fn a_flush_asked_for_while_one_runs_is_not_lost_when_that_one_finds_the_owner_away() {
     let f = fixture();
-    let registration = f
-        .provider
-        .register(OWNER, "example.test", APP, INSTANCE)
-        .unwrap();
+    let registration = register_owner(&f);
     f.client
         .always(PushDelivery::NotDelivered("offline".into()));
     f.provider
@@ -453,10 +421,7 @@ async fn a_flush_asked_for_while_one_runs_is_not_lost_when_that_one_finds_the_ow
 #[tokio::test]
 async fn a_delivery_flushes_what_was_kept_before() {
     let f = fixture();
-    let registration = f
-        .provider
-        .register(OWNER, "example.test", APP, INSTANCE)
-        .unwrap();
+    let registration = register_owner(&f);
     f.client
         .always(PushDelivery::NotDelivered("offline".into()));
     f.provider
@@ -476,10 +441,7 @@ async fn a_delivery_flushes_what_was_kept_before() {
 #[tokio::test]
 async fn link_return_flushes_every_owner_and_drops_unopenable_tokens() {
     let f = fixture();
-    let alice = f
-        .provider
-        .register(OWNER, "example.test", APP, INSTANCE)
-        .unwrap();
+    let alice = register_owner(&f);
     let bob = f
         .provider
         .register("bob@example.test/y", "example.test", APP, INSTANCE)
@@ -502,10 +464,7 @@ async fn link_return_flushes_every_owner_and_drops_unopenable_tokens() {
 #[tokio::test]
 async fn a_revocation_during_flush_drops_that_endpoints_messages() {
     let f = fixture();
-    let registration = f
-        .provider
-        .register(OWNER, "example.test", APP, INSTANCE)
-        .unwrap();
+    let registration = register_owner(&f);
     f.client
         .always(PushDelivery::NotDelivered("offline".into()));
     for text in ["1", "2"] {
@@ -524,10 +483,7 @@ async fn a_revocation_during_flush_drops_that_endpoints_messages() {
 #[tokio::test]
 async fn a_flush_the_database_failed_says_so_and_a_later_one_sends_everything() {
     let f = fixture();
-    let registration = f
-        .provider
-        .register(OWNER, "example.test", APP, INSTANCE)
-        .unwrap();
+    let registration = register_owner(&f);
     f.client
         .always(PushDelivery::NotDelivered("offline".into()));
     f.provider.accept(token_of(&registration), body("a")).await;
@@ -551,10 +507,7 @@ async fn a_flush_the_database_failed_says_so_and_a_later_one_sends_everything() 
 #[tokio::test]
 async fn a_database_failure_is_unavailable() {
     let f = fixture();
-    let registration = f
-        .provider
-        .register(OWNER, "example.test", APP, INSTANCE)
-        .unwrap();
+    let registration = register_owner(&f);
     f.store.set_unavailable(true);
     assert_eq!(
         f.provider.accept(token_of(&registration), body("x")).await,

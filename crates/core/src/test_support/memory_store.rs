@@ -51,10 +51,7 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock can only come from a test assertion elsewhere.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        super::lock(&self.state)
     }
 
     fn available(&self) -> Result<std::sync::MutexGuard<'_, State>, StoreError> {

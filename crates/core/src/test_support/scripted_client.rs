@@ -42,12 +42,12 @@ impl ScriptedClient {
 
     /// Answers `delivery` from now on.
     pub fn always(&self, delivery: PushDelivery) {
-        *self.default.lock().unwrap() = delivery;
+        *super::lock(&self.default) = delivery;
     }
 
     /// Answers `delivery` once, before falling back to the default.
     pub fn then(&self, delivery: PushDelivery) {
-        self.answers.lock().unwrap().push_back(delivery);
+        super::lock(&self.answers).push_back(delivery);
     }
 
     /// Never answers from now on, as a client that went away without a word.
@@ -57,12 +57,12 @@ impl ScriptedClient {
 
     /// Everything received so far.
     pub fn received(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
+        super::lock(&self.received).clone()
     }
 
     /// Forgets what was received so far.
     pub fn clear_received(&self) {
-        self.received.lock().unwrap().clear();
+        super::lock(&self.received).clear();
     }
 
     /// The bodies received so far.
@@ -72,18 +72,15 @@ impl ScriptedClient {
 
     /// Where in memory each body it received was, to tell whether it was copied on the way.
     pub fn body_addresses(&self) -> Vec<usize> {
-        self.body_addresses.lock().unwrap().clone()
+        super::lock(&self.body_addresses).clone()
     }
 }
 
 #[async_trait]
 impl ClientLink for ScriptedClient {
     async fn push(&self, push: UpPush<'_>) -> PushDelivery {
-        self.body_addresses
-            .lock()
-            .unwrap()
-            .push(push.body.as_ptr() as usize);
-        self.received.lock().unwrap().push((
+        super::lock(&self.body_addresses).push(push.body.as_ptr() as usize);
+        super::lock(&self.received).push((
             push.owner.to_owned(),
             push.application.to_owned(),
             push.instance.to_owned(),
@@ -92,7 +89,7 @@ impl ClientLink for ScriptedClient {
         if self.silent.load(Ordering::Acquire) {
             std::future::pending::<()>().await;
         }
-        let scripted = self.answers.lock().unwrap().pop_front();
-        scripted.unwrap_or_else(|| self.default.lock().unwrap().clone())
+        let scripted = super::lock(&self.answers).pop_front();
+        scripted.unwrap_or_else(|| super::lock(&self.default).clone())
     }
 }

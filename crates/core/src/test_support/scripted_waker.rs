@@ -43,12 +43,12 @@ impl ScriptedWaker {
 
     /// Answers `outcome` from now on.
     pub fn answer(&self, outcome: WakeOutcome) {
-        *self.answer.lock().unwrap() = outcome;
+        *super::lock(&self.answer) = outcome;
     }
 
     /// Every wake-up so far, oldest first.
     pub fn calls(&self) -> Vec<WakeCall> {
-        self.calls.lock().unwrap().clone()
+        super::lock(&self.calls).clone()
     }
 
     /// (token, device hash) of every wake-up so far.
@@ -63,11 +63,11 @@ impl ScriptedWaker {
 #[async_trait]
 impl Waker for ScriptedWaker {
     async fn wake(&self, request: WakeRequest<'_>) -> WakeOutcome {
-        self.calls.lock().unwrap().push(WakeCall {
+        super::lock(&self.calls).push(WakeCall {
             service: request.service,
             token: request.token.to_owned(),
             device: request.device.as_str().to_owned(),
         });
-        self.answer.lock().unwrap().clone()
+        super::lock(&self.answer).clone()
     }
 }
