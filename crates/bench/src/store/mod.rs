@@ -150,25 +150,21 @@ async fn run_backend(
     println!("{HEADER}");
     let pids = [pid, std::process::id()];
     let mut stored = 0;
-    let mut empty = Vec::new();
-    for connections in levels {
-        process.ensure_running()?;
-        client.ensure_linked()?;
-        let result = level::measure(&load, *connections, stored, pids, tick).await?;
-        stored += result.created;
-        result.print();
-        empty.push(result);
-    }
+    let run_levels = async |stored: &mut u64, process: &mut PushgateProcess| {
+        let mut results = Vec::new();
+        for connections in levels {
+            process.ensure_running()?;
+            client.ensure_linked()?;
+            let result = level::measure(&load, *connections, *stored, pids, tick).await?;
+            *stored += result.created;
+            result.print();
+            results.push(result);
+        }
+        Ok::<_, BenchError>(results)
+    };
+    let empty = run_levels(&mut stored, &mut process).await?;
     stored += level::prefill(&load, stored, &mut process).await?;
-    let mut filled = Vec::new();
-    for connections in levels {
-        process.ensure_running()?;
-        client.ensure_linked()?;
-        let result = level::measure(&load, *connections, stored, pids, tick).await?;
-        stored += result.created;
-        result.print();
-        filled.push(result);
-    }
+    let filled = run_levels(&mut stored, &mut process).await?;
     process.ensure_running()?;
     client.ensure_linked()?;
     if let Ok(memory) = proc_stats::memory(pid) {
