@@ -4,16 +4,17 @@
 //! inside one deadline per wake-up so the publish IQ is never answered late. What every send
 //! shares (the URI, the fixed headers) is prepared once.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderValue, Method, Request, Uri};
 use pushgate_core::{PushService, WakeOutcome, WakeRequest, Waker};
 use pushgate_upstream_http::{
-    KeepAlive, ProxyEnvironment, Upstream, UpstreamError, UpstreamResponse, UpstreamSettings,
-    UpstreamSetupError, Versions,
+    KeepAlive, ProxyEnvironment, RequestHead, Upstream, UpstreamError, UpstreamRequest,
+    UpstreamResponse, UpstreamSettings, UpstreamSetupError, Versions,
 };
 use tokio::time::{Instant, sleep, timeout_at};
 use url::Url;
@@ -73,8 +74,8 @@ pub struct FcmSender {
     upstream: Upstream,
     /// Parsed once, for [`send_url`](Self::send_url).
     send_url: Url,
-    /// The same, for every request; cloning it only counts references.
-    uri: Uri,
+    /// The method, URI and fixed header fields of every send, prepared once.
+    head: Arc<RequestHead>,
     collapse: bool,
     priority: AndroidPriority,
     deadline: Duration,
@@ -98,11 +99,12 @@ impl FcmSender {
         let http = token_client::client(config).map_err(FcmSetupError::HttpClient)?;
         let upstream = Upstream::new(upstream_settings(config, &send_url)?, SERVICE)
             .map_err(FcmSetupError::Upstream)?;
+        let head = upstream.prepare(request_head(uri)).map_err(|_| bad_url())?;
         let tokens = AccessTokens::new(signer, service_account.token_uri.clone(), http);
         Ok(Self {
             upstream,
             send_url,
-            uri,
+            head,
             collapse: config.collapse,
             priority: config.priority,
             deadline: config.request_deadline,
@@ -167,7 +169,10 @@ impl FcmSender {
             };
             // Waiting for a slot in the upstream's limit counts against the deadline like
             // everything else.
-            let answer = self.upstream.send(self.request(&token, &body)).await;
+            let answer = self
+                .upstream
+                .send_prepared(self.request(&token, &body))
+                .await;
             let verdict = verdict(answer, &[request.token, request.device.as_str()]);
             match verdict {
                 Verdict::Done(outcome) => return outcome,
@@ -206,20 +211,23 @@ impl FcmSender {
         }
     }
 
-    /// The POST of `body` with `token`.
-    fn request(&self, token: &AccessToken, body: &Bytes) -> Request<Bytes> {
-        let mut request = Request::new(body.clone());
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = self.uri.clone();
-        let headers = request.headers_mut();
-        headers.reserve(5);
-        headers.insert(AUTHORIZATION, token.authorization().clone());
-        headers.insert(CONTENT_TYPE, JSON_CONTENT_TYPE);
-        headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
-        headers.insert(USER_AGENT, PUSHGATE_USER_AGENT);
-        headers.insert(ACCEPT, ANY);
-        request
+    /// The POST of `body` with `token`: the prepared head, the token's `Authorization`.
+    fn request(&self, token: &AccessToken, body: &Bytes) -> UpstreamRequest {
+        UpstreamRequest::new(Arc::clone(&self.head), body.clone())
+            .header(AUTHORIZATION, token.authorization().clone())
     }
+}
+
+/// What every send shares; the upstream adds `Content-Length`, each send its `Authorization`.
+fn request_head(uri: Uri) -> Request<()> {
+    let mut head = Request::new(());
+    *head.method_mut() = Method::POST;
+    *head.uri_mut() = uri;
+    let headers = head.headers_mut();
+    headers.insert(CONTENT_TYPE, JSON_CONTENT_TYPE);
+    headers.insert(USER_AGENT, PUSHGATE_USER_AGENT);
+    headers.insert(ACCEPT, ANY);
+    head
 }
 
 /// What one answer (or its absence) means. `secrets` (the push token, the device hash) are

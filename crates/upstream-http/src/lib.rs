@@ -22,6 +22,7 @@ mod error;
 mod h1;
 mod h2;
 mod metrics;
+mod request;
 mod response;
 mod retry_after;
 mod settings;
@@ -29,6 +30,7 @@ mod upstream;
 
 pub use connect::proxy::{NoProxy, Proxy, ProxyEnvironment, ProxyError};
 pub use error::{ConnectFailure, UpstreamError};
+pub use request::{RequestHead, UpstreamRequest};
 pub use response::UpstreamResponse;
 pub use retry_after::parse_retry_after;
 pub use settings::{

@@ -21,6 +21,7 @@ use crate::h1::Http1;
 use crate::h2::connection::Dialer;
 use crate::h2::{Http2, Http2Failure};
 use crate::metrics::Metrics;
+use crate::request::{RequestHead, UpstreamRequest};
 use crate::response::UpstreamResponse;
 use crate::settings::{KeepAlive, UpstreamSettings, Versions};
 
@@ -173,34 +174,49 @@ impl Upstream {
         })
     }
 
+    /// The head many requests share: `head`'s method, URI and header fields, the URI
+    /// completed as [`send`](Self::send) does. Send with [`send_prepared`](Self::send_prepared).
+    pub fn prepare(&self, head: Request<()>) -> Result<Arc<RequestHead>, UpstreamError> {
+        let (mut parts, ()) = head.into_parts();
+        if !self.complete_uri(&mut parts) {
+            return Err(not_a_uri());
+        }
+        Ok(Arc::new(RequestHead::from_parts(parts)))
+    }
+
     /// Sends `request` and reads the whole answer, within the concurrency limit and
     /// [`request_timeout`](UpstreamSettings::request_timeout) (the wait for a slot included).
     /// The request's URI is a path, or an absolute URI of this upstream; a path gets the
-    /// upstream's scheme and authority.
+    /// upstream's scheme and authority. A sender that sends the same head again and again
+    /// [`prepare`](Self::prepare)s it once instead.
     pub fn send(
         &self,
         request: Request<Bytes>,
     ) -> impl Future<Output = Result<UpstreamResponse, UpstreamError>> + Send + '_ {
-        // Taken apart before the future is built, and the head boxed: every request in flight
-        // holds this future, which should not carry the request twice nor its head inline.
-        let (mut head, body) = request.into_parts();
-        let completed = self.complete_uri(&mut head);
-        let request = Box::new((head, body));
+        let (mut parts, body) = request.into_parts();
+        let completed = self.complete_uri(&mut parts);
+        let request = UpstreamRequest::new(Arc::new(RequestHead::from_parts(parts)), body);
         async move {
             if !completed {
-                return Err(UpstreamError::InvalidRequest(
-                    "the URI is neither a path nor absolute",
-                ));
+                return Err(not_a_uri());
             }
-            let (head, body) = &*request;
-            match self.request_timeout {
-                // Boxed: a caller with a deadline of its own keeps the timer out of every
-                // request in flight.
-                Some(limit) => Box::pin(timeout(limit, self.send_in_time(head, body)))
-                    .await
-                    .unwrap_or(Err(UpstreamError::TimedOut)),
-                None => self.send_in_time(head, body).await,
-            }
+            self.send_prepared(request).await
+        }
+    }
+
+    /// Sends `request`, whose head this upstream [`prepare`](Self::prepare)d, as
+    /// [`send`](Self::send) does.
+    pub async fn send_prepared(
+        &self,
+        request: UpstreamRequest,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        match self.request_timeout {
+            // Boxed: a caller with a deadline of its own keeps the timer out of every
+            // request in flight.
+            Some(limit) => Box::pin(timeout(limit, self.send_in_time(&request)))
+                .await
+                .unwrap_or(Err(UpstreamError::TimedOut)),
+            None => self.send_in_time(&request).await,
         }
     }
 
@@ -261,8 +277,7 @@ impl Upstream {
 
     async fn send_in_time(
         &self,
-        head: &Parts,
-        body: &Bytes,
+        request: &UpstreamRequest,
     ) -> Result<UpstreamResponse, UpstreamError> {
         let _permit = match self.permits.try_acquire() {
             Ok(permit) => permit,
@@ -275,14 +290,14 @@ impl Upstream {
         if let Some(http2) = &self.http2
             && !self.http1_for_now()
         {
-            match http2.send(head, body).await {
+            match http2.send(request).await {
                 Ok(answer) => return Ok(answer),
                 Err(Http2Failure::Upstream(error)) => return Err(error),
                 Err(Http2Failure::SpeaksHttp1 { confirmed }) => self.remember_http1(confirmed),
             }
         }
         // Boxed: the fallback should not make every request's future larger.
-        Box::pin(self.http1.send(head, body)).await
+        Box::pin(self.http1.send(request)).await
     }
 
     /// Gives a path the upstream's scheme and authority; false if that makes no URI.
@@ -304,6 +319,10 @@ impl Upstream {
             Err(_) => false,
         }
     }
+}
+
+fn not_a_uri() -> UpstreamError {
+    UpstreamError::InvalidRequest("the URI is neither a path nor absolute")
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, HOST};
-use http::request::Parts;
 use http::{HeaderValue, Request, Uri, Version};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
@@ -22,6 +21,7 @@ use tokio::time::{Instant, timeout};
 use crate::connect::{Connector, Transport};
 use crate::error::{ConnectFailure, UpstreamError};
 use crate::metrics::Metrics;
+use crate::request::UpstreamRequest;
 use crate::response::UpstreamResponse;
 use crate::retry_after::retry_after;
 
@@ -85,10 +85,9 @@ impl Http1 {
     /// before it went out is sent on another.
     pub(crate) async fn send(
         &self,
-        head: &Parts,
-        body: &Bytes,
+        request: &UpstreamRequest,
     ) -> Result<UpstreamResponse, UpstreamError> {
-        let mut request = self.request(head, body);
+        let mut request = self.request(request);
         loop {
             let (mut send, kept) = match self.checkout() {
                 Some(send) => (send, true),
@@ -123,15 +122,16 @@ impl Http1 {
     }
 
     /// The request in origin form with `Host`; hyper adds `Content-Length`.
-    fn request(&self, head: &Parts, body: &Bytes) -> Request<Full<Bytes>> {
-        let mut request = Request::new(Full::new(body.clone()));
+    fn request(&self, outgoing: &UpstreamRequest) -> Request<Full<Bytes>> {
+        let head = &outgoing.head;
+        let mut request = Request::new(Full::new(outgoing.body.clone()));
         *request.method_mut() = head.method.clone();
         *request.uri_mut() = head
             .uri
             .path_and_query()
             .map_or_else(|| Uri::from_static("/"), |path| Uri::from(path.clone()));
         *request.version_mut() = Version::HTTP_11;
-        *request.headers_mut() = head.headers.clone();
+        *request.headers_mut() = outgoing.wire_headers();
         request
             .headers_mut()
             .entry(HOST)

@@ -5,10 +5,10 @@ use bytes::{Bytes, BytesMut};
 use h2::client::{ResponseFuture, SendRequest};
 use h2::{Reason, RecvStream};
 use http::header::CONTENT_LENGTH;
-use http::request::Parts;
 use http::{Request, Version};
 
 use crate::error::UpstreamError;
+use crate::request::UpstreamRequest;
 use crate::response::UpstreamResponse;
 use crate::retry_after::retry_after;
 
@@ -60,8 +60,7 @@ impl StreamFailure {
 /// bytes of its body.
 pub(crate) async fn exchange(
     send: SendRequest<Bytes>,
-    head: &Parts,
-    body: &Bytes,
+    request: &UpstreamRequest,
     max_body: usize,
 ) -> Result<UpstreamResponse, Failure> {
     // Blocks and helpers keep what is borrowed here out of the future's later states.
@@ -71,7 +70,7 @@ pub(crate) async fn exchange(
             .await
             .map_err(|e| StreamFailure::unsent(&e))?;
         // The stream lives on in the response future; the handle is let go at once.
-        open_stream(&mut send, head, body)?
+        open_stream(&mut send, request)?
     };
     let mut response = response
         .await
@@ -112,16 +111,16 @@ fn answer(
 /// Sends the request head and the body on a new stream.
 fn open_stream(
     send: &mut SendRequest<Bytes>,
-    head: &Parts,
-    body: &Bytes,
+    request: &UpstreamRequest,
 ) -> Result<ResponseFuture, Failure> {
-    let mut request = Request::new(());
-    *request.method_mut() = head.method.clone();
-    *request.uri_mut() = head.uri.clone();
-    *request.version_mut() = Version::HTTP_2;
-    *request.headers_mut() = head.headers.clone();
+    let body = &request.body;
+    let mut head = Request::new(());
+    *head.method_mut() = request.head.method.clone();
+    *head.uri_mut() = request.head.uri.clone();
+    *head.version_mut() = Version::HTTP_2;
+    *head.headers_mut() = request.wire_headers();
     let (response, mut stream) = send
-        .send_request(request, body.is_empty())
+        .send_request(head, body.is_empty())
         .map_err(|e| StreamFailure::unsent(&e))?;
     if !body.is_empty() {
         // Sent without reserving capacity: h2 holds the bytes until the window allows.

@@ -7,11 +7,9 @@ mod pool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::request::Parts;
-
 use crate::error::UpstreamError;
 use crate::metrics::Metrics;
+use crate::request::UpstreamRequest;
 use crate::response::UpstreamResponse;
 use crate::settings::KeepAlive;
 use connection::{Dialer, Refusal};
@@ -67,8 +65,7 @@ impl Http2 {
     /// caller's to retry.
     pub(crate) async fn send(
         &self,
-        head: &Parts,
-        body: &Bytes,
+        request: &UpstreamRequest,
     ) -> Result<UpstreamResponse, Http2Failure> {
         let mut resent = false;
         loop {
@@ -77,7 +74,7 @@ impl Http2 {
                 Refusal::Failed(failure) => Http2Failure::Upstream(failure.into()),
             })?;
             // The stream is given back when `stream` is dropped, once the answer is read.
-            match exchange(send, head, body, self.max_body).await {
+            match exchange(send, request, self.max_body).await {
                 Ok(answer) => return Ok(answer),
                 Err(Failure::Final(error)) => return Err(Http2Failure::Upstream(error)),
                 Err(Failure::Stream(failure)) => {
