@@ -388,13 +388,10 @@ fn check_log(settings: &Settings, findings: &mut Findings) {
     }
 }
 
-/// A secret file's content without its trailing line break.
+/// A secret file's content without its trailing line break, or the message naming the file.
 fn read_secret_file(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
-    let trimmed = text.strip_suffix('\n').unwrap_or(&text);
-    let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
-    Ok(trimmed.to_owned())
+    pushgate_core::settings::read_secret_file(path)
+        .map_err(|error| format!("cannot read {}: {error}", path.display()))
 }
 
 #[cfg(test)]
