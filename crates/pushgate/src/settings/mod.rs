@@ -14,12 +14,12 @@ use serde::{Deserialize, Serialize};
 
 pub use problems::{Problem, SettingsError};
 pub use pushgate_core::app_server::AppServerConfig;
+pub use pushgate_core::provider::UnifiedPushConfig;
 pub use pushgate_fcm::FcmConfig;
 pub use pushgate_store::DatabaseConfig;
 pub use pushgate_up_http::HttpConfig;
 pub use sections::{
-    ComponentSettings, LogFormat, LogSettings, MetricsSettings, Role, RuntimeSettings,
-    UnifiedPushSettings, redact_url,
+    ComponentSettings, LogFormat, LogSettings, MetricsSettings, Role, RuntimeSettings, redact_url,
 };
 pub use values::{HumanDuration, REDACTED, SecretString};
 
@@ -53,9 +53,9 @@ pub struct Settings {
     /// `[app_server]`, owned by `pushgate-core`.
     #[serde(default)]
     pub app_server: AppServerConfig,
-    /// `[unified_push]`.
+    /// `[unified_push]`, owned by `pushgate-core`.
     #[serde(default)]
-    pub unified_push: UnifiedPushSettings,
+    pub unified_push: UnifiedPushConfig,
     /// `[metrics]`.
     #[serde(default)]
     pub metrics: MetricsSettings,

@@ -167,59 +167,6 @@ fn default_max_request_bytes_in_flight() -> usize {
     pushgate_xmpp::DEFAULT_REQUEST_BYTES_IN_FLIGHT
 }
 
-/// `[unified_push]`: the UnifiedPush provider role.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct UnifiedPushSettings {
-    /// Endpoint token keys, standard base64 of 32 bytes each: the first seals, all open. A
-    /// single string counts as a list of one (handy in the environment).
-    #[serde(deserialize_with = "one_or_more_keys")]
-    pub keys: Vec<SecretString>,
-    /// A file with one key per line, instead of `keys`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub keys_file: Option<PathBuf>,
-    /// How long an endpoint handed out at registration stays valid.
-    pub registration_ttl: HumanDuration,
-    /// The longest an undelivered message is kept, whatever its `TTL` asks (RFC 8030 §5.2).
-    pub message_ttl_max: HumanDuration,
-    /// The most undelivered messages kept for one client; past it a POST gets 429.
-    pub max_messages_per_owner: u32,
-    /// The most undelivered messages kept in all; past it a POST gets 503.
-    pub max_messages_total: u64,
-    /// When not empty, only accounts of these domains may register.
-    pub allowed_domains: Vec<String>,
-    /// How long a push waits for the client's answer before it counts as not delivered (and
-    /// is kept for later). Must stay below `http.request_timeout`.
-    pub push_timeout: HumanDuration,
-    /// Sustained POSTs per second to one endpoint.
-    pub endpoint_rate: u32,
-    /// POSTs one endpoint may send in a burst.
-    pub endpoint_burst: u32,
-    /// Sustained POSTs per second from one client address (an IPv6 /64).
-    pub client_rate: u32,
-    /// POSTs one client address may send in a burst.
-    pub client_burst: u32,
-}
-
-impl Default for UnifiedPushSettings {
-    fn default() -> Self {
-        Self {
-            keys: Vec::new(),
-            keys_file: None,
-            registration_ttl: HumanDuration::secs(7 * 86_400),
-            message_ttl_max: HumanDuration::secs(86_400),
-            max_messages_per_owner: 100,
-            max_messages_total: 100_000,
-            allowed_domains: Vec::new(),
-            push_timeout: HumanDuration::secs(5),
-            endpoint_rate: 10,
-            endpoint_burst: 50,
-            client_rate: 100,
-            client_burst: 500,
-        }
-    }
-}
-
 /// `[metrics]`: the Prometheus endpoint.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -300,29 +247,4 @@ pub(crate) fn one_or_many<'de, D: Deserializer<'de>>(
     }
 
     deserializer.deserialize_any(Components)
-}
-
-/// Reads `keys = ["…", "…"]` or `keys = "…"`.
-fn one_or_more_keys<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Vec<SecretString>, D::Error> {
-    struct Keys;
-
-    impl<'de> Visitor<'de> for Keys {
-        type Value = Vec<SecretString>;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a list of base64 keys")
-        }
-
-        fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
-            Ok(vec![SecretString::new(value)])
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-            Vec::deserialize(de::value::SeqAccessDeserializer::new(seq))
-        }
-    }
-
-    deserializer.deserialize_any(Keys)
 }
