@@ -12,7 +12,7 @@ use pushgate_fcm::{FcmSender, FcmSetupError};
 use pushgate_up_http::{PushEndpointConfig, Rate, RateLimits};
 use pushgate_xmpp::XmppClientLink;
 
-use crate::settings::{Role, Settings};
+use crate::settings::{RoleName, Settings};
 
 /// Why a service could not be built from the settings.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +41,7 @@ impl Services {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let serves = |role| settings.component.iter().any(|c| c.roles.contains(&role));
 
-        let app_server = if serves(Role::AppServer) {
+        let app_server = if serves(RoleName::AppServer) {
             let mut wakers: HashMap<PushService, Arc<dyn Waker>> = HashMap::new();
             match &settings.fcm {
                 Some(fcm) => {
@@ -63,7 +63,7 @@ impl Services {
 
         let up = &settings.unified_push;
         let (provider, client_link) = match (&settings.http.public_url, up.keys.is_empty()) {
-            (Some(public_url), false) if serves(Role::UnifiedPush) => {
+            (Some(public_url), false) if serves(RoleName::UnifiedPush) => {
                 let keys = up.endpoint_keys()?;
                 let client_link = Arc::new(XmppClientLink::new(up.push_timeout));
                 let config = up.provider_config(public_url.clone());
@@ -72,7 +72,7 @@ impl Services {
                 (Some(Arc::new(provider)), Some(client_link))
             }
             _ => {
-                if serves(Role::UnifiedPush) {
+                if serves(RoleName::UnifiedPush) {
                     tracing::info!(
                         "unified_push role is off: it needs [unified_push] keys and [http] public_url"
                     );

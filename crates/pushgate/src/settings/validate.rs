@@ -1,12 +1,12 @@
-//! The checks serde cannot express, and reading the `*_file` secrets.
+//! The checks that span sections or the list of components; each crate's section is checked
+//! (and its `*_file` secret read) by the crate's own `check()` or `resolve_and_check()`.
 
 use std::collections::HashSet;
-use std::path::Path;
 
 use pushgate_fcm::FcmConfigError;
+use pushgate_xmpp::ComponentSettingsError;
 
-use super::Settings;
-use super::values::SecretString;
+use super::{RoleName, Settings};
 
 /// One thing wrong with a key, before its source is known.
 #[derive(Debug)]
@@ -39,8 +39,8 @@ impl Findings {
 
 /// Reads the `*_file` secrets into their values, normalises `http.public_url`, and checks
 /// every rule; returns what is wrong (nothing when the settings are usable). A crate's section
-/// is checked by the crate's own `check()`; what needs more than one section, or a file, is
-/// checked here.
+/// is checked (and its secret file read) by the crate itself; what needs more than one
+/// section, or the whole list of components, is checked here.
 pub(crate) fn resolve_and_check(settings: &mut Settings) -> Vec<Finding> {
     let mut findings = Findings::default();
     check_components(settings, &mut findings);
@@ -64,6 +64,8 @@ fn check_components(settings: &mut Settings, findings: &mut Findings) {
     }
     let mut seen = HashSet::new();
     for (index, component) in settings.component.iter_mut().enumerate() {
+        // One table is `component.jid`; in a list each is `component[1].jid`, and figment
+        // knows the source of the list only.
         let key = |field: &str| {
             if many {
                 format!("component[{index}].{field}")
@@ -78,132 +80,34 @@ fn check_components(settings: &mut Settings, findings: &mut Findings) {
                 format!("component.{field}")
             }
         };
-        match domain_jid(&component.jid) {
-            Ok(normalised) => {
-                if !seen.insert(normalised.clone()) {
-                    findings.add(
-                        key("jid"),
-                        lookup("jid"),
-                        format!("{normalised} is configured twice; each link needs its own JID"),
-                    );
-                }
-            }
-            Err(message) => findings.add(key("jid"), lookup("jid"), message),
-        }
-        if let Some(path) = &component.secret_file {
-            if !component.secret.expose().is_empty() {
-                findings.add(
-                    key("secret_file"),
-                    lookup("secret_file"),
-                    format!(
-                        "set either {} or {}, not both",
-                        key("secret"),
-                        key("secret_file")
-                    ),
-                );
-            } else {
-                match read_secret_file(path) {
-                    Ok(secret) => component.secret = SecretString::new(secret),
-                    Err(message) => {
-                        findings.add(key("secret_file"), lookup("secret_file"), message)
-                    }
-                }
-            }
-        }
-        if component.secret.expose().is_empty()
-            && findings.0.iter().all(|f| f.key != key("secret_file"))
+        let problems = component.resolve_and_check();
+        // A JID the crate refused is not compared; one it accepted is in normal form.
+        if !problems.iter().any(|problem| problem.key() == "jid")
+            && !seen.insert(component.jid.clone())
         {
             findings.add(
-                key("secret"),
-                lookup("secret"),
-                "the component secret must not be empty (set secret or secret_file)",
+                key("jid"),
+                lookup("jid"),
+                format!(
+                    "{} is configured twice; each link needs its own JID",
+                    component.jid
+                ),
             );
         }
-        if component.port == 0 {
-            findings.add(
-                key("port"),
-                lookup("port"),
-                "must be a port number from 1 to 65535",
-            );
-        }
-        if component.host.trim().is_empty() {
-            findings.add(key("host"), lookup("host"), "must not be empty");
-        }
-        for (field, value) in [
-            ("connect_timeout", component.connect_timeout),
-            ("handshake_timeout", component.handshake_timeout),
-            ("keepalive_idle", component.keepalive_idle),
-            ("keepalive_timeout", component.keepalive_timeout),
-            ("reconnect_max", component.reconnect_max),
-            ("iq_queue_wait", component.iq_queue_wait),
-        ] {
-            if value.get().is_zero() {
-                findings.add(key(field), lookup(field), "must be longer than zero");
-            }
-        }
-        if component.max_concurrent_iqs == 0 {
-            findings.add(
-                key("max_concurrent_iqs"),
-                lookup("max_concurrent_iqs"),
-                "must be at least 1",
-            );
-        }
-        // The floors keep every stanza Conversations, Prosody and ejabberd send for push
-        // within the limits: a publish nests 8 deep, holds ~30 elements and 4-field forms.
-        for (field, value, floor, unit) in [
-            (
-                "max_stanza_bytes",
-                component.max_stanza_bytes,
-                4096,
-                " bytes",
-            ),
-            ("max_depth", component.max_depth, 12, ""),
-            (
-                "max_attribute_bytes",
-                component.max_attribute_bytes,
-                1024,
-                " bytes",
-            ),
-            ("max_name_bytes", component.max_name_bytes, 64, " bytes"),
-            ("max_attributes", component.max_attributes, 16, ""),
-            ("max_elements", component.max_elements, 64, ""),
-            ("max_form_fields", component.max_form_fields, 16, ""),
-            ("max_field_values", component.max_field_values, 1, ""),
-        ] {
-            if value < floor {
-                findings.add(
-                    key(field),
-                    lookup(field),
-                    format!("must be at least {floor}{unit}"),
-                );
-            }
-        }
-        if component.max_request_bytes_in_flight < component.max_stanza_bytes {
-            findings.add(
-                key("max_request_bytes_in_flight"),
-                lookup("max_request_bytes_in_flight"),
-                "must be at least max_stanza_bytes, so that any stanza accepted can be handled",
-            );
+        for problem in problems {
+            let field = problem.key();
+            let message = match problem {
+                // Named as the operator finds the two keys in the file.
+                ComponentSettingsError::SecretAndSecretFile => format!(
+                    "set either {} or {}, not both",
+                    key("secret"),
+                    key("secret_file")
+                ),
+                other => other.to_string(),
+            };
+            findings.add(key(field), lookup(field), message);
         }
     }
-}
-
-/// The JID as written must be a bare domain JID, already in normal form.
-fn domain_jid(written: &str) -> Result<String, String> {
-    let jid = jid::Jid::new(written)
-        .map_err(|error| format!("{written:?} is not a valid JID: {error}"))?;
-    if jid.node().is_some() || jid.resource().is_some() {
-        return Err(format!(
-            "{written:?} must be a bare domain JID such as push.example.org (no user@ or /resource)"
-        ));
-    }
-    if jid.as_str() != written {
-        return Err(format!(
-            "{written:?} is not in normal form; write {:?}",
-            jid.as_str()
-        ));
-    }
-    Ok(jid.as_str().to_owned())
 }
 
 fn check_database(settings: &Settings, findings: &mut Findings) {
@@ -303,7 +207,7 @@ fn check_unified_push(settings: &mut Settings, findings: &mut Findings) {
     let serving = settings
         .component
         .iter()
-        .filter(|component| component.roles.contains(&super::Role::UnifiedPush))
+        .filter(|component| component.roles.contains(&RoleName::UnifiedPush))
         .count();
     if !settings.unified_push.keys.is_empty() && serving > 1 {
         findings.add(
@@ -324,31 +228,9 @@ fn check_log(settings: &Settings, findings: &mut Findings) {
     }
 }
 
-/// A secret file's content without its trailing line break, or the message naming the file.
-fn read_secret_file(path: &Path) -> Result<String, String> {
-    pushgate_core::settings::read_secret_file(path)
-        .map_err(|error| format!("cannot read {}: {error}", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn component_jids_must_be_normal_bare_domains() {
-        assert_eq!(
-            domain_jid("push.example.test"),
-            Ok("push.example.test".to_owned())
-        );
-        assert!(domain_jid("user@push.example.test").is_err());
-        assert!(domain_jid("push.example.test/res").is_err());
-        assert!(domain_jid("").is_err());
-        assert!(
-            domain_jid("Push.Example.Test")
-                .expect_err("not normal")
-                .contains("push.example.test")
-        );
-    }
 
     #[test]
     fn public_urls_lose_their_trailing_slash() {
