@@ -1,9 +1,10 @@
 //! Value types the crates' settings sections share, so that each crate can deserialise its own
 //! section of `pushgate.toml` without depending on the binary: durations written as humantime
-//! strings, strings that may arrive as numbers from the environment, and URLs whose password
-//! never prints.
+//! strings, strings that may arrive as numbers from the environment, secrets and URLs whose
+//! password never print, and the reading of a `*_file` secret.
 
 use std::fmt;
+use std::path::Path;
 use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
@@ -125,6 +126,50 @@ pub fn lenient_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Stri
     deserializer.deserialize_any(Lenient)
 }
 
+/// A secret read from the settings. `Debug` and serialisation print [`REDACTED`], so that
+/// `pushgate check-config` and log lines never show it.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct SecretString(String);
+
+impl SecretString {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl Serialize for SecretString {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(REDACTED)
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretString {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        lenient_string(deserializer).map(Self)
+    }
+}
+
+/// A secret file's content without its trailing line break: editors and `echo` add one that is
+/// no part of the secret.
+pub fn read_secret_file(path: &Path) -> std::io::Result<String> {
+    let text = std::fs::read_to_string(path)?;
+    let trimmed = text.strip_suffix('\n').unwrap_or(&text);
+    let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
+    Ok(trimmed.to_owned())
+}
+
 /// A URL with the password of its `user:password@` replaced by [`REDACTED`], for printing.
 pub fn redact_url(url: &str) -> String {
     // scheme://user:password@host/…; the last '@' before the query ends the userinfo, so a
@@ -174,6 +219,28 @@ mod tests {
         assert_eq!(parsed.to_string(), "7days");
         assert!(serde_json::from_str::<HumanDuration>(r#""soon""#).is_err());
         assert!(serde_json::from_str::<HumanDuration>("30").is_err());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let secret = SecretString::new("hunter2");
+        assert_eq!(format!("{secret:?}"), REDACTED);
+        assert_eq!(
+            serde_json::to_string(&secret).expect("serialises"),
+            r#""<redacted>""#
+        );
+        let from_number: SecretString = serde_json::from_str("1234").expect("parses");
+        assert_eq!(from_number.expose(), "1234");
+    }
+
+    #[test]
+    fn secret_files_lose_their_trailing_line_break_only() {
+        let path = std::env::temp_dir().join(format!("pushgate-secret-{}", std::process::id()));
+        std::fs::write(&path, " s3cret \r\n").expect("write");
+        let read = read_secret_file(&path);
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(read.expect("reads"), " s3cret ");
+        assert!(read_secret_file(Path::new("/nonexistent/pushgate-secret")).is_err());
     }
 
     #[test]

@@ -1,55 +1,16 @@
-//! The component links: their settings from `[component]`, their stanza handler (the push
-//! roles each one serves), and how `/health` sees them.
+//! The component links: started from their `[component]` settings (`pushgate-xmpp`'s
+//! `ComponentSettings`), each with its stanza handler (the push roles it serves), and how
+//! `/health` sees them.
 
 use std::sync::Arc;
 
-use pushgate_xmpp::xmpp_parsers::jid::BareJid;
-use pushgate_xmpp::{
-    ComponentConfig, ComponentLink, ConfigError, LinkTimeouts, PushRoles, ReconnectPolicy,
-    StanzaHandler, XmlLimits,
-};
+use pushgate_xmpp::{ComponentLink, ConfigError, PushRoles, StanzaHandler};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::health::LinkHealth;
 use crate::services::Services;
-use crate::settings::{ComponentSettings, Role};
-
-/// The link's settings from one `[component]` table.
-pub fn component_config(settings: &ComponentSettings) -> ComponentConfig {
-    let mut config = ComponentConfig::new(
-        settings.jid.clone(),
-        settings.host.clone(),
-        settings.port,
-        settings.secret.expose(),
-    );
-    config.timeouts = LinkTimeouts {
-        connect: settings.connect_timeout.get(),
-        handshake: settings.handshake_timeout.get(),
-        keepalive_idle: settings.keepalive_idle.get(),
-        keepalive_timeout: settings.keepalive_timeout.get(),
-        ..LinkTimeouts::default()
-    };
-    config.reconnect = ReconnectPolicy {
-        max: settings.reconnect_max.get(),
-        ..ReconnectPolicy::default()
-    };
-    config.limits = XmlLimits {
-        max_stanza_bytes: settings.max_stanza_bytes,
-        max_depth: settings.max_depth,
-        max_attribute_bytes: settings.max_attribute_bytes,
-        max_name_bytes: settings.max_name_bytes,
-        max_attributes: settings.max_attributes,
-        max_elements: settings.max_elements,
-        max_form_fields: settings.max_form_fields,
-        max_field_values: settings.max_field_values,
-    };
-    config.max_concurrent_iqs = settings.max_concurrent_iqs;
-    config.max_queued_iqs = settings.max_queued_iqs;
-    config.iq_queue_wait = settings.iq_queue_wait.get();
-    config.max_request_bytes_in_flight = settings.max_request_bytes_in_flight;
-    config
-}
+use crate::settings::{ComponentSettings, RoleName};
 
 /// A running link with its stanza handler, which owns the link's background flushes.
 pub struct RunningLink {
@@ -94,18 +55,19 @@ fn spawn_link(
     services: &Services,
     shutdown: &CancellationToken,
 ) -> Result<RunningLink, ConfigError> {
-    let jid =
-        BareJid::new(&settings.jid).map_err(|error| ConfigError::InvalidJid(error.to_string()))?;
+    let jid = settings
+        .domain_jid()
+        .map_err(|error| ConfigError::InvalidJid(error.to_string()))?;
     let app_server = settings
         .roles
-        .contains(&Role::AppServer)
+        .contains(&RoleName::AppServer)
         .then(|| services.app_server.clone())
         .flatten();
-    let unified_push = settings.roles.contains(&Role::UnifiedPush);
+    let unified_push = settings.roles.contains(&RoleName::UnifiedPush);
     let provider = unified_push.then(|| services.provider.clone()).flatten();
     let roles = Arc::new(PushRoles::new(jid, app_server, provider));
     let (link, task) = ComponentLink::spawn(
-        component_config(settings),
+        settings.component_config(),
         Arc::clone(&roles) as Arc<dyn StanzaHandler>,
         shutdown.clone(),
     )?;

@@ -4,19 +4,15 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
 
 use pushgate_core::app_server::AppServer;
-use pushgate_core::provider::{Provider, ProviderConfig};
-use pushgate_core::{
-    Clock, EndpointKey, EndpointKeyError, EndpointKeys, MessageStoreLimits, PushService, Store,
-    SystemClock, Waker,
-};
+use pushgate_core::provider::Provider;
+use pushgate_core::{Clock, EndpointKeyError, PushService, Store, SystemClock, Waker};
 use pushgate_fcm::{FcmSender, FcmSetupError};
 use pushgate_up_http::{PushEndpointConfig, Rate, RateLimits};
 use pushgate_xmpp::XmppClientLink;
 
-use crate::settings::{Role, Settings};
+use crate::settings::{RoleName, Settings};
 
 /// Why a service could not be built from the settings.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +41,7 @@ impl Services {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let serves = |role| settings.component.iter().any(|c| c.roles.contains(&role));
 
-        let app_server = if serves(Role::AppServer) {
+        let app_server = if serves(RoleName::AppServer) {
             let mut wakers: HashMap<PushService, Arc<dyn Waker>> = HashMap::new();
             match &settings.fcm {
                 Some(fcm) => {
@@ -67,36 +63,16 @@ impl Services {
 
         let up = &settings.unified_push;
         let (provider, client_link) = match (&settings.http.public_url, up.keys.is_empty()) {
-            (Some(public_url), false) if serves(Role::UnifiedPush) => {
-                let keys = up
-                    .keys
-                    .iter()
-                    .map(|key| EndpointKey::from_base64(key.expose()))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let client_link = Arc::new(XmppClientLink::new(up.push_timeout.get()));
-                let config = ProviderConfig {
-                    public_url: public_url.clone(),
-                    registration_ttl_ms: millis(up.registration_ttl.get()),
-                    max_message_ttl_secs: u32::try_from(up.message_ttl_max.get().as_secs())
-                        .unwrap_or(u32::MAX),
-                    store_limits: MessageStoreLimits {
-                        max_per_owner: up.max_messages_per_owner,
-                        max_total: up.max_messages_total,
-                    },
-                    allowed_domains: (!up.allowed_domains.is_empty())
-                        .then(|| up.allowed_domains.clone()),
-                };
-                let provider = Provider::new(
-                    EndpointKeys::new(keys)?,
-                    store,
-                    Arc::clone(&client_link) as _,
-                    clock,
-                    config,
-                );
+            (Some(public_url), false) if serves(RoleName::UnifiedPush) => {
+                let keys = up.endpoint_keys()?;
+                let client_link = Arc::new(XmppClientLink::new(up.push_timeout));
+                let config = up.provider_config(public_url.clone());
+                let provider =
+                    Provider::new(keys, store, Arc::clone(&client_link) as _, clock, config);
                 (Some(Arc::new(provider)), Some(client_link))
             }
             _ => {
-                if serves(Role::UnifiedPush) {
+                if serves(RoleName::UnifiedPush) {
                     tracing::info!(
                         "unified_push role is off: it needs [unified_push] keys and [http] public_url"
                     );
@@ -130,8 +106,4 @@ pub fn push_endpoint_config(settings: &Settings, public_url: &str) -> PushEndpoi
         },
         trust_forwarded_for: settings.http.trust_forwarded_for,
     }
-}
-
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }

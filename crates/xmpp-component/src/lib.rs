@@ -10,7 +10,8 @@
 //! pushes to clients.
 //!
 //! The crate is three layers, imports pointing one way (`tests/layers.rs` checks it): `roles`
-//! → `link` (session, handshake, keepalive, reconnection, IQ tracker, dispatch, disco, ping) →
+//! → `link` (session, handshake, keepalive, reconnection, IQ tracker, dispatch, disco, ping,
+//! and the `[component]` settings, [`ComponentSettings`]) →
 //! `stream` (bytes ↔ stanzas). A role reads the IQ sets it takes on its hot path straight from
 //! the bytes, through the link's hook [`StanzaHandler::read_fast`].
 
@@ -26,6 +27,9 @@ pub use config::{
 };
 pub use link::error::{IqError, LinkError};
 pub use link::handler::{FastAnswer, FastRequest, IqReply, StanzaHandler, stanza_error};
+pub use link::settings::{
+    ComponentSettings, ComponentSettingsError, RoleName, one_or_many_components,
+};
 pub use link::state::LinkState;
 pub use link::{ComponentLink, ConfigError};
 pub use roles::{AlreadyAttached, DEFAULT_PUSH_DEADLINE, PushPublish, PushRoles, XmppClientLink};

@@ -5,6 +5,7 @@
 //! Delivery is at least once: a client whose answer is lost (timeout, link drop) gets the
 //! message again with the next flush.
 
+mod config;
 mod flush;
 pub mod headers;
 
@@ -19,10 +20,12 @@ use crate::store::{
 };
 use crate::unified_push::{EndpointClaims, EndpointKeys, InvalidUpId, SealError, UpId};
 
+pub use config::{MIN_REGISTRATION_TTL, UnifiedPushConfig, UnifiedPushConfigError};
 pub use flush::FlushReport;
 pub use headers::{HeaderError, Topic, Urgency, parse_ttl};
 
-/// How the provider behaves; built from the `[unified_push]` settings.
+/// How the provider behaves; built from the `[unified_push]` settings by
+/// [`UnifiedPushConfig::provider_config`].
 #[derive(Clone, Debug)]
 pub struct ProviderConfig {
     /// Endpoints are `{public_url}/push/{token}`; no trailing slash.

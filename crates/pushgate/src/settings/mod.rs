@@ -14,13 +14,13 @@ use serde::{Deserialize, Serialize};
 
 pub use problems::{Problem, SettingsError};
 pub use pushgate_core::app_server::AppServerConfig;
+pub use pushgate_core::provider::UnifiedPushConfig;
+pub use pushgate_core::settings::redact_url;
 pub use pushgate_fcm::FcmConfig;
 pub use pushgate_store::DatabaseConfig;
 pub use pushgate_up_http::HttpConfig;
-pub use sections::{
-    ComponentSettings, LogFormat, LogSettings, MetricsSettings, Role, RuntimeSettings,
-    UnifiedPushSettings, redact_url,
-};
+pub use pushgate_xmpp::{ComponentSettings, RoleName};
+pub use sections::{LogFormat, LogSettings, MetricsSettings, RuntimeSettings};
 pub use values::{HumanDuration, REDACTED, SecretString};
 
 /// The environment variable naming the settings file when `--config` is not given.
@@ -31,14 +31,14 @@ pub const ENV_PREFIX: &str = "PUSHGATE_";
 pub const DEFAULT_FILE: &str = "pushgate.toml";
 
 /// All of pushgate's settings, one field per section. A section a crate reads is that crate's
-/// own config type, deserialised as it is with its defaults and docs beside it; the binary
-/// only composes them and owns the rest (`[component]`, `[unified_push]`, `[metrics]`,
-/// `[log]`, `[runtime]`).
+/// own config type, deserialised as it is with its defaults, docs and checks beside it; the
+/// binary composes them, checks what spans sections or the list of components, and owns only
+/// the sections no crate reads (`[metrics]`, `[log]`, `[runtime]`).
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// `[component]` or `[[component]]`: one XEP-0114 link each.
-    #[serde(deserialize_with = "sections::one_or_many")]
+    /// `[component]` or `[[component]]`: one XEP-0114 link each, owned by `pushgate-xmpp`.
+    #[serde(deserialize_with = "pushgate_xmpp::one_or_many_components")]
     pub component: Vec<ComponentSettings>,
     /// `[database]`, owned by `pushgate-store`.
     #[serde(default)]
@@ -53,9 +53,9 @@ pub struct Settings {
     /// `[app_server]`, owned by `pushgate-core`.
     #[serde(default)]
     pub app_server: AppServerConfig,
-    /// `[unified_push]`.
+    /// `[unified_push]`, owned by `pushgate-core`.
     #[serde(default)]
-    pub unified_push: UnifiedPushSettings,
+    pub unified_push: UnifiedPushConfig,
     /// `[metrics]`.
     #[serde(default)]
     pub metrics: MetricsSettings,

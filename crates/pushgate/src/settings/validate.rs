@@ -1,15 +1,12 @@
-//! The checks serde cannot express, and reading the `*_file` secrets.
+//! The checks that span sections or the list of components; each crate's section is checked
+//! (and its `*_file` secret read) by the crate's own `check()` or `resolve_and_check()`.
 
 use std::collections::HashSet;
-use std::path::Path;
-
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 
 use pushgate_fcm::FcmConfigError;
+use pushgate_xmpp::ComponentSettingsError;
 
-use super::Settings;
-use super::values::SecretString;
+use super::{RoleName, Settings};
 
 /// One thing wrong with a key, before its source is known.
 #[derive(Debug)]
@@ -42,8 +39,8 @@ impl Findings {
 
 /// Reads the `*_file` secrets into their values, normalises `http.public_url`, and checks
 /// every rule; returns what is wrong (nothing when the settings are usable). A crate's section
-/// is checked by the crate's own `check()`; what needs more than one section, or a file, is
-/// checked here.
+/// is checked (and its secret file read) by the crate itself; what needs more than one
+/// section, or the whole list of components, is checked here.
 pub(crate) fn resolve_and_check(settings: &mut Settings) -> Vec<Finding> {
     let mut findings = Findings::default();
     check_components(settings, &mut findings);
@@ -67,6 +64,8 @@ fn check_components(settings: &mut Settings, findings: &mut Findings) {
     }
     let mut seen = HashSet::new();
     for (index, component) in settings.component.iter_mut().enumerate() {
+        // One table is `component.jid`; in a list each is `component[1].jid`, and figment
+        // knows the source of the list only.
         let key = |field: &str| {
             if many {
                 format!("component[{index}].{field}")
@@ -81,132 +80,34 @@ fn check_components(settings: &mut Settings, findings: &mut Findings) {
                 format!("component.{field}")
             }
         };
-        match domain_jid(&component.jid) {
-            Ok(normalised) => {
-                if !seen.insert(normalised.clone()) {
-                    findings.add(
-                        key("jid"),
-                        lookup("jid"),
-                        format!("{normalised} is configured twice; each link needs its own JID"),
-                    );
-                }
-            }
-            Err(message) => findings.add(key("jid"), lookup("jid"), message),
-        }
-        if let Some(path) = &component.secret_file {
-            if !component.secret.expose().is_empty() {
-                findings.add(
-                    key("secret_file"),
-                    lookup("secret_file"),
-                    format!(
-                        "set either {} or {}, not both",
-                        key("secret"),
-                        key("secret_file")
-                    ),
-                );
-            } else {
-                match read_secret_file(path) {
-                    Ok(secret) => component.secret = SecretString::new(secret),
-                    Err(message) => {
-                        findings.add(key("secret_file"), lookup("secret_file"), message)
-                    }
-                }
-            }
-        }
-        if component.secret.expose().is_empty()
-            && findings.0.iter().all(|f| f.key != key("secret_file"))
+        let problems = component.resolve_and_check();
+        // A JID the crate refused is not compared; one it accepted is in normal form.
+        if !problems.iter().any(|problem| problem.key() == "jid")
+            && !seen.insert(component.jid.clone())
         {
             findings.add(
-                key("secret"),
-                lookup("secret"),
-                "the component secret must not be empty (set secret or secret_file)",
+                key("jid"),
+                lookup("jid"),
+                format!(
+                    "{} is configured twice; each link needs its own JID",
+                    component.jid
+                ),
             );
         }
-        if component.port == 0 {
-            findings.add(
-                key("port"),
-                lookup("port"),
-                "must be a port number from 1 to 65535",
-            );
-        }
-        if component.host.trim().is_empty() {
-            findings.add(key("host"), lookup("host"), "must not be empty");
-        }
-        for (field, value) in [
-            ("connect_timeout", component.connect_timeout),
-            ("handshake_timeout", component.handshake_timeout),
-            ("keepalive_idle", component.keepalive_idle),
-            ("keepalive_timeout", component.keepalive_timeout),
-            ("reconnect_max", component.reconnect_max),
-            ("iq_queue_wait", component.iq_queue_wait),
-        ] {
-            if value.get().is_zero() {
-                findings.add(key(field), lookup(field), "must be longer than zero");
-            }
-        }
-        if component.max_concurrent_iqs == 0 {
-            findings.add(
-                key("max_concurrent_iqs"),
-                lookup("max_concurrent_iqs"),
-                "must be at least 1",
-            );
-        }
-        // The floors keep every stanza Conversations, Prosody and ejabberd send for push
-        // within the limits: a publish nests 8 deep, holds ~30 elements and 4-field forms.
-        for (field, value, floor, unit) in [
-            (
-                "max_stanza_bytes",
-                component.max_stanza_bytes,
-                4096,
-                " bytes",
-            ),
-            ("max_depth", component.max_depth, 12, ""),
-            (
-                "max_attribute_bytes",
-                component.max_attribute_bytes,
-                1024,
-                " bytes",
-            ),
-            ("max_name_bytes", component.max_name_bytes, 64, " bytes"),
-            ("max_attributes", component.max_attributes, 16, ""),
-            ("max_elements", component.max_elements, 64, ""),
-            ("max_form_fields", component.max_form_fields, 16, ""),
-            ("max_field_values", component.max_field_values, 1, ""),
-        ] {
-            if value < floor {
-                findings.add(
-                    key(field),
-                    lookup(field),
-                    format!("must be at least {floor}{unit}"),
-                );
-            }
-        }
-        if component.max_request_bytes_in_flight < component.max_stanza_bytes {
-            findings.add(
-                key("max_request_bytes_in_flight"),
-                lookup("max_request_bytes_in_flight"),
-                "must be at least max_stanza_bytes, so that any stanza accepted can be handled",
-            );
+        for problem in problems {
+            let field = problem.key();
+            let message = match problem {
+                // Named as the operator finds the two keys in the file.
+                ComponentSettingsError::SecretAndSecretFile => format!(
+                    "set either {} or {}, not both",
+                    key("secret"),
+                    key("secret_file")
+                ),
+                other => other.to_string(),
+            };
+            findings.add(key(field), lookup(field), message);
         }
     }
-}
-
-/// The JID as written must be a bare domain JID, already in normal form.
-fn domain_jid(written: &str) -> Result<String, String> {
-    let jid = jid::Jid::new(written)
-        .map_err(|error| format!("{written:?} is not a valid JID: {error}"))?;
-    if jid.node().is_some() || jid.resource().is_some() {
-        return Err(format!(
-            "{written:?} must be a bare domain JID such as push.example.org (no user@ or /resource)"
-        ));
-    }
-    if jid.as_str() != written {
-        return Err(format!(
-            "{written:?} is not in normal form; write {:?}",
-            jid.as_str()
-        ));
-    }
-    Ok(jid.as_str().to_owned())
 }
 
 fn check_database(settings: &Settings, findings: &mut Findings) {
@@ -286,94 +187,33 @@ fn check_app_server(settings: &Settings, findings: &mut Findings) {
 }
 
 fn check_unified_push(settings: &mut Settings, findings: &mut Findings) {
-    let request_timeout = settings.http.request_timeout;
     let up = &mut settings.unified_push;
-    let mut key_name = "unified_push.keys";
-    if let Some(path) = &up.keys_file {
-        key_name = "unified_push.keys_file";
-        if !up.keys.is_empty() {
-            findings.add(
-                key_name,
-                key_name,
-                "set either unified_push.keys or unified_push.keys_file, not both",
-            );
-        } else {
-            match read_secret_file(path) {
-                Ok(text) => {
-                    up.keys = text
-                        .lines()
-                        .map(str::trim)
-                        .filter(|line| !line.is_empty())
-                        .map(SecretString::new)
-                        .collect();
-                    if up.keys.is_empty() {
-                        findings.add(
-                            key_name,
-                            key_name,
-                            format!("{} holds no key", path.display()),
-                        );
-                    }
-                }
-                Err(message) => findings.add(key_name, key_name, message),
-            }
-        }
+    for problem in up.resolve_and_check() {
+        findings.add(
+            format!("unified_push.{}", problem.key()),
+            format!("unified_push.{}", problem.setting()),
+            problem.to_string(),
+        );
     }
-    for (index, key) in up.keys.iter().enumerate() {
-        match STANDARD.decode(key.expose().trim()) {
-            Ok(bytes) if bytes.len() == 32 => {}
-            Ok(bytes) => findings.add(format!("{key_name}[{index}]"), key_name, format!("decodes to {} bytes; a key is exactly 32 bytes (e.g. `openssl rand -base64 32`)", bytes.len())),
-            Err(_) => findings.add(format!("{key_name}[{index}]"), key_name, "is not standard base64"),
-        }
-    }
-    if up.push_timeout.get().is_zero() || up.push_timeout.get() >= request_timeout {
+    // The crate refuses zero with the same words; a zero is not reported twice.
+    let push_timeout = up.push_timeout;
+    if !push_timeout.is_zero() && push_timeout >= settings.http.request_timeout {
         findings.add(
             "unified_push.push_timeout",
             "unified_push.push_timeout",
             "must be longer than zero and shorter than http.request_timeout",
         );
     }
-    if up.message_ttl_max.get().as_secs() > u64::from(u32::MAX) {
-        findings.add(
-            "unified_push.message_ttl_max",
-            "unified_push.message_ttl_max",
-            "must be at most 136 years",
-        );
-    }
-    for (field, value) in [
-        (
-            "max_messages_per_owner",
-            u64::from(up.max_messages_per_owner),
-        ),
-        ("max_messages_total", up.max_messages_total),
-        ("endpoint_rate", u64::from(up.endpoint_rate)),
-        ("endpoint_burst", u64::from(up.endpoint_burst)),
-        ("client_rate", u64::from(up.client_rate)),
-        ("client_burst", u64::from(up.client_burst)),
-    ] {
-        if value == 0 {
-            let key = format!("unified_push.{field}");
-            findings.add(key.clone(), key, "must be at least 1");
-        }
-    }
     let serving = settings
         .component
         .iter()
-        .filter(|component| component.roles.contains(&super::Role::UnifiedPush))
+        .filter(|component| component.roles.contains(&RoleName::UnifiedPush))
         .count();
-    if !up.keys.is_empty() && serving > 1 {
+    if !settings.unified_push.keys.is_empty() && serving > 1 {
         findings.add(
             "component",
             "component",
             "only one component may have the unified_push role: clients accept pushes from one JID",
-        );
-    }
-    // docs/protocol.md B.5 trap 11: clients renew 24 h before expiry, so a lifetime near a day
-    // would make them renew all the time.
-    if up.registration_ttl.get() < std::time::Duration::from_secs(2 * 86_400) {
-        findings.add(
-            "unified_push.registration_ttl",
-            "unified_push.registration_ttl",
-            "must be at least 2 days (clients renew 24 hours before expiry)",
         );
     }
 }
@@ -388,34 +228,9 @@ fn check_log(settings: &Settings, findings: &mut Findings) {
     }
 }
 
-/// A secret file's content without its trailing line break.
-fn read_secret_file(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
-    let trimmed = text.strip_suffix('\n').unwrap_or(&text);
-    let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
-    Ok(trimmed.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn component_jids_must_be_normal_bare_domains() {
-        assert_eq!(
-            domain_jid("push.example.test"),
-            Ok("push.example.test".to_owned())
-        );
-        assert!(domain_jid("user@push.example.test").is_err());
-        assert!(domain_jid("push.example.test/res").is_err());
-        assert!(domain_jid("").is_err());
-        assert!(
-            domain_jid("Push.Example.Test")
-                .expect_err("not normal")
-                .contains("push.example.test")
-        );
-    }
 
     #[test]
     fn public_urls_lose_their_trailing_slash() {

@@ -1,6 +1,6 @@
 //! The XEP-0114 link on top of the stream: handshake, session, keepalive, reconnection, the
 //! tracker of our own IQs, and the dispatch of what arrives to the built-in answers (disco,
-//! ping) or to the roles' handler.
+//! ping) or to the roles' handler; and the `[component]` settings a link is configured from.
 
 pub(crate) mod backoff;
 pub(crate) mod budget;
@@ -12,6 +12,7 @@ pub(crate) mod handler;
 pub(crate) mod handshake;
 pub(crate) mod iq_tracker;
 pub(crate) mod session;
+pub(crate) mod settings;
 pub(crate) mod state;
 pub(crate) mod supervise;
 
