@@ -303,7 +303,8 @@ impl P2Row {
     }
 
     /// A row from its column values (`Some` text or NULL), for tests of the conversion.
-    pub fn from_values(
+    #[cfg(test)]
+    fn from_values(
         service: Option<&str>,
         device: &str,
         channel: &str,
