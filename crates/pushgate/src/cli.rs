@@ -1,4 +1,5 @@
-//! The command line: `pushgate serve`, `pushgate check-config`, `--config`, `--version`.
+//! The command line: `pushgate serve`, `pushgate check-config`, `pushgate import-p2`,
+//! `--config`, `--version`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +32,9 @@ pub enum Command {
     Serve,
     /// Check the settings and print the effective values, secrets redacted.
     CheckConfig,
+    /// Copy p2's registrations (its MySQL/MariaDB `target` table) into pushgate's database,
+    /// so devices registered with p2 keep being woken without registering again.
+    ImportP2(crate::commands::import_p2::ImportP2Args),
 }
 
 /// Runs `check-config`: prints the effective settings on stdout (exit 0), or the problems on

@@ -18,5 +18,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig => cli::check_config(&file),
         Command::Serve => pushgate::serve::run(&file),
+        Command::ImportP2(args) => pushgate::commands::import_p2::run(&file, &args),
     }
 }

@@ -11,12 +11,15 @@
 //! Times are stored as epoch milliseconds (`BIGINT`). A row whose `expires_at` is not after
 //! `now` counts as expired: it is no longer returned and the next purge deletes it.
 //!
+//! [`import`] reads other push servers' databases (p2's) for `pushgate import-p2`.
+//!
 //! Column sizes the callers must respect (longer values fail on PostgreSQL and MySQL): domain
 //! 1023 characters, push token and endpoint token 4096, UnifiedPush application, instance and
 //! topic 255, urgency 16.
 
 mod cache;
 mod database_config;
+pub mod import;
 mod message_batches;
 mod messages;
 mod migrations;

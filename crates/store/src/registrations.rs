@@ -162,6 +162,41 @@ impl SqlStore {
         Ok(Some((registration_from_row(&row)?, account)))
     }
 
+    /// Stores `registration` as it is (device, domain, token, node, secret and times; live, as
+    /// `dead_since` is not taken), unless a registration of its (service, device) is stored
+    /// already, which is then left untouched: it may be newer than the one offered. Returns
+    /// whether a row was inserted.
+    ///
+    /// For registrations kept from another app server (`pushgate import-p2`), whose clients
+    /// already hold the node and secret. The row gets no account tag (`account` is NULL): the
+    /// JID behind it was never stored, so it cannot be keyed. A publish finds it by (domain,
+    /// node) like any other row; the limit on devices per account counts only tagged rows
+    /// (`account = ?`), so it neither counts nor blocks it; and when the device registers again
+    /// its row is found by (service, device), keeps its node and secret, and gets its tag.
+    pub async fn insert_registration_if_absent(
+        &self,
+        registration: &Registration,
+    ) -> Result<bool, StoreError> {
+        let outcome = sqlx::query(self.statements.insert_registration_if_absent.as_str())
+            .bind(registration.service.as_str())
+            .bind(registration.device.as_str())
+            .bind(registration.domain.as_str())
+            .bind(registration.token.as_str())
+            .bind(registration.node.as_str())
+            .bind(registration.secret.expose())
+            .bind(registration.created_at)
+            .bind(registration.updated_at)
+            .execute(&self.pool)
+            .await;
+        match outcome {
+            Ok(result) => Ok(result.rows_affected() > 0),
+            // MySQL's statement has no "do nothing" clause: its duplicate key is the answer
+            // "already present" (the primary key is (service, device), the only unique key).
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => Ok(false),
+            Err(error) => Err(store_error(error)),
+        }
+    }
+
     pub(crate) async fn delete_registration(
         &self,
         service: PushService,

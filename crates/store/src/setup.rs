@@ -153,7 +153,7 @@ pub(crate) fn redact_url(url: &str) -> String {
 }
 
 /// `text` with every occurrence of the URL's password replaced by `***`.
-fn redact_text(text: &str, url: &str) -> String {
+pub(crate) fn redact_text(text: &str, url: &str) -> String {
     match password(url) {
         Some(password) => text.replace(password, "***"),
         None => text.to_owned(),

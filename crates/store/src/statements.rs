@@ -46,6 +46,10 @@ pub(crate) struct Statements {
     /// registration of new devices (PostgreSQL and MySQL; SQLite's `BEGIN IMMEDIATE` already
     /// serialises every write).
     pub lock_account_key: Option<String>,
+    /// Inserts a registration kept from elsewhere (`pushgate import-p2`) with no account
+    /// tag, unless its (service, device) is stored already: SQLite and PostgreSQL do nothing
+    /// then; MySQL fails with a duplicate key, which the caller reads as "already present".
+    pub insert_registration_if_absent: String,
     pub unregister: String,
     pub find_registration: String,
     pub mark_token_dead: String,
@@ -98,6 +102,14 @@ const REGISTER_ON_DUPLICATE_KEY: &str = concat!(
     ", account) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?) \
      ON DUPLICATE KEY UPDATE domain = VALUES(domain), token = VALUES(token), \
      updated_at = VALUES(updated_at), dead_since = NULL, account = VALUES(account)"
+);
+
+/// A registration kept from elsewhere, with no account tag (see
+/// `SqlStore::insert_registration_if_absent`).
+const IMPORT_REGISTRATION: &str = concat!(
+    "INSERT INTO registrations (",
+    registration_columns!(),
+    ", account) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)"
 );
 
 const ADD_TO_TOTAL: &str = "UPDATE message_totals SET stored = stored + ? WHERE id = 1";
@@ -215,6 +227,15 @@ impl Statements {
             lock_account_key: (backend != Backend::Sqlite).then(|| {
                 "SELECT key_hex FROM registration_account_key WHERE id = 1 FOR UPDATE".to_owned()
             }),
+            // MySQL gets a plain INSERT, not `INSERT IGNORE`: IGNORE would also turn a value too
+            // long for its column into a warning and store it cut short.
+            insert_registration_if_absent: if mysql {
+                sql(IMPORT_REGISTRATION)
+            } else {
+                sql(&format!(
+                    "{IMPORT_REGISTRATION} ON CONFLICT (service, device) DO NOTHING"
+                ))
+            },
             unregister: sql("DELETE FROM registrations WHERE service = ? AND device = ?"),
             // Nodes are random (72 bits), so a (domain, node) pair names one row in practice.
             find_registration: sql(concat!(

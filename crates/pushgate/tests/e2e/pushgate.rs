@@ -60,6 +60,14 @@ fn free_port() -> u16 {
 impl Pushgate {
     /// Writes the settings, starts the binary and waits until `/health` says the link is up.
     pub async fn start(options: PushgateOptions) -> Self {
+        let mut pushgate = Self::configure(options);
+        pushgate.launch().await;
+        pushgate
+    }
+
+    /// Writes the settings without starting the binary, so that a command (`import-p2`) can
+    /// run on them first; [`Pushgate::launch`] starts it.
+    pub fn configure(options: PushgateOptions) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("pushgate-e2e-")
             .tempdir()
@@ -67,14 +75,22 @@ impl Pushgate {
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = settings(dir.path(), http, &options);
         std::fs::write(dir.path().join("pushgate.toml"), config).expect("write settings");
-        let mut pushgate = Self {
+        Self {
             child: None,
             dir,
             http,
-        };
-        pushgate.spawn();
-        pushgate.wait_ready(Duration::from_secs(20)).await;
-        pushgate
+        }
+    }
+
+    /// Starts the configured binary and waits until `/health` says the link is up.
+    pub async fn launch(&mut self) {
+        self.spawn();
+        self.wait_ready(Duration::from_secs(20)).await;
+    }
+
+    /// The settings file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("pushgate.toml")
     }
 
     /// Starts the binary on the settings file; its log goes to the end of `pushgate.log`.
