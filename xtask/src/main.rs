@@ -1,9 +1,15 @@
-//! Developer automation: `cargo xtask ci | interop | bench [NAME]`.
+//! Developer automation: `cargo xtask ci | deb | interop | bench [NAME]`.
 //!
 //! - `ci`: what `.ci/run` runs after preparing the machine: `cargo fmt --all --check`,
 //!   `cargo clippy --workspace --all-targets -- -D warnings` and the README's test command
 //!   `cargo test --workspace`, with whatever database and interop variables are set
-//!   (`.ci/run` sets them all, so nothing is skipped).
+//!   (`.ci/run` sets them all, so nothing is skipped); last, `deb`.
+//! - `deb`: builds the Debian package (`cargo deb -p pushgate`; cargo-deb and lintian come
+//!   from `scripts/install-packaging-deps.sh`), checks it with lintian, installs it with
+//!   `dpkg -i` (root), checks the installed binary and settings (`pushgate init` into
+//!   /etc/pushgate when the binary has it, else the example with a fresh key) and purges it
+//!   again, checking that its files are gone. It refuses to run when pushgate is already
+//!   installed or /etc/pushgate/pushgate.toml exists, so the machine is left as it was.
 //! - `interop`: only the tests against real Prosody and ejabberd, which must be installed.
 //! - `bench`: runs a named benchmark; without a name lists them. A benchmark builds the release
 //!   `pushgate` (`cargo build --release -p pushgate`) and the release driver
@@ -13,6 +19,8 @@
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
+
+mod deb;
 
 /// Variables that turn skipped tests into real ones.
 const TEST_VARIABLES: &[(&str, &str)] = &[
@@ -47,12 +55,14 @@ const BENCHMARKS: &[(&str, &str)] = &[
     ),
 ];
 
-const USAGE: &str = "usage: cargo xtask <ci | interop | bench [wakeup | unifiedpush | store]>";
+const USAGE: &str =
+    "usage: cargo xtask <ci | deb | interop | bench [wakeup | unifiedpush | store]>";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("deb") => deb::run(),
         Some("interop") => interop(&args[1..]),
         Some("bench") => bench(args.get(1).map(String::as_str)),
         Some("help" | "-h" | "--help") => {
@@ -71,14 +81,14 @@ fn main() -> ExitCode {
 }
 
 /// The workspace root (xtask lives one level below it).
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest_dir
         .parent()
         .map_or_else(|| manifest_dir.clone(), PathBuf::from)
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     let program = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(program);
     command.current_dir(workspace_root());
@@ -86,7 +96,7 @@ fn cargo() -> Command {
 }
 
 /// Runs one step, printing it and its duration; fails on a non-zero exit.
-fn step(name: &str, mut command: Command) -> Result<(), String> {
+pub(crate) fn step(name: &str, mut command: Command) -> Result<(), String> {
     println!("==> {name}");
     let started = Instant::now();
     let status = command
@@ -173,6 +183,8 @@ fn ci() -> Result<(), String> {
     test.args(["test", "--workspace"]);
     step("cargo test --workspace", test)?;
 
+    deb::run()?;
+
     println!("ci passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -221,7 +233,7 @@ fn bench(name: Option<&str>) -> Result<(), String> {
 }
 
 /// Where cargo puts build output: `CARGO_TARGET_DIR` or the workspace's `target`.
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| workspace_root().join("target"), PathBuf::from)
 }
