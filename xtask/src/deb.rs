@@ -34,6 +34,13 @@ const ENABLED_LINK: &str = "/etc/systemd/system/multi-user.target.wants/pushgate
 pub(crate) fn run() -> Result<(), String> {
     let started = Instant::now();
     units_alike()?;
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map_err(|e| format!("deb: cannot run id: {e}"))?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Err("deb: installs and purges the package with dpkg: run it as root".to_owned());
+    }
     if installed()? {
         return Err(
             "deb: the pushgate package is installed on this machine; this step installs \
