@@ -34,6 +34,7 @@ const ENABLED_LINK: &str = "/etc/systemd/system/multi-user.target.wants/pushgate
 pub(crate) fn run() -> Result<(), String> {
     let started = Instant::now();
     units_alike()?;
+    changelog_current()?;
     let uid = Command::new("id")
         .arg("-u")
         .output()
@@ -105,6 +106,22 @@ fn units_alike() -> Result<(), String> {
              than /usr/bin and ConditionPathExists=; make the same change in both"
                 .to_owned(),
         )
+    }
+}
+
+/// The newest entry of deploy/debian/changelog is this version (cargo-deb's revision `-1`):
+/// a version bump needs a changelog entry.
+fn changelog_current() -> Result<(), String> {
+    let path = "deploy/debian/changelog";
+    let changelog = fs::read_to_string(workspace_root().join(path))
+        .map_err(|e| format!("deb: cannot read {path}: {e}"))?;
+    let expected = format!("pushgate ({}-1) ", env!("CARGO_PKG_VERSION"));
+    if changelog.starts_with(&expected) {
+        Ok(())
+    } else {
+        Err(format!(
+            "deb: {path} does not start with `{expected}…`: add an entry for this version"
+        ))
     }
 }
 
