@@ -32,6 +32,9 @@ pub enum Command {
     Serve,
     /// Check the settings and print the effective values, secrets redacted.
     CheckConfig,
+    /// Write a complete, commented settings file (to --config, else ./pushgate.toml) with a
+    /// fresh component secret and UnifiedPush key, and print the XMPP server's side.
+    Init(crate::commands::init::InitArgs),
     /// Copy p2's registrations (its MySQL/MariaDB `target` table) into pushgate's database,
     /// so devices registered with p2 keep being woken without registering again.
     ImportP2(crate::commands::import_p2::ImportP2Args),
@@ -44,7 +47,10 @@ pub fn check_config(file: &SettingsFile) -> ExitCode {
         Ok(rendered) => {
             match file.path() {
                 Some(path) => println!("# effective settings: {} + environment", path.display()),
-                None => println!("# effective settings: built-in defaults + environment"),
+                None => println!(
+                    "# effective settings: built-in defaults + environment (no settings file: first-run settings, data directory {})",
+                    crate::first_run::DataDir::locate().path().display()
+                ),
             }
             print!("{rendered}");
             ExitCode::SUCCESS

@@ -14,10 +14,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let file = SettingsFile::locate(cli.config.as_deref());
+    // `init` writes the file rather than reading one, so the file is located only for the rest.
+    let file = || SettingsFile::locate(cli.config.as_deref());
     match cli.command {
-        Command::CheckConfig => cli::check_config(&file),
-        Command::Serve => pushgate::serve::run(&file),
-        Command::ImportP2(args) => pushgate::commands::import_p2::run(&file, &args),
+        Command::Init(args) => pushgate::commands::init::run(cli.config.as_deref(), &args),
+        Command::CheckConfig => cli::check_config(&file()),
+        Command::Serve => pushgate::serve::run(&file()),
+        Command::ImportP2(args) => pushgate::commands::import_p2::run(&file(), &args),
     }
 }

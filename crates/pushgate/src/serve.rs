@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{EXIT_CONFIG, EXIT_RUNTIME, report_settings_error};
+use crate::first_run::{FIRST_RUN_COMPONENT_PORT, FIRST_RUN_JID, FirstRun, server_snippets};
 use crate::health::{HealthSources, LinkHealth, health_routes};
 use crate::services::{Services, push_endpoint_config};
 use crate::settings::{Settings, SettingsFile};
@@ -61,8 +62,13 @@ pub enum ServeError {
 /// Runs `pushgate serve` to the end and gives the process exit code: 0 after a clean
 /// shutdown, 2 for unusable settings, 1 for any other failure.
 pub fn run(file: &SettingsFile) -> ExitCode {
-    let settings = match Settings::load(file) {
-        Ok(settings) => settings,
+    let settings = match Settings::load_with_first_run(file) {
+        Ok((settings, first_run)) => {
+            if let Some(first_run) = first_run {
+                announce_first_run(&first_run);
+            }
+            settings
+        }
         Err(error) => return report_settings_error(&error),
     };
     if let Err(error) = crate::logging::start(&settings.log) {
@@ -93,6 +99,28 @@ pub fn run(file: &SettingsFile) -> ExitCode {
             ExitCode::from(EXIT_RUNTIME)
         }
     }
+}
+
+/// Tells someone who started pushgate without settings where its state is and what their
+/// XMPP server needs. The secret itself only the first time, when it was just made: later
+/// starts name its file, so it does not land in every log.
+fn announce_first_run(first_run: &FirstRun) {
+    let dir = first_run.dir.path().display();
+    let secret_file = first_run.dir.component_secret_path();
+    let secret = if first_run.secret_is_new {
+        first_run.component_secret.clone()
+    } else {
+        format!("<the content of {}>", secret_file.display())
+    };
+    println!(
+        "pushgate: no settings file; using built-in settings and the data directory {dir} \
+         (database, component secret, UnifiedPush key).\n\
+         Write a settings file for a real deployment: pushgate init\n\n\
+         For your XMPP server to accept the link ({jid} on 127.0.0.1:{port}):\n\n{snippets}",
+        jid = FIRST_RUN_JID,
+        port = FIRST_RUN_COMPONENT_PORT,
+        snippets = server_snippets(FIRST_RUN_JID, &secret, FIRST_RUN_COMPONENT_PORT),
+    );
 }
 
 /// One thread: a current-thread runtime (every wake-up and push handled where its input was

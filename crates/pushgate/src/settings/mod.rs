@@ -13,6 +13,8 @@ use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use problems::{Problem, SettingsError};
+
+use crate::first_run::{DataDir, FirstRun};
 pub use pushgate_core::app_server::AppServerConfig;
 pub use pushgate_core::provider::UnifiedPushConfig;
 pub use pushgate_core::settings::redact_url;
@@ -117,9 +119,19 @@ impl SettingsFile {
 
 impl Settings {
     /// Loads the settings from `file` and the process environment, reads the `*_file`
-    /// secrets, and checks everything.
+    /// secrets, and checks everything. Without a file, the first-run defaults of
+    /// [`first_run`](crate::first_run) stand in for it, their data directory prepared.
     pub fn load(file: &SettingsFile) -> Result<Self, SettingsError> {
+        Self::load_with_first_run(file).map(|(settings, _)| settings)
+    }
+
+    /// [`load`](Self::load), and what a run without a settings file read from (or made in)
+    /// its data directory.
+    pub fn load_with_first_run(
+        file: &SettingsFile,
+    ) -> Result<(Self, Option<FirstRun>), SettingsError> {
         let mut figment = Figment::new();
+        let mut first_run = None;
         if let Some(path) = file.path() {
             // figment silently skips a missing file; a named file that is not there is an error.
             if let Err(source) = std::fs::metadata(path) {
@@ -130,6 +142,10 @@ impl Settings {
                 });
             }
             figment = figment.merge(Toml::file_exact(path));
+        } else {
+            let prepared = DataDir::locate().prepare()?;
+            figment = figment.merge(Toml::string(&prepared.settings_toml()?));
+            first_run = Some(prepared);
         }
         // Only `PUSHGATE_<SECTION>__<KEY>` are settings. Other `PUSHGATE_*` variables belong to
         // someone else: Kubernetes sets `PUSHGATE_PORT=tcp://…`, `PUSHGATE_SERVICE_HOST` and
@@ -140,6 +156,16 @@ impl Settings {
                 .split("__"),
         );
 
+        Self::extract_and_check(&figment).map(|settings| (settings, first_run))
+    }
+
+    /// The settings a TOML document gives alone (no environment), checked as
+    /// [`load`](Self::load) checks them: what `init` is about to write.
+    pub fn from_toml(text: &str) -> Result<Self, SettingsError> {
+        Self::extract_and_check(&Figment::new().merge(Toml::string(text)))
+    }
+
+    fn extract_and_check(figment: &Figment) -> Result<Self, SettingsError> {
         let mut settings: Settings = figment
             .extract()
             .map_err(|error| SettingsError::Invalid(problems::from_figment(error)))?;
@@ -147,7 +173,7 @@ impl Settings {
         if findings.is_empty() {
             Ok(settings)
         } else {
-            Err(SettingsError::Invalid(problems::locate(&figment, findings)))
+            Err(SettingsError::Invalid(problems::locate(figment, findings)))
         }
     }
 

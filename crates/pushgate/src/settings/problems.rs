@@ -24,6 +24,9 @@ pub enum SettingsError {
     /// One or more keys are wrong.
     #[error("invalid settings:{}", ProblemList(.0))]
     Invalid(Vec<Problem>),
+    /// Without a settings file: the data directory cannot be used.
+    #[error("no settings file, and {0}")]
+    DataDir(#[from] crate::first_run::DataDirError),
     /// The settings could not be written out (a bug).
     #[error("cannot render the settings: {0}")]
     Render(String),

@@ -13,6 +13,8 @@ pub mod webpush;
 
 use std::time::{Duration, Instant};
 
+// Not every test binary that shares this module starts pushgate through it.
+#[allow(unused_imports)]
 pub use pushgate::{Pushgate, PushgateOptions};
 // Not every test binary that shares this module starts a real server.
 #[allow(unused_imports)]

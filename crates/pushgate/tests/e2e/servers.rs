@@ -59,6 +59,18 @@ impl XmppServer {
     /// Starts `kind` with the component and `users` (password `{user}pass`), or `None` (after
     /// printing why) when the server is not installed and `PUSHGATE_INTEROP` allows a skip.
     pub async fn start(kind: ServerKind, test: &str, users: &[&str]) -> Option<Self> {
+        Self::start_with_component(kind, test, users, COMPONENT, COMPONENT_SECRET).await
+    }
+
+    /// [`start`](Self::start) with the component `jid` and its `secret` (as `pushgate init`
+    /// or a first run made them) instead of the tests' own.
+    pub async fn start_with_component(
+        kind: ServerKind,
+        test: &str,
+        users: &[&str],
+        jid: &str,
+        secret: &str,
+    ) -> Option<Self> {
         if interop_off(test) {
             return None;
         }
@@ -66,7 +78,7 @@ impl XmppServer {
             .iter()
             .map(|user| ((*user).to_owned(), password(user)))
             .collect();
-        let components = vec![(COMPONENT.to_owned(), COMPONENT_SECRET.to_owned())];
+        let components = vec![(jid.to_owned(), secret.to_owned())];
         let started = Instant::now();
         let server = match kind {
             ServerKind::Prosody => Self::Prosody(start_or_skip(
