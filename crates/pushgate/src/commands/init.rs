@@ -249,12 +249,12 @@ mod tests {
     #[test]
     fn values_are_quoted_as_toml() {
         let mut args = args();
-        args.database = "postgres://u:p\"q@localhost/pushgate".to_owned();
+        args.database = "postgres://u:p\"q\\@localhost/pushgate".to_owned();
         let text = render(&args, "s", &new_endpoint_key()).expect("rendered");
-        assert!(
-            text.contains(r#"url = 'postgres://u:p"q@localhost/pushgate'"#)
-                || text.contains(r#"url = "postgres://u:p\"q@localhost/pushgate""#),
-            "{text}"
+        let parsed: toml::Table = text.parse().expect("TOML");
+        assert_eq!(
+            parsed["database"]["url"].as_str(),
+            Some(args.database.as_str())
         );
     }
 
