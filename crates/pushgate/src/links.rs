@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use pushgate_xmpp::{ComponentLink, ConfigError, PushRoles, StanzaHandler};
+use pushgate_xmpp::{ComponentLink, ConfigError, LinkState, PushRoles, StanzaHandler};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -86,6 +86,12 @@ impl LinkHealth for ComponentLink {
     }
 
     fn state_name(&self) -> &'static str {
-        self.state().name()
+        match self.state() {
+            // Between the attempts of a link that never came up (the XMPP server is not there
+            // yet, or does not know the component): still connecting, as far as the operator
+            // is concerned. `down` is for a link that was up and was lost.
+            LinkState::Down { .. } if !self.was_ever_up() => "connecting",
+            state => state.name(),
+        }
     }
 }

@@ -318,7 +318,10 @@ async fn serve_without_settings_keeps_its_state_and_links_up_once_the_server_kno
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(health.0, 503, "{}", health.1);
-    assert!(health.1.contains("push.localhost"), "{}", health.1);
+    let body: serde_json::Value = serde_json::from_str(&health.1).expect("JSON");
+    assert_eq!(body["links"][0]["jid"], "push.localhost");
+    // Never up yet: still connecting, not "down".
+    assert_eq!(body["links"][0]["state"], "connecting", "{}", health.1);
 
     // The data directory: owner only, the secret printed once with the server's snippets.
     assert_eq!(mode(&data), 0o700);
@@ -370,6 +373,22 @@ async fn serve_without_settings_keeps_its_state_and_links_up_once_the_server_kno
     assert!(!printed.contains(&secret), "{printed}");
     assert!(printed.contains("component.secret"), "{printed}");
     both_roles_serve(&server, "push.localhost").await;
+
+    // A link that was up and is lost is "down".
+    drop(server);
+    let started = Instant::now();
+    loop {
+        if let Some((503, body)) = serving.health().await
+            && body.contains(r#""state":"down""#)
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the lost link never showed as down"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[test]

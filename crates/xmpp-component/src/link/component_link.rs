@@ -1,5 +1,6 @@
 //! The handle every task uses to send through a component link.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -21,6 +22,9 @@ pub(crate) struct Shared {
     address: Jid,
     tracker: Arc<IqTracker>,
     state: watch::Sender<LinkState>,
+    /// Whether a handshake ever succeeded, so a link still trying for the first time can be
+    /// told from one that was up and went down.
+    ever_up: AtomicBool,
     // The current session's queue; `None` while the link is down.
     outbound: Mutex<Option<mpsc::Sender<Outbound>>>,
 }
@@ -52,6 +56,7 @@ impl ComponentLink {
                 jid,
                 tracker: Arc::new(IqTracker::new(config.instance_id.clone())),
                 state,
+                ever_up: AtomicBool::new(false),
                 outbound: Mutex::new(None),
             }),
         }
@@ -70,6 +75,11 @@ impl ComponentLink {
     /// The current state.
     pub fn state(&self) -> LinkState {
         self.shared.state.borrow().clone()
+    }
+
+    /// Whether the link was ever up since it was spawned.
+    pub fn was_ever_up(&self) -> bool {
+        self.shared.ever_up.load(Ordering::Relaxed)
     }
 
     /// A receiver that sees every state change.
@@ -215,6 +225,9 @@ impl ComponentLink {
     }
 
     pub(crate) fn set_state(&self, state: LinkState) {
+        if state.is_up() {
+            self.shared.ever_up.store(true, Ordering::Relaxed);
+        }
         self.shared.state.send_replace(state);
     }
 }
