@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::http::{post_push, request};
+use e2e::http::post_push;
 use e2e::{ServerKind, XmppServer};
 use pushgate_testkit::c2s_client::stanza::iq_result_to;
 use pushgate_testkit::conversations::{
@@ -87,20 +87,7 @@ impl Serving {
     }
 
     async fn health(&self) -> Option<(u16, String)> {
-        let answer = request(
-            self.http,
-            "GET",
-            "/health",
-            &[],
-            b"",
-            Duration::from_secs(2),
-        )
-        .await
-        .ok()?;
-        Some((
-            answer.status,
-            String::from_utf8_lossy(&answer.body).into_owned(),
-        ))
+        e2e::http::health(self.http).await
     }
 
     /// Waits for `/health` to say 200; panics with the log after `limit`.

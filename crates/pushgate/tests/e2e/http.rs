@@ -162,3 +162,11 @@ pub async fn post_push_with(endpoint: &str, body: &[u8], extra: &[(&str, &str)])
     .await
     .unwrap_or_else(|error| panic!("POST {endpoint}: {error}"))
 }
+
+/// `GET /health` on `address`: its status and body, if it answers within 2 s.
+pub async fn health(address: SocketAddr) -> Option<(u16, String)> {
+    let answer = request(address, "GET", "/health", &[], b"", Duration::from_secs(2))
+        .await
+        .ok()?;
+    Some((answer.status, answer.text()))
+}

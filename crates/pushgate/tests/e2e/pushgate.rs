@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::http::request;
 use super::{COMPONENT, COMPONENT_SECRET, UP_KEY};
 
 /// What the settings file says beyond the fixed parts.
@@ -175,17 +174,7 @@ impl Pushgate {
 
     /// `/health` status and body, if it answers.
     pub async fn health(&self) -> Option<(u16, String)> {
-        let answer = request(
-            self.http,
-            "GET",
-            "/health",
-            &[],
-            b"",
-            Duration::from_secs(2),
-        )
-        .await
-        .ok()?;
-        Some((answer.status, answer.text()))
+        super::http::health(self.http).await
     }
 
     /// Waits until `/health` answers 200 (the component link is up and the database answers);
