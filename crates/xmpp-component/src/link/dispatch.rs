@@ -88,11 +88,8 @@ impl Dispatcher {
                     .await;
                 }
                 Stanza::Presence(presence) => {
-                    let (handler, link) = (Arc::clone(&self.handler), self.link.clone());
-                    self.spawn_bounded(wire_bytes, async move {
-                        handler.handle_presence(&link, presence).await;
-                    })
-                    .await;
+                    // On the reading task: see `StanzaHandler::handle_presence`.
+                    self.handler.handle_presence(&self.link, presence).await;
                 }
             },
             Inbound::Element(XmppStreamElement::StreamError(error)) => {

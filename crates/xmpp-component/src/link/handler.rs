@@ -127,7 +127,10 @@ pub trait StanzaHandler: Send + Sync + 'static {
         None
     }
 
-    /// An incoming presence.
+    /// An incoming presence. Called on the reading task, in the order presences arrive, so it
+    /// must be quick: a handler with slow work to do (a flush) starts a task of its own. A
+    /// server sends presence for every client that binds; a task per presence would make a
+    /// burst of them cost a task each before any ran.
     async fn handle_presence(&self, link: &ComponentLink, presence: Presence) {
         let _ = (link, presence);
     }

@@ -149,6 +149,11 @@ async fn read_loop(
             }
             next = stream.next(&mut take_set) => next,
         };
+        // A burst already in the read buffer is parsed without waiting on the socket, so the
+        // runtime's budget would never make the reader yield: the handlers it spawns would not
+        // run, each holding its request, until the whole burst is read. Counting every
+        // stanza against the budget lets them run every 128 stanzas.
+        tokio::task::consume_budget().await;
         match next {
             Ok(ReadItem::Inbound(inbound)) => {
                 let wire_bytes = stream.last_element_bytes();
