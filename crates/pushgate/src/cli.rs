@@ -35,6 +35,11 @@ pub enum Command {
     /// Write a complete, commented settings file (to --config, else ./pushgate.toml) with a
     /// fresh component secret and UnifiedPush key, and print the XMPP server's side.
     Init(crate::commands::init::InitArgs),
+    /// Print a new UnifiedPush endpoint key, and how to rotate it in.
+    Keygen(crate::commands::keygen::KeygenArgs),
+    /// Look at or revoke a UnifiedPush endpoint.
+    #[command(subcommand)]
+    Endpoint(crate::commands::endpoint::EndpointCommand),
     /// Copy p2's registrations (its MySQL/MariaDB `target` table) into pushgate's database,
     /// so devices registered with p2 keep being woken without registering again.
     ImportP2(crate::commands::import_p2::ImportP2Args),

@@ -20,6 +20,8 @@ fn main() -> ExitCode {
         Command::Init(args) => pushgate::commands::init::run(cli.config.as_deref(), &args),
         Command::CheckConfig => cli::check_config(&file()),
         Command::Serve => pushgate::serve::run(&file()),
+        Command::Keygen(args) => pushgate::commands::keygen::run(&args),
+        Command::Endpoint(command) => pushgate::commands::endpoint::run(&file(), &command),
         Command::ImportP2(args) => pushgate::commands::import_p2::run(&file(), &args),
     }
 }

@@ -144,6 +144,22 @@ impl EndpointKeys {
         Ok(claims)
     }
 
+    /// For operators (`pushgate endpoint inspect`): which key opens `token` (its index in the
+    /// configured list) and the claims, whatever their expiry. Tries the keys one by one, so
+    /// it is slower than [`open`](Self::open); never on a hot path.
+    pub fn inspect(&self, token: &str) -> Result<(usize, EndpointClaims), TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Malformed);
+        }
+        let claims = self.decrypt(token)?;
+        let index = self
+            .keys
+            .iter()
+            .position(|key| paseto::open([&key.0], token).is_ok())
+            .unwrap_or_default();
+        Ok((index, claims))
+    }
+
     /// The claims `token` holds, if one of the keys sealed it, whatever their expiry.
     fn decrypt(&self, token: &str) -> Result<EndpointClaims, TokenError> {
         let message = paseto::open(self.keys.iter().map(|key| &key.0), token).map_err(

@@ -400,3 +400,21 @@ fn up_s_plaintexts_are_exactly_what_pushgate_writes() {
         );
     }
 }
+
+#[test]
+fn inspect_names_the_key_that_opens_and_ignores_expiry() {
+    let old = EndpointKeys::single(key(1));
+    let token = old
+        .seal(&claims("alice@example.test/phone"))
+        .expect("seals");
+    let rotated = EndpointKeys::new(vec![key(2), key(1)]).expect("two keys");
+    let (index, opened) = rotated.inspect(&token).expect("opens");
+    assert_eq!(index, 1);
+    assert_eq!(opened, claims("alice@example.test/phone"));
+    // Past its expiry `open` refuses it; `inspect` still says what it holds.
+    assert_eq!(rotated.open(&token, EXP + 1), Err(TokenError::Expired));
+    assert!(rotated.inspect(&token).is_ok());
+    let foreign = EndpointKeys::single(key(3));
+    assert_eq!(foreign.inspect(&token), Err(TokenError::WrongKeyOrTampered));
+    assert_eq!(foreign.inspect("v2.local.!"), Err(TokenError::Malformed));
+}

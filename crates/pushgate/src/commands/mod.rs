@@ -1,4 +1,6 @@
 //! The one-off commands beside `serve`: each runs to its end and gives an exit code.
 
+pub mod endpoint;
 pub mod import_p2;
 pub mod init;
+pub mod keygen;

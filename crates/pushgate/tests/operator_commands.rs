@@ -1,0 +1,159 @@
+//! `pushgate keygen` and `pushgate endpoint inspect|revoke`, run as an operator runs them:
+//! the process's output and exit code, and nothing private printed unless asked.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod e2e;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use common::{KEY_A, KEY_B, MINIMAL, Workdir};
+use pushgate_core::unified_push::{EndpointClaims, EndpointKey, EndpointKeys, UpId};
+use pushgate_core::{Clock as _, SystemClock};
+
+const APPLICATION: &str = "WFekBFu55IP9GVrRSABOPfUaPVqPjQiP/fb++/tnIoE=";
+const INSTANCE: &str = "sK07IR4sINoILr9r09PQSQqOA2w8ooFUwJyjcuKhD3o=";
+
+/// Settings with UnifiedPush keys `keys` (the first seals) and a database in the workdir.
+fn settings(dir: &Workdir, keys: &[&str]) -> String {
+    let keys: Vec<String> = keys.iter().map(|key| format!("\"{key}\"")).collect();
+    let path = dir.write(
+        "pushgate.toml",
+        &format!(
+            "{MINIMAL}\n[http]\npublic_url = \"https://up.example.org\"\n\
+             [unified_push]\nkeys = [{}]\n[database]\nurl = \"sqlite://pushgate.db?mode=rwc\"\n",
+            keys.join(", ")
+        ),
+    );
+    path.display().to_string()
+}
+
+/// A token for `owner` sealed with `key`, valid for a day.
+fn token(key: &str, owner: &str) -> String {
+    let keys = EndpointKeys::single(EndpointKey::from_base64(key).unwrap());
+    keys.seal(&EndpointClaims {
+        owner: owner.to_owned(),
+        expires_at: SystemClock.now() + 86_400_000,
+        application: UpId::parse(APPLICATION).unwrap(),
+        instance: UpId::parse(INSTANCE).unwrap(),
+    })
+    .unwrap()
+}
+
+#[test]
+fn keygen_prints_a_key_that_settings_accept_and_says_how_to_rotate() {
+    let dir = Workdir::new();
+    let run = dir.run(&["keygen"], &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let key = run.stdout.trim();
+    assert_eq!(STANDARD.decode(key).unwrap().len(), 32);
+    assert!(run.stderr.contains("first"), "{}", run.stderr);
+    let config = settings(&dir, &[key, KEY_A]);
+    dir.run(&["check-config", "--config", &config], &[]).ok();
+
+    let json = dir.run(&["keygen", "--json"], &[]).ok();
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let other = value["key"].as_str().unwrap();
+    assert_eq!(STANDARD.decode(other).unwrap().len(), 32);
+    assert_ne!(other, key, "two keys alike");
+}
+
+#[test]
+fn inspect_names_the_key_and_the_domain_and_the_jid_only_when_revealed() {
+    let dir = Workdir::new();
+    // Rotated: the token was sealed with the key now second.
+    let config = settings(&dir, &[KEY_B, KEY_A]);
+    let token = token(KEY_A, "alice@example.test/Conversations.x1");
+    let url = format!("https://up.example.org/push/{token}");
+
+    let out = dir
+        .run(&["endpoint", "inspect", "--config", &config, &url], &[])
+        .ok();
+    assert!(out.contains("keys[1]"), "{out}");
+    assert!(out.contains("example.test"), "{out}");
+    assert!(
+        !out.contains("alice") && !out.contains("Conversations.x1"),
+        "{out}"
+    );
+    assert!(
+        out.contains(APPLICATION) && out.contains("revoked:     no"),
+        "{out}"
+    );
+
+    let revealed = dir
+        .run(
+            &[
+                "endpoint", "inspect", "--config", &config, "--reveal", &token,
+            ],
+            &[],
+        )
+        .ok();
+    assert!(
+        revealed.contains("alice@example.test/Conversations.x1"),
+        "{revealed}"
+    );
+
+    let json = dir
+        .run(
+            &["endpoint", "inspect", "--config", &config, "--json", &token],
+            &[],
+        )
+        .ok();
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["key_index"], 1);
+    assert_eq!(value["owner_domain"], "example.test");
+    assert_eq!(value["expired"], false);
+    assert!(value.get("owner").is_none(), "{json}");
+}
+
+#[test]
+fn a_token_no_key_opens_exits_3_and_garbage_too() {
+    let dir = Workdir::new();
+    let config = settings(&dir, &[KEY_A]);
+    let foreign = token(KEY_B, "alice@example.test/phone");
+    for endpoint in [
+        foreign.as_str(),
+        "v2.local.nonsense",
+        "https://up.example.org/push/",
+    ] {
+        let run = dir.run(&["endpoint", "inspect", "--config", &config, endpoint], &[]);
+        assert_eq!(run.code, Some(3), "{endpoint}: {}", run.stderr);
+        assert!(run.stderr.contains("not one of ours"), "{}", run.stderr);
+        assert!(run.stdout.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_endpoint_is_refused_by_the_running_service() {
+    use e2e::{Pushgate, PushgateOptions, ServerKind, UP_KEY, XmppServer};
+    let test = "a_revoked_endpoint_is_refused_by_the_running_service";
+    let Some(server) = XmppServer::start(ServerKind::Prosody, test, &["alice"]).await else {
+        return;
+    };
+    let mut pushgate = Pushgate::configure(PushgateOptions::new(server.component_port()));
+    let config = pushgate.config_path().display().to_string();
+    let revoked = token(UP_KEY, "alice@example.test/phone");
+    let kept = token(UP_KEY, "alice@example.test/laptop");
+    let public_url = pushgate.public_url();
+    let url = |token: &str| format!("{public_url}/push/{token}");
+
+    let dir = Workdir::new();
+    let out = dir
+        .run(
+            &["endpoint", "revoke", "--config", &config, &url(&revoked)],
+            &[],
+        )
+        .ok();
+    assert!(out.contains("revoked:     yes"), "{out}");
+    // Revoking twice changes nothing and still succeeds.
+    dir.run(&["endpoint", "revoke", "--config", &config, &revoked], &[])
+        .ok();
+
+    pushgate.launch().await;
+    let refused = e2e::http::post_push(&url(&revoked), b"after the revocation", 60).await;
+    assert_eq!(refused.status, 404);
+    // Another endpoint of the same owner is untouched (alice is offline: it is kept).
+    let accepted = e2e::http::post_push(&url(&kept), b"still served", 60).await;
+    assert_eq!(accepted.status, 201);
+}
