@@ -40,6 +40,9 @@ pub enum Command {
     /// Look at or revoke a UnifiedPush endpoint.
     #[command(subcommand)]
     Endpoint(crate::commands::endpoint::EndpointCommand),
+    /// Count what the database holds: registrations by service and domain, kept messages,
+    /// revocations.
+    Stats(crate::commands::stats::StatsArgs),
     /// Copy p2's registrations (its MySQL/MariaDB `target` table) into pushgate's database,
     /// so devices registered with p2 keep being woken without registering again.
     ImportP2(crate::commands::import_p2::ImportP2Args),

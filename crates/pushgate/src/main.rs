@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Serve => pushgate::serve::run(&file()),
         Command::Keygen(args) => pushgate::commands::keygen::run(&args),
         Command::Endpoint(command) => pushgate::commands::endpoint::run(&file(), &command),
+        Command::Stats(args) => pushgate::commands::stats::run(&file(), &args),
         Command::ImportP2(args) => pushgate::commands::import_p2::run(&file(), &args),
     }
 }

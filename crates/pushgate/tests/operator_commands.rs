@@ -156,4 +156,32 @@ async fn a_revoked_endpoint_is_refused_by_the_running_service() {
     // Another endpoint of the same owner is untouched (alice is offline: it is kept).
     let accepted = e2e::http::post_push(&url(&kept), b"still served", 60).await;
     assert_eq!(accepted.status, 201);
+
+    // `stats` counts what this left in the database, beside the running service.
+    let json = dir.run(&["stats", "--config", &config, "--json"], &[]).ok();
+    let stats: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(stats["revocations"], 1, "{json}");
+    assert_eq!(stats["stored_messages"], 1, "{json}");
+    assert_eq!(stats["owners_with_messages"], 1, "{json}");
+    let text = dir.run(&["stats", "--config", &config], &[]).ok();
+    assert!(
+        text.contains("stored messages: 1 for 1 client(s)"),
+        "{text}"
+    );
+    assert!(text.contains("revoked endpoints: 1"), "{text}");
+    assert!(!text.contains("alice"), "{text}");
+}
+
+#[test]
+fn stats_of_an_empty_database_and_of_unusable_settings() {
+    let dir = Workdir::new();
+    let config = settings(&dir, &[KEY_A]);
+    let out = dir.run(&["stats", "--config", &config], &[]).ok();
+    assert!(
+        out.contains("registrations: 0 live, 0 with a dead token"),
+        "{out}"
+    );
+    let broken = dir.write("broken.toml", "[component]\n");
+    let run = dir.run(&["stats", "--config", &broken.display().to_string()], &[]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
 }

@@ -29,8 +29,10 @@ mod setup;
 mod sql_store;
 mod sqlite;
 mod statements;
+mod stats;
 
 pub use cache::{CacheConfig, CachingStore};
 pub use database_config::{DatabaseConfig, DatabaseConfigError, MAX_CACHE_TTL};
 pub use setup::{Backend, StoreConfig, StoreSetupError};
 pub use sql_store::SqlStore;
+pub use stats::{RegistrationCount, StoreStats};

@@ -4,3 +4,4 @@ pub mod endpoint;
 pub mod import_p2;
 pub mod init;
 pub mod keygen;
+pub mod stats;

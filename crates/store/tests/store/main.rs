@@ -10,4 +10,5 @@ mod registrations;
 mod revocations;
 mod setup;
 mod sqlite_files;
+mod stats;
 mod support;
