@@ -43,6 +43,10 @@ pub enum Command {
     /// Count what the database holds: registrations by service and domain, kept messages,
     /// revocations.
     Stats(crate::commands::stats::StatsArgs),
+    /// Send one test push and print each hop's outcome: to an XEP-0357 registration
+    /// (--node, --domain) through FCM, or to a UnifiedPush endpoint (--endpoint) through the
+    /// running pushgate.
+    TestPush(crate::commands::test_push::TestPushArgs),
     /// Copy p2's registrations (its MySQL/MariaDB `target` table) into pushgate's database,
     /// so devices registered with p2 keep being woken without registering again.
     ImportP2(crate::commands::import_p2::ImportP2Args),

@@ -185,3 +185,130 @@ fn stats_of_an_empty_database_and_of_unusable_settings() {
     let run = dir.run(&["stats", "--config", &broken.display().to_string()], &[]);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_push_wakes_a_registration_through_fcm_and_posts_to_an_endpoint() {
+    use e2e::{COMPONENT, Pushgate, PushgateOptions, ServerKind, UP_KEY, XmppServer};
+    use pushgate_testkit::conversations::{read_push_registration, register_push_fcm};
+    use pushgate_testkit::fake_fcm::{Answer, FakeFcm, FcmErrorCode};
+    let test = "test_push_wakes_a_registration_through_fcm_and_posts_to_an_endpoint";
+    let Some(server) = XmppServer::start(ServerKind::Prosody, test, &["alice"]).await else {
+        return;
+    };
+    let fcm = FakeFcm::start().await.unwrap();
+    let service_account = fcm.write_service_account().unwrap();
+    let mut options = PushgateOptions::new(server.component_port());
+    options.fcm = Some((fcm.api_url(), service_account.path().to_owned()));
+    let pushgate = Pushgate::start(options).await;
+    let config = pushgate.config_path().display().to_string();
+
+    // A phone registers as Conversations does.
+    let alice = server.login("alice", "phone").await;
+    let answer = alice
+        .iq(register_push_fcm(
+            COMPONENT,
+            "fcm-token-test-push",
+            "0011223344556677",
+        ))
+        .await
+        .unwrap();
+    let registration = read_push_registration(&answer, COMPONENT).unwrap();
+    alice.close().await.unwrap();
+
+    let dir = Workdir::new();
+    let node = registration.node.as_str();
+    let args = [
+        "test-push",
+        "--config",
+        &config,
+        "--node",
+        node,
+        "--domain",
+        "example.test",
+    ];
+    let out = dir.run(&args, &[]).ok();
+    assert!(out.contains("accepted"), "{out}");
+    assert!(!out.contains("fcm-token-test-push") && !out.contains(&registration.secret));
+    let sent: Vec<_> = fcm
+        .messages()
+        .into_iter()
+        .filter(|message| message.token == "fcm-token-test-push")
+        .collect();
+    assert_eq!(sent.len(), 1, "the fake FCM got the wake-up");
+    assert_eq!(sent[0].account.len(), 40, "the device hash is all FCM sees");
+
+    // A token FCM calls dead: the hop fails, exit 1, and the registration is marked dead.
+    fcm.script(
+        "fcm-token-test-push",
+        [Answer::error(FcmErrorCode::Unregistered)],
+    );
+    let dead = dir.run(&args, &[]);
+    assert_eq!(dead.code, Some(1), "{}", dead.stdout);
+    assert!(dead.stdout.contains("dead"), "{}", dead.stdout);
+    let json = dir.run(&["stats", "--config", &config, "--json"], &[]).ok();
+    assert!(json.contains(r#""dead":1"#), "{json}");
+
+    // An unknown node: the first hop fails.
+    let unknown = dir.run(
+        &[
+            "test-push",
+            "--config",
+            &config,
+            "--node",
+            "AAAAAAAAAAAA",
+            "--domain",
+            "example.test",
+        ],
+        &[],
+    );
+    assert_eq!(unknown.code, Some(1));
+    assert!(
+        unknown.stdout.contains("item-not-found"),
+        "{}",
+        unknown.stdout
+    );
+
+    // An endpoint of alice, who is offline: the POST is accepted (kept), by URL and --via.
+    let endpoint = format!(
+        "{}/push/{}",
+        pushgate.public_url(),
+        token(UP_KEY, "alice@example.test/phone")
+    );
+    let out = dir
+        .run(
+            &["test-push", "--config", &config, "--endpoint", &endpoint],
+            &[],
+        )
+        .ok();
+    assert!(out.contains("HTTP 201"), "{out}");
+    let via = format!("http://{}", pushgate.http_address());
+    let json = dir
+        .run(
+            &[
+                "test-push",
+                "--config",
+                &config,
+                "--endpoint",
+                &endpoint,
+                "--via",
+                &via,
+                "--json",
+            ],
+            &[],
+        )
+        .ok();
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["ok"], true, "{json}");
+    assert_eq!(value["hops"][0]["hop"], "token");
+    assert_eq!(value["hops"][1]["hop"], "post");
+
+    // Revoked: stopped before the POST.
+    dir.run(&["endpoint", "revoke", "--config", &config, &endpoint], &[])
+        .ok();
+    let revoked = dir.run(
+        &["test-push", "--config", &config, "--endpoint", &endpoint],
+        &[],
+    );
+    assert_eq!(revoked.code, Some(1));
+    assert!(revoked.stdout.contains("revoked"), "{}", revoked.stdout);
+}

@@ -165,7 +165,7 @@ fn run_inner(
 
 /// The token of an endpoint URL (after its last `/push/`, without a query), or the argument
 /// itself.
-fn token_of(endpoint: &str) -> &str {
+pub(crate) fn token_of(endpoint: &str) -> &str {
     let token = endpoint
         .rsplit_once("/push/")
         .map_or(endpoint, |(_, token)| token);

@@ -5,3 +5,4 @@ pub mod import_p2;
 pub mod init;
 pub mod keygen;
 pub mod stats;
+pub mod test_push;
