@@ -11,10 +11,9 @@ use pushgate_core::{
     Clock as _, EndpointClaims, EndpointId, MessageStore as _, OwnerKey, RevocationStore as _,
     SystemClock, TokenError,
 };
-use pushgate_store::{SqlStore, StoreSetupError};
 use serde::Serialize;
 
-use crate::cli::{EXIT_CONFIG, EXIT_RUNTIME};
+use super::{StoreCommandError, on_store};
 use crate::settings::{Settings, SettingsError, SettingsFile};
 
 /// Exit code for a token none of the configured keys opens.
@@ -47,29 +46,25 @@ pub struct EndpointArgs {
 /// Why the command did not run to its end.
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
-    /// The settings cannot be used.
-    #[error(transparent)]
-    Settings(#[from] SettingsError),
     /// No key opens the token.
     #[error("no configured key opens this endpoint ({0}): not one of ours")]
     NotOurs(TokenError),
-    /// The database could not be opened.
-    #[error("cannot open the database: {0}")]
-    Store(#[from] StoreSetupError),
-    /// The database failed.
-    #[error("the database failed: {0}")]
-    Database(#[from] pushgate_core::StoreError),
-    /// The async runtime could not be started.
-    #[error("cannot start the async runtime: {0}")]
-    Runtime(std::io::Error),
+    /// The settings or the database.
+    #[error(transparent)]
+    Store(#[from] StoreCommandError),
+}
+
+impl From<SettingsError> for EndpointError {
+    fn from(error: SettingsError) -> Self {
+        Self::Store(error.into())
+    }
 }
 
 impl EndpointError {
     fn exit_code(&self) -> u8 {
         match self {
-            Self::Settings(_) => EXIT_CONFIG,
             Self::NotOurs(_) => EXIT_NOT_OURS,
-            Self::Store(_) | Self::Database(_) | Self::Runtime(_) => EXIT_RUNTIME,
+            Self::Store(error) => error.exit_code(),
         }
     }
 }
@@ -129,12 +124,7 @@ fn run_inner(
         .map_err(|_| EndpointError::NotOurs(TokenError::WrongKeyOrTampered))?;
     let token = token_of(&args.endpoint);
     let (key_index, claims) = keys.inspect(token).map_err(EndpointError::NotOurs)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(EndpointError::Runtime)?;
-    runtime.block_on(async {
-        let store = SqlStore::connect(&settings.database.store_config()).await?;
+    Ok(on_store(&settings, async |store| {
         let now = SystemClock.now();
         let id = EndpointId::of_token(token);
         let mut messages_deleted = None;
@@ -160,7 +150,7 @@ fn run_inner(
             messages_deleted,
             args.reveal,
         ))
-    })
+    })?)
 }
 
 /// The token of an endpoint URL (after its last `/push/`, without a query), or the argument

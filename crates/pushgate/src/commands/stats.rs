@@ -4,10 +4,10 @@
 
 use std::process::ExitCode;
 
-use pushgate_store::{SqlStore, StoreSetupError, StoreStats};
+use pushgate_store::StoreStats;
 
-use crate::cli::{EXIT_CONFIG, EXIT_RUNTIME};
-use crate::settings::{Settings, SettingsError, SettingsFile};
+use super::{StoreCommandError, on_store};
+use crate::settings::{Settings, SettingsFile};
 
 /// The arguments of `stats`.
 #[derive(Clone, Debug, clap::Args)]
@@ -15,23 +15,6 @@ pub struct StatsArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Why no counts came.
-#[derive(Debug, thiserror::Error)]
-pub enum StatsError {
-    /// The settings cannot be used.
-    #[error(transparent)]
-    Settings(#[from] SettingsError),
-    /// The database could not be opened.
-    #[error("cannot open the database: {0}")]
-    Store(#[from] StoreSetupError),
-    /// The database failed.
-    #[error("the database failed: {0}")]
-    Database(#[from] pushgate_core::StoreError),
-    /// The async runtime could not be started.
-    #[error("cannot start the async runtime: {0}")]
-    Runtime(std::io::Error),
 }
 
 /// Runs `stats`: 0 with the counts, 2 for unusable settings, 1 when the database fails.
@@ -47,24 +30,14 @@ pub fn run(file: &SettingsFile, args: &StatsArgs) -> ExitCode {
         }
         Err(error) => {
             eprintln!("pushgate: {error}");
-            ExitCode::from(match error {
-                StatsError::Settings(_) => EXIT_CONFIG,
-                _ => EXIT_RUNTIME,
-            })
+            ExitCode::from(error.exit_code())
         }
     }
 }
 
-fn count(file: &SettingsFile) -> Result<StoreStats, StatsError> {
+fn count(file: &SettingsFile) -> Result<StoreStats, StoreCommandError> {
     let settings = Settings::load(file)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(StatsError::Runtime)?;
-    runtime.block_on(async {
-        let store = SqlStore::connect(&settings.database.store_config()).await?;
-        Ok(store.stats().await?)
-    })
+    on_store(&settings, async |store| Ok(store.stats().await?))
 }
 
 fn text(stats: &StoreStats) -> String {
