@@ -7,9 +7,10 @@
 //! - `store`: RFC 8030 POSTs for a client that is offline, so every message is stored, on
 //!   SQLite, PostgreSQL and MariaDB (fake XMPP server).
 //!
-//! Usage: `pushgate-bench <wakeup|unifiedpush|store> [--pushgate PATH] [--only LEVEL]`; the default
-//! path is the workspace's `target/release/pushgate`; `--only` runs one load level (e.g. to
-//! attach a profiler to pushgate while it runs).
+//! Usage: `pushgate-bench <wakeup|unifiedpush|store> [--pushgate PATH] [--only LEVEL]
+//! [--backend NAME]`; the default path is the workspace's `target/release/pushgate`; `--only`
+//! runs one load level (e.g. to attach a profiler to pushgate while it runs); `--backend`
+//! runs `store` on one database (`sqlite`, `postgresql` or `mariadb`).
 
 mod error;
 mod http_load;
@@ -27,7 +28,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 const USAGE: &str =
-    "usage: pushgate-bench <wakeup|unifiedpush|store> [--pushgate PATH] [--only LEVEL]";
+    "usage: pushgate-bench <wakeup|unifiedpush|store> [--pushgate PATH] [--only LEVEL] [--backend sqlite|postgresql|mariadb]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -37,11 +38,13 @@ fn main() -> ExitCode {
     };
     let mut pushgate = default_binary();
     let mut only = None;
+    let mut backend = None;
     let mut rest = args[1..].iter();
     while let Some(arg) = rest.next() {
         match (arg.as_str(), rest.next()) {
             ("--pushgate", Some(path)) => pushgate = PathBuf::from(path),
             ("--only", Some(level)) if level.parse::<usize>().is_ok() => only = level.parse().ok(),
+            ("--backend", Some(name)) => backend = Some(name.clone()),
             _ => {
                 eprintln!("{USAGE}");
                 return ExitCode::FAILURE;
@@ -63,7 +66,7 @@ fn main() -> ExitCode {
         match name.as_str() {
             "wakeup" => wakeup::run(&pushgate, only).await,
             "unifiedpush" => unifiedpush::run(&pushgate, only).await,
-            "store" => store::run(&pushgate, only).await,
+            "store" => store::run(&pushgate, only, backend.as_deref()).await,
             _ => Err(error::BenchError::Protocol(format!(
                 "unknown benchmark `{name}`\n{USAGE}"
             ))),

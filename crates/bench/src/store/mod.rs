@@ -65,8 +65,13 @@ const RATE_TARGET: f64 = 5_000.0;
 const P99_TARGET_MS: f64 = 50.0;
 
 /// Runs the benchmark against the binary at `pushgate` on every backend that can be reached
-/// and prints the results; with `only`, just the level with that many connections.
-pub async fn run(pushgate: &Path, only: Option<usize>) -> Result<(), BenchError> {
+/// and prints the results; with `only`, just the level with that many connections; with
+/// `backend`, just that backend (`sqlite`, `postgresql` or `mariadb`).
+pub async fn run(
+    pushgate: &Path,
+    only: Option<usize>,
+    backend: Option<&str>,
+) -> Result<(), BenchError> {
     let levels: Vec<usize> = CONNECTION_LEVELS
         .into_iter()
         .filter(|connections| only.is_none_or(|only| only == *connections))
@@ -80,7 +85,16 @@ pub async fn run(pushgate: &Path, only: Option<usize>) -> Result<(), BenchError>
         "store: POST ({BODY_BYTES}-byte body, TTL {TTL_SECONDS}) -> push IQ -> service-unavailable (client offline) -> stored -> 201; {ENDPOINTS} endpoints of {OWNERS} owners; [unified_push] caps and rates raised, [database] and [runtime] at pushgate's defaults"
     );
     let mut verdicts = Vec::new();
-    for kind in Kind::ALL {
+    let kinds: Vec<Kind> = Kind::ALL
+        .into_iter()
+        .filter(|kind| backend.is_none_or(|name| name.eq_ignore_ascii_case(kind.name())))
+        .collect();
+    if kinds.is_empty() {
+        return Err(BenchError::Protocol(
+            "store has no such backend (backends: sqlite, postgresql, mariadb)".to_owned(),
+        ));
+    }
+    for kind in kinds {
         match Place::create(kind).await? {
             Setup::Skipped(reason) => println!("\n{}: skipped, {reason}", kind.name()),
             Setup::Ready(place) => {
