@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what pushgate's full test suite needs and is missing: Prosody (+ prosody-modules),
-# ejabberd, PostgreSQL and MariaDB, from Debian's packages. Skips apt entirely when all are
+# ejabberd, PostgreSQL and MariaDB, and Prometheus (for `promtool check metrics`), from Debian's
+# packages. Skips apt entirely when all are
 # present. No service is started by the packages (policy-rc.d answers 101 "not allowed");
 # the tests start their own throwaway servers.
 set -euo pipefail
 
-packages=(prosody prosody-modules ejabberd postgresql mariadb-server)
+packages=(prosody prosody-modules ejabberd postgresql mariadb-server prometheus)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

@@ -27,8 +27,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-const USAGE: &str =
-    "usage: pushgate-bench <wakeup|unifiedpush|store> [--pushgate PATH] [--only LEVEL] [--backend sqlite|postgresql|mariadb]";
+const USAGE: &str = "usage: pushgate-bench <wakeup|unifiedpush|store> [--pushgate PATH] [--only LEVEL] [--backend sqlite|postgresql|mariadb]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

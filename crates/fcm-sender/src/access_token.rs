@@ -219,11 +219,15 @@ impl AccessTokens {
     /// One request to the token endpoint; the caller holds `fetching`.
     async fn fetch(&self) -> Result<AccessToken, TokenError> {
         let result = self.request().await;
-        metrics::counter!(
-            "pushgate_fcm_token_requests_total",
-            "result" => if result.is_ok() { "ok" } else { "error" }
-        )
-        .increment(1);
+        crate::metrics::token_refresh(if result.is_ok() { "ok" } else { "error" });
+        if let Ok(token) = &result {
+            let left = token.expires_at.saturating_duration_since(Instant::now());
+            if let Ok(since_epoch) =
+                (std::time::SystemTime::now() + left).duration_since(std::time::UNIX_EPOCH)
+            {
+                crate::metrics::credential_expiry(since_epoch.as_secs_f64());
+            }
+        }
         let mut cache = self.cache();
         cache.fetches_done += 1;
         cache.last_failure = None;

@@ -11,6 +11,7 @@ mod classify;
 pub mod config;
 mod grant;
 mod message;
+mod metrics;
 pub mod private_key;
 mod response_body;
 pub mod retry;

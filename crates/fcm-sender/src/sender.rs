@@ -101,6 +101,7 @@ impl FcmSender {
             .map_err(FcmSetupError::Upstream)?;
         let head = upstream.prepare(request_head(uri)).map_err(|_| bad_url())?;
         let tokens = AccessTokens::new(signer, service_account.token_uri.clone(), http);
+        crate::metrics::start();
         Ok(Self {
             upstream,
             send_url,
@@ -169,10 +170,12 @@ impl FcmSender {
             };
             // Waiting for a slot in the upstream's limit counts against the deadline like
             // everything else.
+            let counted = crate::metrics::RequestOutcome::start();
             let answer = self
                 .upstream
                 .send_prepared(self.request(&token, &body))
                 .await;
+            counted.answered(&answer);
             let verdict = verdict(answer, &[request.token, request.device.as_str()]);
             match verdict {
                 Verdict::Done(outcome) => return outcome,
@@ -204,7 +207,7 @@ impl FcmSender {
                         return WakeOutcome::Transient(format!("{reason}; no time left to retry"));
                     }
                     tracing::debug!(device = ?request.device, %reason, ?pause, "retrying an FCM send");
-                    metrics::counter!("pushgate_fcm_retries_total").increment(1);
+                    crate::metrics::retry();
                     sleep(pause).await;
                 }
             }
@@ -326,9 +329,7 @@ impl Waker for FcmSender {
             WakeOutcome::Transient(_) => "transient",
             WakeOutcome::Rejected(_) => "rejected",
         };
-        metrics::counter!("pushgate_fcm_wakes_total", "outcome" => label).increment(1);
-        metrics::counter!("pushgate_wakes_total", "service" => SERVICE, "outcome" => label)
-            .increment(1);
+        crate::metrics::wake(label);
         match &outcome {
             WakeOutcome::Transient(reason) | WakeOutcome::Rejected(reason) => {
                 tracing::info!(device = ?request.device, outcome = label, %reason, "FCM wake-up not sent");

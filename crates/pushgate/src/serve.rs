@@ -220,7 +220,13 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
 
     tasks.push(("HTTP".to_owned(), http));
     if let Some((listener, handle)) = metrics {
-        tasks.extend(spawn_metrics(listener, handle, &settings.http, &shutdown));
+        tasks.extend(spawn_metrics(
+            listener,
+            handle,
+            &settings.http,
+            Arc::clone(&store),
+            &shutdown,
+        ));
     }
     shutdown.cancelled().await;
 
@@ -256,6 +262,7 @@ fn spawn_metrics(
     listener: TcpListener,
     handle: metrics_exporter_prometheus::PrometheusHandle,
     http: &HttpConfig,
+    store: Arc<SqlStore>,
     shutdown: &CancellationToken,
 ) -> Vec<(String, JoinHandle<()>)> {
     if let Ok(address) = listener.local_addr() {
@@ -275,7 +282,26 @@ fn spawn_metrics(
             "metrics upkeep".to_owned(),
             tokio::spawn(crate::metrics::upkeep(handle, shutdown.clone())),
         ),
+        (
+            "metrics state".to_owned(),
+            tokio::spawn(state_gauges(store, shutdown.clone())),
+        ),
     ]
+}
+
+/// How often the state gauges are read from the store (docs/metrics.md).
+const STATE_EVERY: Duration = Duration::from_secs(60);
+
+/// Refreshes the state gauges now and every [`STATE_EVERY`] until `shutdown`.
+async fn state_gauges(store: Arc<SqlStore>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(STATE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = every.tick() => crate::metrics::refresh_state(&store).await,
+        }
+    }
 }
 
 fn health_routes_for(

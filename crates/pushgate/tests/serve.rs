@@ -337,7 +337,11 @@ async fn metrics_are_served_on_their_own_listener() {
 
     let (status, body) = http_get(metrics, "/metrics").expect("metrics answer");
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("pushgate_xmpp_link_up_total"), "{body}");
+    assert!(
+        body.contains("pushgate_component_connected{jid=\"push.example.test\"} 1"),
+        "{body}"
+    );
+    assert!(body.contains("pushgate_build_info{version="), "{body}");
     // The public listener does not expose them.
     assert_eq!(
         http_get(address, "/metrics").map(|(status, _)| status),

@@ -259,6 +259,11 @@ async fn write_once(
         }
     }
     transaction.commit().await?;
+    if freed > 0 {
+        // Only this transaction knows a message replaced an older one (docs/metrics.md).
+        metrics::counter!("pushgate_up_deliveries_total", "outcome" => "replaced_topic")
+            .increment(freed);
+    }
     Ok(outcomes)
 }
 

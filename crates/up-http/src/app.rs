@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes, HttpBody};
@@ -89,6 +89,20 @@ impl App {
     /// The answer to `request` from the client at `peer` (the per-client rate limit keys on
     /// it; `None` for a request made in-process).
     pub async fn respond<B>(&self, request: Request<B>, peer: Option<SocketAddr>) -> Response
+    where
+        B: HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        if !request.uri().path().starts_with(PUSH_PREFIX) {
+            return self.respond_any(request, peer).await;
+        }
+        let started = Instant::now();
+        let response = self.respond_any(request, peer).await;
+        crate::metrics::push_request(response.status(), started.elapsed());
+        response
+    }
+
+    async fn respond_any<B>(&self, request: Request<B>, peer: Option<SocketAddr>) -> Response
     where
         B: HttpBody<Data = Bytes> + Send + 'static,
         B::Error: Into<axum::BoxError>,

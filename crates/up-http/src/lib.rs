@@ -14,6 +14,7 @@ mod connection_watch;
 mod errors;
 mod http_config;
 mod limits;
+mod metrics;
 mod open_files;
 mod post_message;
 mod push;

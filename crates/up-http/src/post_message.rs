@@ -64,6 +64,7 @@ where
     let client = client_key(headers, peer, endpoint.trust_forwarded_for);
     if let Err(wait) = endpoint.per_client.check(&client) {
         tracing::debug!("push refused: over the per-client rate");
+        crate::metrics::load_shed("rate_limited_client");
         return too_many_requests(wait);
     }
     let headers = match message_headers(headers) {
@@ -78,12 +79,14 @@ where
     };
     if let Err(wait) = endpoint.per_endpoint.check(&endpoint.endpoint_key(token)) {
         tracing::debug!("push refused: over the per-endpoint rate");
+        crate::metrics::load_shed("rate_limited_endpoint");
         return too_many_requests(wait);
     }
     let body = match read_body(body).await {
         Ok(body) => body,
         Err(response) => return response,
     };
+    crate::metrics::push_body(body.len());
     let message = IncomingMessage {
         body: &body,
         ..headers

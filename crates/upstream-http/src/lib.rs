@@ -12,10 +12,8 @@
 //! - [`Upstream`]: which of the two, negotiated ([`Versions`]); the concurrency limit and the
 //!   per-request deadline; `Retry-After` parsed ([`parse_retry_after`]); the body capped.
 //!
-//! Metrics carry a `service` label: `pushgate_upstream_connects_total{service,version,result}`,
-//! `pushgate_upstream_connections{service,version}`, `pushgate_upstream_resends_total{service}`,
-//! and, as before this crate, `pushgate_{service}_connections` (HTTP/2 connections open) and
-//! `pushgate_{service}_connects_total{result}`.
+//! Metrics carry a `service` label: connections and connection attempts, requests in flight,
+//! their duration and their wait for a slot, resends (docs/metrics.md).
 
 mod connect;
 mod error;

@@ -1,51 +1,52 @@
-//! The transport's metrics, labelled with the service the caller named (`fcm`, `apns`), not
-//! with this crate's name. The names from before this crate, `pushgate_{service}_…`, are kept
-//! alongside while dashboards and docs use them.
+//! The transport's metrics (docs/metrics.md), labelled with the service the caller named
+//! (`fcm`, `apns`), not with this crate's name.
 
-/// The metric names and the label of one upstream.
+use std::time::{Duration, Instant};
+
+use metrics::{Gauge, Histogram, counter, gauge, histogram};
+
+/// The metric handles of one upstream, looked up once.
 #[derive(Debug)]
 pub(crate) struct Metrics {
     service: &'static str,
-    /// `pushgate_{service}_connections` (HTTP/2 connections; in docs/configuration.md).
-    service_connections: String,
-    /// `pushgate_{service}_connects_total`, likewise.
-    service_connects: String,
+    in_flight: Gauge,
+    slot_wait: Histogram,
+    duration: Histogram,
 }
 
 impl Metrics {
     pub(crate) fn new(service: &'static str) -> Self {
+        // Served from the start at 0, not only after the first resend.
+        counter!("pushgate_upstream_resends_total", "service" => service).increment(0);
         Self {
             service,
-            service_connections: format!("pushgate_{service}_connections"),
-            service_connects: format!("pushgate_{service}_connects_total"),
+            in_flight: gauge!("pushgate_upstream_requests_in_flight", "service" => service),
+            slot_wait: histogram!("pushgate_upstream_slot_wait_seconds", "service" => service),
+            duration: histogram!("pushgate_upstream_request_duration_seconds", "service" => service),
         }
     }
 
     /// One connection attempt ended with `result` (`ok`, `error`, `http1`); `version` is
     /// what was tried.
     pub(crate) fn connect(&self, version: &'static str, result: &'static str) {
-        metrics::counter!(
+        counter!(
             "pushgate_upstream_connects_total",
             "service" => self.service,
             "version" => version,
             "result" => result
         )
         .increment(1);
-        let result = if result == "error" { "error" } else { "ok" };
-        metrics::counter!(self.service_connects.clone(), "result" => result).increment(1);
     }
 
     /// `count` HTTP/2 connections are open now.
     pub(crate) fn http2_connections(&self, count: usize) {
-        let count = count as f64;
-        metrics::gauge!("pushgate_upstream_connections", "service" => self.service, "version" => "2")
-            .set(count);
-        metrics::gauge!(self.service_connections.clone()).set(count);
+        gauge!("pushgate_upstream_connections", "service" => self.service, "version" => "2")
+            .set(count as f64);
     }
 
     /// `count` HTTP/1.1 connections are open now.
     pub(crate) fn http1_connections(&self, count: usize) {
-        metrics::gauge!(
+        gauge!(
             "pushgate_upstream_connections",
             "service" => self.service,
             "version" => "1.1"
@@ -55,7 +56,33 @@ impl Metrics {
 
     /// A request the server cannot have acted on was sent once more.
     pub(crate) fn resent(&self) {
-        metrics::counter!("pushgate_upstream_resends_total", "service" => self.service)
-            .increment(1);
+        counter!("pushgate_upstream_resends_total", "service" => self.service).increment(1);
+    }
+
+    /// A request got its slot under the concurrency limit after `waited`; it counts as in
+    /// flight, and its duration is recorded, until the returned guard is dropped.
+    pub(crate) fn request_started(&self, waited: Duration) -> RequestInFlight<'_> {
+        self.slot_wait.record(waited.as_secs_f64());
+        self.in_flight.increment(1.0);
+        RequestInFlight {
+            metrics: self,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// A request on the wire; see [`Metrics::request_started`].
+pub(crate) struct RequestInFlight<'a> {
+    metrics: &'a Metrics,
+    started: Instant,
+}
+
+impl Drop for RequestInFlight<'_> {
+    fn drop(&mut self) {
+        // A request cut off by its caller's deadline ends here too.
+        self.metrics.in_flight.decrement(1.0);
+        self.metrics
+            .duration
+            .record(self.started.elapsed().as_secs_f64());
     }
 }

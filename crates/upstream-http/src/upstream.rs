@@ -74,6 +74,7 @@ pub struct Upstream {
     http1_until: AtomicU64,
     permits: Semaphore,
     request_timeout: Option<Duration>,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -159,7 +160,7 @@ impl Upstream {
             settings.connect_timeout,
             settings.idle_timeout,
             settings.max_body_bytes,
-            metrics,
+            Arc::clone(&metrics),
         );
         Ok(Self {
             service,
@@ -171,6 +172,7 @@ impl Upstream {
             http1_until: AtomicU64::new(0),
             permits: Semaphore::new(settings.max_concurrent.min(Semaphore::MAX_PERMITS)),
             request_timeout: settings.request_timeout,
+            metrics,
         })
     }
 
@@ -279,6 +281,7 @@ impl Upstream {
         &self,
         request: &UpstreamRequest,
     ) -> Result<UpstreamResponse, UpstreamError> {
+        let asked = Instant::now();
         let _permit = match self.permits.try_acquire() {
             Ok(permit) => permit,
             // Boxed: waiting at the limit is rare and need not make every request's future
@@ -287,6 +290,7 @@ impl Upstream {
                 .await
                 .map_err(|_| UpstreamError::Connection)?,
         };
+        let _in_flight = self.metrics.request_started(asked.elapsed());
         if let Some(http2) = &self.http2
             && !self.http1_for_now()
         {

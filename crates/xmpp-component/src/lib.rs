@@ -17,6 +17,7 @@
 
 pub mod config;
 mod link;
+mod metrics;
 pub mod roles;
 mod stream;
 

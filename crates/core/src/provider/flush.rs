@@ -150,6 +150,7 @@ impl Provider {
                         }
                     }
                     Err(_) => {
+                        super::metrics::delivery("expired", 1);
                         self.delete(stored.id).await;
                         report.unopenable += 1;
                     }
@@ -165,8 +166,9 @@ impl Provider {
     /// Deletes expired messages and revocations; run now and then.
     pub async fn purge_expired(&self) {
         let now = self.clock.now();
-        if let Err(error) = self.store.purge_expired_messages(now).await {
-            tracing::warn!(%error, "purging expired messages failed");
+        match self.store.purge_expired_messages(now).await {
+            Ok(purged) => super::metrics::delivery("expired", purged),
+            Err(error) => tracing::warn!(%error, "purging expired messages failed"),
         }
         if let Err(error) = self.store.purge_expired_revocations(now).await {
             tracing::warn!(%error, "purging expired revocations failed");
@@ -182,6 +184,7 @@ impl Provider {
     ) -> Option<FlushReport> {
         let message = &stored.message;
         let Ok(claims) = self.keys.open(&message.endpoint_token, self.clock.now()) else {
+            super::metrics::delivery("expired", 1);
             self.delete(stored.id).await;
             return Some(FlushReport {
                 unopenable: 1,
@@ -199,6 +202,8 @@ impl Provider {
             .await;
         match delivery {
             PushDelivery::Delivered => {
+                super::metrics::delivery("delivered", 1);
+                super::metrics::stored_to_delivered(self.clock.now() - message.received_at);
                 self.delete(stored.id).await;
                 Some(FlushReport {
                     delivered: 1,
@@ -206,6 +211,7 @@ impl Provider {
                 })
             }
             PushDelivery::Revoked => {
+                super::metrics::delivery("revoked", 1);
                 self.revoke(&message.endpoint_token, &claims, key).await;
                 Some(FlushReport {
                     revoked: 1,

@@ -8,6 +8,7 @@
 mod config;
 mod flush;
 pub mod headers;
+mod metrics;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -227,6 +228,7 @@ impl Provider {
             .await;
         match delivery {
             PushDelivery::Delivered => {
+                metrics::delivery("delivered", 1);
                 if self.has_pending(&owner_key) {
                     // The client is reachable again: what waited for it goes out now.
                     self.flush_owner(&claims.owner).await;
@@ -234,12 +236,14 @@ impl Provider {
                 AcceptOutcome::Delivered { ttl_secs }
             }
             PushDelivery::Revoked => {
+                metrics::delivery("revoked", 1);
                 self.revoke(token, &claims, &owner_key).await;
                 AcceptOutcome::NotFound
             }
             PushDelivery::NotDelivered(reason) => {
                 tracing::debug!(%reason, "push not delivered");
                 if ttl_secs == 0 {
+                    metrics::delivery("dropped_ttl0", 1);
                     return AcceptOutcome::Dropped;
                 }
                 self.keep(token, &claims, owner_key, message, ttl_secs)
@@ -279,13 +283,20 @@ impl Provider {
             .await
         {
             Ok(_) => {
+                metrics::delivery("stored", 1);
                 self.mark_pending(owner);
                 AcceptOutcome::Stored {
                     ttl_secs: kept_secs,
                 }
             }
-            Err(StoreError::Full(StoreFullScope::Owner)) => AcceptOutcome::OwnerFull,
-            Err(StoreError::Full(StoreFullScope::Total)) => AcceptOutcome::Unavailable,
+            Err(StoreError::Full(StoreFullScope::Owner)) => {
+                metrics::load_shed("owner_full");
+                AcceptOutcome::OwnerFull
+            }
+            Err(StoreError::Full(StoreFullScope::Total)) => {
+                metrics::load_shed("store_full");
+                AcceptOutcome::Unavailable
+            }
             Err(error) => {
                 tracing::warn!(%error, "push: storing an undelivered message failed");
                 AcceptOutcome::Unavailable

@@ -25,6 +25,8 @@ pub struct PushgateOptions {
     pub unified_push_extra: &'static str,
     /// More `[http]` lines, as TOML.
     pub http_extra: &'static str,
+    /// Serve `/metrics` on a listener of its own ([`Pushgate::metrics_address`]).
+    pub metrics: bool,
 }
 
 impl PushgateOptions {
@@ -38,6 +40,7 @@ impl PushgateOptions {
             push_timeout: "3s",
             unified_push_extra: "",
             http_extra: "",
+            metrics: false,
         }
     }
 }
@@ -47,6 +50,7 @@ pub struct Pushgate {
     child: Option<Child>,
     dir: tempfile::TempDir,
     http: SocketAddr,
+    metrics: Option<SocketAddr>,
 }
 
 fn free_port() -> u16 {
@@ -72,12 +76,19 @@ impl Pushgate {
             .tempdir()
             .expect("temp dir");
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let config = settings(dir.path(), http, &options);
+        let metrics = options
+            .metrics
+            .then(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
+        let mut config = settings(dir.path(), http, &options);
+        if let Some(metrics) = metrics {
+            config.push_str(&format!("\n[metrics]\nlisten = \"{metrics}\"\n"));
+        }
         std::fs::write(dir.path().join("pushgate.toml"), config).expect("write settings");
         Self {
             child: None,
             dir,
             http,
+            metrics,
         }
     }
 
@@ -147,7 +158,12 @@ impl Pushgate {
         format!("http://{}", self.http)
     }
 
-    /// The HTTP listener.
+    /// The `/metrics` listener, when [`PushgateOptions::metrics`] asked for one.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics
+    }
+
+    /// The public listener's address.
     pub fn http_address(&self) -> SocketAddr {
         self.http
     }

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use metrics::Gauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::ComponentConfig;
@@ -26,12 +27,30 @@ pub(crate) struct RequestBudget {
     units: Arc<Semaphore>,
     total_units: u32,
     queue_wait: Duration,
+    in_flight: Gauge,
+}
+
+/// One request counted in the in-flight gauge until dropped.
+struct InFlight(Gauge);
+
+impl InFlight {
+    fn new(gauge: &Gauge) -> Self {
+        gauge.increment(1.0);
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
 
 /// What one handled stanza holds of the budget; released on drop.
 pub(crate) struct Held {
     _running: OwnedSemaphorePermit,
     _bytes: OwnedSemaphorePermit,
+    _in_flight: InFlight,
 }
 
 /// A request admitted to the queue: it holds its bytes and a place in the queue, and waits for
@@ -41,6 +60,7 @@ pub(crate) struct Queued {
     bytes: OwnedSemaphorePermit,
     running: Arc<Semaphore>,
     wait: Duration,
+    in_flight: InFlight,
 }
 
 /// How a request was admitted.
@@ -61,7 +81,15 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
-    /// A short label for logs and the `reason` of the rejection metric.
+    /// The `reason` of the refusal and load-shedding metrics.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::BytesInFlight => "iq_bytes_in_flight",
+            Self::QueueFull => "iq_queue_full",
+        }
+    }
+
+    /// A short label for logs.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::BytesInFlight => "bytes in flight",
@@ -81,6 +109,7 @@ impl Queued {
         Some(Held {
             _running: running,
             _bytes: self.bytes,
+            _in_flight: self.in_flight,
         })
     }
 }
@@ -96,6 +125,7 @@ impl RequestBudget {
             units: Arc::new(Semaphore::new(total_units as usize)),
             total_units,
             queue_wait: config.iq_queue_wait,
+            in_flight: crate::metrics::iqs_in_flight(&config.jid),
         }
     }
 
@@ -116,6 +146,7 @@ impl RequestBudget {
             return Ok(Admission::Now(Held {
                 _running: running,
                 _bytes: bytes,
+                _in_flight: InFlight::new(&self.in_flight),
             }));
         }
         let place = Arc::clone(&self.queue)
@@ -126,6 +157,7 @@ impl RequestBudget {
             bytes,
             running: Arc::clone(&self.running),
             wait: self.queue_wait,
+            in_flight: InFlight::new(&self.in_flight),
         }))
     }
 
@@ -140,6 +172,7 @@ impl RequestBudget {
         Some(Held {
             _running: running,
             _bytes: bytes,
+            _in_flight: InFlight::new(&self.in_flight),
         })
     }
 

@@ -228,6 +228,7 @@ impl ComponentLink {
         if state.is_up() {
             self.shared.ever_up.store(true, Ordering::Relaxed);
         }
+        crate::metrics::component_connected(&self.jid().to_string(), state.is_up());
         self.shared.state.send_replace(state);
     }
 }

@@ -117,7 +117,7 @@ impl Dispatcher {
                 reason,
             } => {
                 tracing::warn!(?kind, reason = reason.as_str(), "stanza skipped");
-                count_rejected(reason.as_str());
+                count_rejected(reason.label());
                 // RFC 6120 §8.3.3.12: a stanza over a local limit violates the service's
                 // policy; one that does not parse is a bad request (§8.3.3.1).
                 let condition = if reason.is_limit() {
@@ -169,7 +169,7 @@ impl Dispatcher {
                     }
                     Resolution::WrongSender => {
                         tracing::warn!("dropping an IQ answer from a sender that was not asked");
-                        count_rejected("spoofed answer");
+                        count_rejected("spoofed_answer");
                     }
                 }
                 return;
@@ -231,7 +231,8 @@ impl Dispatcher {
                 // A `wait` error makes the sender retry later without counting it against us
                 // (docs/protocol.md A.2).
                 tracing::debug!(reason = refusal.as_str(), "IQ request refused: overloaded");
-                count_rejected(refusal.as_str());
+                count_rejected(refusal.label());
+                crate::metrics::load_shed(refusal.label());
                 self.reply(copy_of(header), busy()).await;
                 None
             }
@@ -299,10 +300,10 @@ async fn turn(admission: Admission, link: &ComponentLink, header: &IqHeader) -> 
         Admission::Now(held) => return Some(held),
         Admission::Queued(queued) => queued,
     };
-    metrics::counter!("pushgate_xmpp_iqs_queued_total").increment(1);
     let held = queued.turn().await;
     if held.is_none() {
-        count_rejected("queue wait");
+        count_rejected("iq_queue_wait");
+        crate::metrics::load_shed("iq_queue_wait");
         send_reply(link, copy_of(header), busy()).await;
     }
     held
@@ -339,5 +340,5 @@ fn unhandled() -> IqReply {
 }
 
 fn count_rejected(reason: &'static str) {
-    metrics::counter!("pushgate_xmpp_stanzas_rejected_total", "reason" => reason).increment(1);
+    crate::metrics::stanza_refused(reason);
 }

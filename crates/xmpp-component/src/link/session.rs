@@ -55,7 +55,6 @@ pub(crate) async fn run(stream: LinkStream, cx: Context<'_>) -> SessionEnd {
     let component = cx.link.jid().to_string();
     cx.link.attach(queue);
     tracing::info!(%component, "component link up");
-    metrics::counter!("pushgate_xmpp_link_up_total").increment(1);
     let dispatcher = Dispatcher::new(cx.link, cx.handler, cx.tasks, cx.budget, cx.config);
     {
         let (handler, link) = (Arc::clone(cx.handler), cx.link.clone());
@@ -164,8 +163,7 @@ async fn read_loop(
             Ok(ReadItem::Taken(request)) => dispatcher.dispatch_fast(request, false).await,
             Ok(ReadItem::Dropped) => {
                 tracing::warn!("dropping an element that failed to parse");
-                metrics::counter!("pushgate_xmpp_stanzas_rejected_total", "reason" => "malformed")
-                    .increment(1);
+                crate::metrics::stanza_refused("malformed");
             }
             Ok(ReadItem::StreamEnd) => return ReadEnd::ServerClosed,
             Err(failure) => return ReadEnd::Failed(SessionError::from(failure)),

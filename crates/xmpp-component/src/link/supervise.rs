@@ -84,6 +84,7 @@ async fn supervise(
     let budget = RequestBudget::new(&config);
     let mut backoff = Backoff::new(config.reconnect);
     let component = link.jid().to_string();
+    crate::metrics::link_started(&component);
     while !shutdown.is_cancelled() {
         link.set_state(LinkState::Connecting);
         let opened = tokio::select! {
@@ -120,7 +121,7 @@ async fn supervise(
                 %component, reason = %other, retry_in = ?delay, "component link down"
             ),
         }
-        metrics::counter!("pushgate_xmpp_link_down_total").increment(1);
+        crate::metrics::component_reconnect(&component);
         link.set_state(LinkState::Down {
             reason: reason.to_string(),
         });

@@ -101,6 +101,7 @@ impl ClientLink for XmppClientLink {
             return PushDelivery::NotDelivered("the owner is not a JID".to_owned());
         };
         let id = link.next_iq_id();
+        let sent = std::time::Instant::now();
         let answer = match push_bytes::push_iq_bytes(link.address(), &owner, &id, &push) {
             Some(iq) => link.send_encoded_iq(id, owner, iq, self.deadline).await,
             None => {
@@ -114,7 +115,7 @@ impl ClientLink for XmppClientLink {
             PushDelivery::Revoked => "revoked",
             PushDelivery::NotDelivered(_) => "not_delivered",
         };
-        metrics::counter!("pushgate_up_push_total", "delivery" => label).increment(1);
+        crate::metrics::up_push_iq(label, sent.elapsed());
         delivery
     }
 }

@@ -99,7 +99,7 @@ pub(crate) async fn handle(
             secret: publish.secret.as_deref(),
         })
         .await;
-    metrics::counter!("pushgate_publish_total", "outcome" => outcome_label(&outcome)).increment(1);
+    crate::metrics::publish(outcome_label(&outcome));
     reply(&outcome)
 }
 

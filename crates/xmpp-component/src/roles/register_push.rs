@@ -29,6 +29,25 @@ enum CommandFault {
 }
 
 impl CommandFault {
+    /// The `outcome` of the command metric.
+    fn label(&self) -> &'static str {
+        match self {
+            Self::NotASet | Self::UnsupportedAction | Self::NoForm | Self::NoSender => {
+                "bad_request"
+            }
+            Self::UnknownNode => "unknown_node",
+            Self::Refused(error) => match error {
+                CommandError::MissingToken
+                | CommandError::MissingDeviceId
+                | CommandError::TokenTooLong => "bad_request",
+                CommandError::MucUnsupported => "muc_unsupported",
+                CommandError::UnknownDevice => "unknown_device",
+                CommandError::TooManyDevices(_) => "too_many_devices",
+                CommandError::Store(_) => "internal_error",
+            },
+        }
+    }
+
     /// The one place where the app server's command failures become stanza errors. Our own
     /// failures get a `wait` type: ejabberd drops a push registration on any other
     /// (docs/protocol.md B §5 trap 5).
@@ -64,9 +83,17 @@ pub(crate) async fn execute(
     is_set: bool,
     command: &Element,
 ) -> IqReply {
+    let node = command
+        .attr("node")
+        .and_then(PushCommand::from_node)
+        .map_or("unknown", PushCommand::node);
     match run(app_server, component, request, is_set, command).await {
-        Ok(completed) => IqReply::result(completed),
+        Ok(completed) => {
+            crate::metrics::command(node, "completed");
+            IqReply::result(completed)
+        }
         Err(fault) => {
+            crate::metrics::command(node, fault.label());
             match &fault {
                 CommandFault::Refused(CommandError::Store(error)) => {
                     tracing::warn!(%error, "push command failed in the store");

@@ -33,6 +33,8 @@ pub(crate) struct UnifiedPushRole {
 
 impl UnifiedPushRole {
     pub(crate) fn new(provider: Arc<Provider>) -> Self {
+        // Served from the start at 0 (docs/metrics.md), not only after the first retry.
+        metrics::counter!("pushgate_up_flush_retries_total").increment(0);
         Self {
             provider,
             tasks: TaskTracker::new(),

@@ -22,6 +22,18 @@ enum RegisterFault {
 }
 
 impl RegisterFault {
+    /// The `outcome` of the registration metric.
+    fn label(&self) -> &'static str {
+        match self {
+            Self::NotASet
+            | Self::NotAFullJid
+            | Self::Refused(UpRegisterError::BadId { .. } | UpRegisterError::Seal(_)) => {
+                "bad_request"
+            }
+            Self::Refused(UpRegisterError::DomainNotAllowed) => "domain_not_allowed",
+        }
+    }
+
     /// The one place where the provider's refusals become stanza errors.
     fn reply(&self) -> IqReply {
         let (type_, condition) = match self {
@@ -46,8 +58,12 @@ pub(crate) fn handle(
     register: &Element,
 ) -> IqReply {
     match run(provider, request, is_set, register) {
-        Ok(registered) => IqReply::result(registered),
+        Ok(registered) => {
+            crate::metrics::up_registration("registered");
+            IqReply::result(registered)
+        }
         Err(fault) => {
+            crate::metrics::up_registration(fault.label());
             tracing::debug!(reason = %fault, "UnifiedPush registration refused");
             fault.reply()
         }

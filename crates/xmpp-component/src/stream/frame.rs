@@ -31,7 +31,23 @@ pub(crate) enum SkipReason {
 }
 
 impl SkipReason {
-    /// A short label for logs and the `reason` of the rejection metric.
+    /// The `reason` of the refused-stanza metric (snake case).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::TooLarge => "too_large",
+            Self::TooDeep => "too_deep",
+            Self::AttributeTooLong => "attribute_too_long",
+            Self::NameTooLong => "name_too_long",
+            Self::TooManyAttributes => "too_many_attributes",
+            Self::TooManyElements => "too_many_elements",
+            Self::TooManyFormFields => "too_many_form_fields",
+            Self::TooManyFieldValues => "too_many_field_values",
+            Self::Malformed => "malformed",
+            Self::UnknownElement => "unknown_element",
+        }
+    }
+
+    /// A short label for logs.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::TooLarge => "stanza too large",

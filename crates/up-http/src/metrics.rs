@@ -1,0 +1,42 @@
+//! The HTTP side's metrics (docs/metrics.md): RFC 8030 requests and what the listener sheds.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use metrics::{counter, histogram};
+
+/// A request to `/push/…` answered `status` after `took`.
+pub(crate) fn push_request(status: StatusCode, took: Duration) {
+    counter!("pushgate_http_push_requests_total", "code" => code(status)).increment(1);
+    histogram!("pushgate_http_push_request_duration_seconds").record(took.as_secs_f64());
+}
+
+/// A push message's body was read whole: `bytes` long.
+pub(crate) fn push_body(bytes: usize) {
+    histogram!("pushgate_http_push_body_size_bytes").record(bytes as f64);
+}
+
+/// Work refused because a limit was reached.
+pub(crate) fn load_shed(reason: &'static str) {
+    counter!("pushgate_load_shed_total", "reason" => reason).increment(1);
+}
+
+/// The status as a label from a closed set: the codes this listener answers, else `other`.
+fn code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        400 => "400",
+        404 => "404",
+        405 => "405",
+        408 => "408",
+        410 => "410",
+        413 => "413",
+        415 => "415",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        _ => "other",
+    }
+}

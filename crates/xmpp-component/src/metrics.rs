@@ -1,0 +1,64 @@
+//! The crate's metrics (docs/metrics.md), named here once. Labels come from closed sets: the
+//! configured component JID, outcomes and reasons; never a node, token or user's JID.
+
+use std::time::Duration;
+
+use metrics::{Gauge, counter, gauge, histogram};
+
+/// The link to the XMPP server is up (1) or not (0).
+pub(crate) fn component_connected(component: &str, connected: bool) {
+    gauge!("pushgate_component_connected", "jid" => component.to_owned()).set(if connected {
+        1.0
+    } else {
+        0.0
+    });
+}
+
+/// A link starts: its counters are served from now on, at 0 until something happens.
+pub(crate) fn link_started(component: &str) {
+    counter!("pushgate_component_reconnects_total", "jid" => component.to_owned()).increment(0);
+    counter!("pushgate_xmpp_stanzas_unserialisable_total").increment(0);
+}
+
+/// A session of the link ended and a new one will be tried.
+pub(crate) fn component_reconnect(component: &str) {
+    counter!("pushgate_component_reconnects_total", "jid" => component.to_owned()).increment(1);
+}
+
+/// IQ requests of `component` being handled or waiting in the queue.
+pub(crate) fn iqs_in_flight(component: &str) -> Gauge {
+    gauge!("pushgate_xmpp_iqs_in_flight", "jid" => component.to_owned())
+}
+
+/// A stanza refused or skipped, by `reason` (snake case, a closed set).
+pub(crate) fn stanza_refused(reason: &'static str) {
+    counter!("pushgate_xmpp_stanzas_refused_total", "reason" => reason).increment(1);
+}
+
+/// Work refused because a limit was reached (shared with the HTTP side's reasons).
+pub(crate) fn load_shed(reason: &'static str) {
+    counter!("pushgate_load_shed_total", "reason" => reason).increment(1);
+}
+
+/// A XEP-0357 publish answered with `outcome`.
+pub(crate) fn publish(outcome: &'static str) {
+    counter!("pushgate_xmpp_publishes_total", "outcome" => outcome).increment(1);
+}
+
+/// An ad-hoc command (`command` is its node) answered with `outcome`.
+pub(crate) fn command(command: &'static str, outcome: &'static str) {
+    counter!("pushgate_xmpp_commands_total", "command" => command, "outcome" => outcome)
+        .increment(1);
+}
+
+/// A UnifiedPush `<register/>` answered with `outcome`.
+pub(crate) fn up_registration(outcome: &'static str) {
+    counter!("pushgate_up_registrations_total", "outcome" => outcome).increment(1);
+}
+
+/// A UnifiedPush push IQ answered (`delivered`, `revoked`) or not (`not_delivered`, which
+/// includes no answer in time) after `round_trip`.
+pub(crate) fn up_push_iq(answer: &'static str, round_trip: Duration) {
+    counter!("pushgate_up_push_iqs_total", "answer" => answer).increment(1);
+    histogram!("pushgate_up_push_round_trip_seconds").record(round_trip.as_secs_f64());
+}
