@@ -41,9 +41,18 @@ fn a_ring_grows_lazily_and_never_past_32() {
             .map_or(0, |ring| ring.events.capacity())
     };
     trace.record(&key, event(0));
-    assert!(capacity(&trace) <= 4, "one event takes little room");
-    for at in 1..1000 {
+    assert_eq!(capacity(&trace), 1, "one event takes room for one");
+    trace.record(&key, event(1));
+    assert_eq!(capacity(&trace), 2, "two take room for two");
+    for at in 2..1000 {
         trace.record(&key, event(at));
+        let len = usize::try_from(at + 1)
+            .unwrap_or(usize::MAX)
+            .min(EVENTS_PER_KEY);
+        assert!(
+            capacity(&trace) < 2 * len,
+            "room for at most twice the events kept"
+        );
         assert!(capacity(&trace) <= EVENTS_PER_KEY);
     }
 }
