@@ -16,6 +16,7 @@ pub mod settings;
 pub mod store;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
+pub mod trace;
 pub mod unified_push;
 pub mod waker;
 

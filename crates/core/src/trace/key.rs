@@ -1,0 +1,81 @@
+//! What the trace keeps instead of a node or a JID: a keyed hash under a key that lives only in
+//! this process's memory, so the map can be dumped, logged or leaked without naming anyone, and
+//! a list of known JIDs hashed elsewhere matches nothing in it.
+
+use std::fmt;
+
+use blake2::Blake2bMac;
+use blake2::digest::consts::U16;
+use blake2::digest::{KeyInit as _, Mac as _};
+
+use crate::device::hex;
+
+/// Prefixes that keep the two kinds of key apart: a node can never hash to an account's key,
+/// whatever its text.
+const NODE_DOMAIN: &[u8] = b"node\0";
+const ACCOUNT_DOMAIN: &[u8] = b"account\0";
+
+/// The key of one trace: a 128-bit BLAKE2b MAC of a node or of a bare JID.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceKey([u8; 16]);
+
+impl TraceKey {
+    /// The 16 bytes of the MAC.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for TraceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Enough to tell keys apart in a dump; the MAC itself names no one.
+        write!(f, "TraceKey({}…)", hex(&self.0[..4]))
+    }
+}
+
+/// The per-process random key the [`TraceKey`]s are made with. Never stored, never printed.
+pub(super) struct MacKey([u8; 32]);
+
+impl MacKey {
+    /// A fresh key from the operating system's CSPRNG.
+    pub(super) fn generate() -> Self {
+        Self(rand::random())
+    }
+
+    /// The key of a XEP-0357 node, exactly as the client chose it (nodes are case-sensitive).
+    pub(super) fn node_key(&self, node: &str) -> TraceKey {
+        self.mac(NODE_DOMAIN, |mac| mac.update(node.as_bytes()))
+    }
+
+    /// The key of an account: the bare JID (any `/resource` cut off) with its ASCII lower-cased,
+    /// so the forms a server may send for one account meet in one trace.
+    pub(super) fn account_key(&self, jid: &str) -> TraceKey {
+        let bare = jid.split_once('/').map_or(jid, |(bare, _resource)| bare);
+        self.mac(ACCOUNT_DOMAIN, |mac| {
+            // Lower-cased through a small buffer: no allocation per key.
+            let mut buffer = [0u8; 64];
+            for chunk in bare.as_bytes().chunks(buffer.len()) {
+                let lowered = &mut buffer[..chunk.len()];
+                lowered.copy_from_slice(chunk);
+                lowered.make_ascii_lowercase();
+                mac.update(lowered);
+            }
+        })
+    }
+
+    fn mac(&self, domain: &[u8], feed: impl FnOnce(&mut Blake2bMac<U16>)) -> TraceKey {
+        // A 32-byte key is always a valid BLAKE2b key; the fallback never runs.
+        let Ok(mut mac) = Blake2bMac::<U16>::new_from_slice(&self.0) else {
+            return TraceKey([0; 16]);
+        };
+        mac.update(domain);
+        feed(&mut mac);
+        TraceKey(mac.finalize().into_bytes().into())
+    }
+}
+
+impl fmt::Debug for MacKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MacKey(…)")
+    }
+}
