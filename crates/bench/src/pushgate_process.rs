@@ -25,7 +25,9 @@ impl PushgateProcess {
             .map_err(BenchError::io("create a temp dir"))
     }
 
-    /// Writes `settings` to `dir/pushgate.toml` and starts `binary serve` on it.
+    /// Writes `settings` to `dir/pushgate.toml` and starts `binary serve` on it, with
+    /// `/metrics` served as an operator runs it: every metric is recorded, so its cost is in
+    /// the numbers.
     pub fn start(binary: &Path, dir: TempDir, settings: &str) -> Result<Self, BenchError> {
         if !binary.is_file() {
             return Err(BenchError::Pushgate(format!(
@@ -33,6 +35,9 @@ impl PushgateProcess {
                 binary.display()
             )));
         }
+        let metrics_port = pushgate_testkit::free_port::free_loopback_port()
+            .map_err(BenchError::io("find a free port"))?;
+        let settings = format!("{settings}\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n");
         let config = dir.path().join("pushgate.toml");
         std::fs::write(&config, settings).map_err(BenchError::io("write pushgate.toml"))?;
         let log = File::create(dir.path().join("pushgate.log"))

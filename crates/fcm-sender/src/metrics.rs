@@ -1,7 +1,9 @@
 //! The FCM sender's metrics (docs/metrics.md), under the upstream names shared with APNs and
 //! labelled `service="fcm"`.
 
-use metrics::{counter, gauge};
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
 use pushgate_upstream_http::{UpstreamError, UpstreamResponse};
 
 const SERVICE: &str = "fcm";
@@ -64,27 +66,9 @@ pub(crate) fn credential_expiry(unix_seconds: f64) {
         .set(unix_seconds);
 }
 
-/// A request to FCM on the wire: counted `timeout` if dropped before its answer (the
-/// wake-up's deadline passed).
-pub(crate) struct RequestOutcome {
-    counted: bool,
-}
-
-impl RequestOutcome {
-    pub(crate) fn start() -> Self {
-        Self { counted: false }
-    }
-
-    pub(crate) fn answered(mut self, answer: &Result<UpstreamResponse, UpstreamError>) {
-        self.counted = true;
-        request(request_outcome(answer));
-    }
-}
-
-impl Drop for RequestOutcome {
-    fn drop(&mut self) {
-        if !self.counted {
-            request("timeout");
-        }
-    }
+/// A request to FCM was answered (or failed on the wire) `took` after its attempt began.
+pub(crate) fn answered(answer: &Result<UpstreamResponse, UpstreamError>, took: Duration) {
+    request(request_outcome(answer));
+    histogram!("pushgate_upstream_request_duration_seconds", "service" => SERVICE)
+        .record(took.as_secs_f64());
 }

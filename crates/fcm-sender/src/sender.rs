@@ -170,13 +170,15 @@ impl FcmSender {
             };
             // Waiting for a slot in the upstream's limit counts against the deadline like
             // everything else.
-            let counted = crate::metrics::RequestOutcome::start();
             let answer = self
                 .upstream
                 .send_prepared(self.request(&token, &body))
                 .await;
-            counted.answered(&answer);
-            let verdict = verdict(answer, &[request.token, request.device.as_str()]);
+            let verdict = verdict(
+                answer,
+                &[request.token, request.device.as_str()],
+                attempt_started,
+            );
             match verdict {
                 Verdict::Done(outcome) => return outcome,
                 Verdict::RefreshBearer if !bearer_refreshed => {
@@ -235,7 +237,13 @@ fn request_head(uri: Uri) -> Request<()> {
 
 /// What one answer (or its absence) means. `secrets` (the push token, the device hash) are
 /// cut out of any text kept from the body.
-fn verdict(answer: Result<UpstreamResponse, UpstreamError>, secrets: &[&str]) -> Verdict {
+fn verdict(
+    answer: Result<UpstreamResponse, UpstreamError>,
+    secrets: &[&str],
+    attempt_started: Instant,
+) -> Verdict {
+    // Counted here, in a plain function: the wake-up's future stays small.
+    crate::metrics::answered(&answer, attempt_started.elapsed());
     match answer {
         Ok(answer) => classify_answer(
             answer.status.as_u16(),
@@ -312,10 +320,15 @@ impl Waker for FcmSender {
             let deadline = Instant::now() + self.deadline;
             match timeout_at(deadline, self.wake_before(request, deadline)).await {
                 Ok(outcome) => outcome,
-                Err(_) => WakeOutcome::Transient(format!(
-                    "no answer from FCM within {} ms",
-                    self.deadline.as_millis()
-                )),
+                Err(_) => {
+                    // The deadline cut off the request on the wire (a retry is never started
+                    // without time left for it).
+                    crate::metrics::request("timeout");
+                    WakeOutcome::Transient(format!(
+                        "no answer from FCM within {} ms",
+                        self.deadline.as_millis()
+                    ))
+                }
             }
         } else {
             WakeOutcome::Transient(format!(

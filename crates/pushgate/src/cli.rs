@@ -47,6 +47,9 @@ pub enum Command {
     /// (--node, --domain) through FCM, or to a UnifiedPush endpoint (--endpoint) through the
     /// running pushgate.
     TestPush(crate::commands::test_push::TestPushArgs),
+    /// Print the last deliveries of a registration (--node) or a UnifiedPush account (--jid,
+    /// --endpoint), hop by hop, as the running pushgate recorded them.
+    Trace(crate::commands::trace::TraceArgs),
     /// Copy p2's registrations (its MySQL/MariaDB `target` table) into pushgate's database,
     /// so devices registered with p2 keep being woken without registering again.
     ImportP2(crate::commands::import_p2::ImportP2Args),

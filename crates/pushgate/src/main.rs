@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Command::Endpoint(command) => pushgate::commands::endpoint::run(&file(), &command),
         Command::Stats(args) => pushgate::commands::stats::run(&file(), &args),
         Command::TestPush(args) => pushgate::commands::test_push::run(&file(), &args),
+        Command::Trace(args) => pushgate::commands::trace::run(&file(), &args),
         Command::ImportP2(args) => pushgate::commands::import_p2::run(&file(), &args),
     }
 }

@@ -225,6 +225,7 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
             handle,
             &settings.http,
             Arc::clone(&store),
+            Arc::clone(&services.trace),
             &shutdown,
         ));
     }
@@ -263,6 +264,7 @@ fn spawn_metrics(
     handle: metrics_exporter_prometheus::PrometheusHandle,
     http: &HttpConfig,
     store: Arc<SqlStore>,
+    trace: Arc<pushgate_core::trace::DeliveryTrace>,
     shutdown: &CancellationToken,
 ) -> Vec<(String, JoinHandle<()>)> {
     if let Ok(address) = listener.local_addr() {
@@ -273,7 +275,7 @@ fn spawn_metrics(
             "metrics HTTP".to_owned(),
             tokio::spawn(pushgate_up_http::serve(
                 listener,
-                crate::metrics::metrics_routes(handle.clone()),
+                crate::metrics::metrics_routes(handle.clone(), trace),
                 http.server_config(),
                 shutdown.clone(),
             )),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use pushgate_core::app_server::AppServer;
 use pushgate_core::provider::Provider;
+use pushgate_core::trace::DeliveryTrace;
 use pushgate_core::{Clock, EndpointKeyError, PushService, Store, SystemClock, Waker};
 use pushgate_fcm::{FcmSender, FcmSetupError};
 use pushgate_up_http::{PushEndpointConfig, Rate, RateLimits};
@@ -33,12 +34,16 @@ pub struct Services {
     pub provider: Option<Arc<Provider>>,
     /// The provider's way to clients, attached to the `unified_push` link once it is spawned.
     pub client_link: Option<Arc<XmppClientLink>>,
+    /// The last deliveries per registration and per UnifiedPush account (`[metrics]
+    /// trace_keys`), which both services record in.
+    pub trace: Arc<DeliveryTrace>,
 }
 
 impl Services {
     /// Builds what the settings ask for over `store`.
     pub fn build(settings: &Settings, store: Arc<dyn Store>) -> Result<Self, ServicesError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let trace = Arc::new(DeliveryTrace::new(settings.metrics.trace_keys));
         let serves = |role| settings.component.iter().any(|c| c.roles.contains(&role));
 
         let app_server = if serves(RoleName::AppServer) {
@@ -55,7 +60,8 @@ impl Services {
             }
             Some(Arc::new(
                 AppServer::new(store.clone(), wakers, Arc::clone(&clock))
-                    .with_max_devices_per_account(settings.app_server.max_devices_per_account),
+                    .with_max_devices_per_account(settings.app_server.max_devices_per_account)
+                    .with_trace(Arc::clone(&trace)),
             ))
         } else {
             None
@@ -68,7 +74,8 @@ impl Services {
                 let client_link = Arc::new(XmppClientLink::new(up.push_timeout));
                 let config = up.provider_config(public_url.clone());
                 let provider =
-                    Provider::new(keys, store, Arc::clone(&client_link) as _, clock, config);
+                    Provider::new(keys, store, Arc::clone(&client_link) as _, clock, config)
+                        .with_trace(Arc::clone(&trace));
                 (Some(Arc::new(provider)), Some(client_link))
             }
             _ => {
@@ -84,6 +91,7 @@ impl Services {
             app_server,
             provider,
             client_link,
+            trace,
         })
     }
 }

@@ -1,9 +1,12 @@
-//! `/metrics` after real traffic through Prosody and ejabberd, both roles on one link: a
+//! `/metrics`, the delivery trace (`pushgate trace`, the `push-status` command) and the log
+//! after real traffic through Prosody and ejabberd, both roles on one link: a
 //! wake-up through the fake FCM and one that FCM refuses (`UNREGISTERED`), a UnifiedPush
 //! message delivered at once, one dropped (`TTL: 0`), two kept under one `Topic` (the second
 //! replaces the first) and flushed on presence, a revoked endpoint, and one oversized stanza.
 //! Then the scrape: `promtool check metrics` is clean, every metric docs/metrics.md lists is
-//! there, and the counts are what the test did.
+//! there, and the counts are what the test did. `pushgate trace` shows each hop of the wake-ups
+//! and of the UnifiedPush deliveries; `push-status` shows the caller its own and another user
+//! nothing; the trace ids join the events to log lines, and no info line names a JID.
 //!
 //! Skipped with a printed reason when a server is not installed, unless
 //! `PUSHGATE_INTEROP=required` (which also requires `promtool`).
@@ -31,6 +34,8 @@ const ANDROID_ID: &str = "92afd7a91cdba9a0";
 const ACCOUNT_UUID: &str = "5d3b0b3e-6c61-4a2f-9f3e-2f6f6d1d9a10";
 const RESOURCE: &str = "Conversations.metrics";
 const STEP: Duration = Duration::from_secs(15);
+/// Where ad-hoc commands are sent: the component.
+const COMMANDS_TO: &str = COMPONENT;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_after_traffic_through_prosody() {
@@ -245,6 +250,75 @@ async fn metrics_after_traffic(kind: ServerKind, test: &str) {
         1.0,
     );
     assert!(samples.get("process_resident_memory_bytes", &[]) > 1e6);
+
+    // The operator's view: `pushgate trace` over the metrics listener.
+    let wake = trace_json(&pushgate, &["--node", &registration.node]);
+    let hops = |events: &[serde_json::Value]| -> Vec<(String, String)> {
+        events
+            .iter()
+            .map(|event| {
+                (
+                    event["hop"].as_str().unwrap().to_owned(),
+                    event["outcome"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let wake_hops = hops(&wake);
+    for expected in [
+        ("publish_received", "ok"),
+        ("upstream_answered", "ok"),
+        ("upstream_answered", "dead_token"),
+    ] {
+        assert!(
+            wake_hops.contains(&(expected.0.to_owned(), expected.1.to_owned())),
+            "{expected:?} not in {wake_hops:?}"
+        );
+    }
+    let account = format!("alice@{DOMAIN}");
+    let up = trace_json(&pushgate, &["--jid", &account]);
+    assert_eq!(
+        hops(&up),
+        [
+            ("client_answered", "ok"),
+            ("client_answered", "not_delivered"),
+            ("dropped", "ok"),
+            ("client_answered", "not_delivered"),
+            ("stored", "ok"),
+            ("client_answered", "not_delivered"),
+            ("stored", "ok"),
+            ("flushed_on_presence", "ok"),
+            ("client_answered", "revoked"),
+            ("revoked", "revoked"),
+        ]
+        .map(|(hop, outcome)| (hop.to_owned(), outcome.to_owned()))
+    );
+    assert_eq!(trace_json(&pushgate, &["--endpoint", &endpoint]), up);
+    let table = pushgate_command(&pushgate, &["trace", "--jid", &account]);
+    assert!(table.contains("flushed_on_presence"), "{table}");
+    // Every event's trace id is on the log lines of its delivery.
+    let log = pushgate.log();
+    for event in wake.iter().chain(&up) {
+        let id = event["trace_id"].as_str().unwrap();
+        assert!(
+            log.contains(&format!("trace={id}")),
+            "trace id {id} not in the log"
+        );
+    }
+    assert!(
+        pushgate.info_lines_naming(DOMAIN).is_empty(),
+        "{:?}",
+        pushgate.info_lines_naming(DOMAIN)
+    );
+
+    // The user's view: `push-status` answers alice with her own deliveries, bob with none.
+    let rows = push_status_rows(&alice).await;
+    assert_eq!(rows.len(), up.len(), "{rows:?}");
+    assert!(
+        rows.iter().any(|row| row == "flushed_on_presence"),
+        "{rows:?}"
+    );
+    assert!(push_status_rows(&bob).await.is_empty());
     // No label holds a user's JID, a node, a token or an endpoint.
     for secret in [
         "alice",
@@ -301,6 +375,65 @@ fn the_dashboard_names_only_documented_metrics() {
         "{named} names in {} queries",
         queries.len()
     );
+}
+
+/// `pushgate trace ARGS --json` against the running pushgate: its events.
+fn trace_json(pushgate: &Pushgate, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec!["trace"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let out = pushgate_command(pushgate, &all);
+    let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
+    answer["events"].as_array().unwrap().clone()
+}
+
+/// Runs the pushgate binary with `args` on the running one's settings; its stdout (exit 0).
+fn pushgate_command(pushgate: &Pushgate, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_pushgate"))
+        .arg("--config")
+        .arg(pushgate.config_path())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "pushgate {args:?}: {}\n{stdout}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// Executes `push-status` as `client`; the `step` column of the answer's rows.
+async fn push_status_rows(client: &C2sClient) -> Vec<String> {
+    const COMMANDS: &str = "http://jabber.org/protocol/commands";
+    const DATA: &str = "jabber:x:data";
+    let mut command = Element::builder("command", COMMANDS).build();
+    stanza::set_attr(&mut command, "node", "push-status");
+    stanza::set_attr(&mut command, "action", "execute");
+    let answer = client
+        .iq(stanza::iq("set", COMMANDS_TO, command))
+        .await
+        .unwrap();
+    assert_eq!(stanza_type(&answer), "result", "{}", String::from(&answer));
+    let form = answer
+        .get_child("command", COMMANDS)
+        .and_then(|command| command.get_child("x", DATA))
+        .unwrap_or_else(|| panic!("no form: {}", String::from(&answer)));
+    assert_eq!(form.attr("type"), Some("result"));
+    assert!(form.get_child("reported", DATA).is_some());
+    form.children()
+        .filter(|child| child.is("item", DATA))
+        .map(|item| {
+            item.children()
+                .find(|field| field.attr("var") == Some("step"))
+                .and_then(|field| field.get_child("value", DATA))
+                .map(Element::text)
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
 /// Logs in with the fixed resource and says hello as Conversations does on bind.

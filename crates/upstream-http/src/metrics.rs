@@ -1,7 +1,7 @@
 //! The transport's metrics (docs/metrics.md), labelled with the service the caller named
 //! (`fcm`, `apns`), not with this crate's name.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use metrics::{Gauge, Histogram, counter, gauge, histogram};
 
@@ -11,7 +11,6 @@ pub(crate) struct Metrics {
     service: &'static str,
     in_flight: Gauge,
     slot_wait: Histogram,
-    duration: Histogram,
 }
 
 impl Metrics {
@@ -22,7 +21,6 @@ impl Metrics {
             service,
             in_flight: gauge!("pushgate_upstream_requests_in_flight", "service" => service),
             slot_wait: histogram!("pushgate_upstream_slot_wait_seconds", "service" => service),
-            duration: histogram!("pushgate_upstream_request_duration_seconds", "service" => service),
         }
     }
 
@@ -59,30 +57,27 @@ impl Metrics {
         counter!("pushgate_upstream_resends_total", "service" => self.service).increment(1);
     }
 
-    /// A request got its slot under the concurrency limit after `waited`; it counts as in
-    /// flight, and its duration is recorded, until the returned guard is dropped.
-    pub(crate) fn request_started(&self, waited: Duration) -> RequestInFlight<'_> {
+    /// A request got its slot under the concurrency limit after `waited`.
+    pub(crate) fn slot_waited(&self, waited: Duration) {
         self.slot_wait.record(waited.as_secs_f64());
+    }
+
+    /// A request is on the wire until the returned guard is dropped. (Its duration is the
+    /// caller's to record: the caller knows its outcome, and a request future stays small.)
+    pub(crate) fn request_started(&self) -> RequestInFlight<'_> {
         self.in_flight.increment(1.0);
-        RequestInFlight {
-            metrics: self,
-            started: Instant::now(),
-        }
+        RequestInFlight { metrics: self }
     }
 }
 
 /// A request on the wire; see [`Metrics::request_started`].
 pub(crate) struct RequestInFlight<'a> {
     metrics: &'a Metrics,
-    started: Instant,
 }
 
 impl Drop for RequestInFlight<'_> {
     fn drop(&mut self) {
         // A request cut off by its caller's deadline ends here too.
         self.metrics.in_flight.decrement(1.0);
-        self.metrics
-            .duration
-            .record(self.started.elapsed().as_secs_f64());
     }
 }

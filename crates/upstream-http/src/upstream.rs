@@ -281,16 +281,23 @@ impl Upstream {
         &self,
         request: &UpstreamRequest,
     ) -> Result<UpstreamResponse, UpstreamError> {
-        let asked = Instant::now();
         let _permit = match self.permits.try_acquire() {
-            Ok(permit) => permit,
+            Ok(permit) => {
+                self.metrics.slot_waited(Duration::ZERO);
+                permit
+            }
             // Boxed: waiting at the limit is rare and need not make every request's future
             // larger. Closed only if the semaphore were closed, which it never is.
-            Err(_) => Box::pin(self.permits.acquire())
-                .await
-                .map_err(|_| UpstreamError::Connection)?,
+            Err(_) => Box::pin(async {
+                let asked = Instant::now();
+                let permit = self.permits.acquire().await;
+                self.metrics.slot_waited(asked.elapsed());
+                permit
+            })
+            .await
+            .map_err(|_| UpstreamError::Connection)?,
         };
-        let _in_flight = self.metrics.request_started(asked.elapsed());
+        let _in_flight = self.metrics.request_started();
         if let Some(http2) = &self.http2
             && !self.http1_for_now()
         {

@@ -269,6 +269,7 @@ async fn disco_announces_the_app_server_and_its_commands() {
             (JID, "unregister-push-fcm", true),
             (JID, "register-push-apns", true),
             (JID, "unregister-push-apns", true),
+            (JID, "push-status", true),
         ]
     );
 
@@ -321,12 +322,80 @@ async fn without_the_app_server_role_its_requests_are_service_unavailable() {
         .get_child("query", "http://jabber.org/protocol/disco#info")
         .unwrap();
     let features: Vec<&str> = query.children().filter_map(|c| c.attr("var")).collect();
-    assert!(!features.contains(&COMMANDS_NS), "{features:?}");
     assert!(!features.contains(&"urn:xmpp:push:0"), "{features:?}");
     let identity = query
         .get_child("identity", "http://jabber.org/protocol/disco#info")
         .unwrap();
     assert_eq!(identity.attr("category"), Some("component"));
+    // The provider's own command stays: the only one listed.
+    assert_eq!(
+        features.iter().filter(|f| **f == COMMANDS_NS).count(),
+        1,
+        "{features:?}"
+    );
+    let items = h
+        .exchange(&format!(
+            "<iq type='get' id='d2' from='{ALICE}' to='{JID}'><query xmlns='http://jabber.org/protocol/disco#items' node='{COMMANDS_NS}'/></iq>"
+        ))
+        .await;
+    let nodes: Vec<&str> = items
+        .get_child("query", "http://jabber.org/protocol/disco#items")
+        .unwrap()
+        .children()
+        .filter_map(|item| item.attr("node"))
+        .collect();
+    assert_eq!(nodes, ["push-status"]);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn push_status_answers_the_caller_with_a_table_of_its_own() {
+    let mut h = start_roles(RolesOptions::default(), |_| ()).await;
+    let reply = h
+        .exchange(&format!(
+            "<iq type='set' id='s1' from='{ALICE}' to='{JID}'><command xmlns='{COMMANDS_NS}' node='push-status' action='execute'/></iq>"
+        ))
+        .await;
+    assert_eq!(
+        reply.attr("type"),
+        Some("result"),
+        "{}",
+        String::from(&reply)
+    );
+    let command = reply.get_child("command", COMMANDS_NS).unwrap();
+    assert_eq!(command.attr("status"), Some("completed"));
+    let form = command.get_child("x", "jabber:x:data").unwrap();
+    assert_eq!(form.attr("type"), Some("result"));
+    let columns: Vec<&str> = form
+        .get_child("reported", "jabber:x:data")
+        .unwrap()
+        .children()
+        .filter_map(|field| field.attr("var"))
+        .collect();
+    assert_eq!(
+        columns,
+        ["time", "step", "outcome", "latency", "app", "trace"]
+    );
+    // Nothing was delivered to this user: no rows, and nothing waiting.
+    assert_eq!(form.children().filter(|c| c.name() == "item").count(), 0);
+    let instructions = form
+        .get_child("instructions", "jabber:x:data")
+        .unwrap()
+        .text();
+    assert!(
+        instructions.contains("waiting for this device: 0"),
+        "{instructions}"
+    );
+    // A command is a set (XEP-0050 §3).
+    let reply = h
+        .exchange(&format!(
+            "<iq type='get' id='s2' from='{ALICE}' to='{JID}'><command xmlns='{COMMANDS_NS}' node='push-status' action='execute'/></iq>"
+        ))
+        .await;
+    assert_eq!(
+        stanza_error(&reply),
+        ("bad-request".into(), "modify".into())
+    );
     h.stop().await;
 }
 

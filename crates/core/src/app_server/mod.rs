@@ -6,12 +6,16 @@ mod config;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::Instrument as _;
 
 use crate::account::AccountJid;
 use crate::clock::Clock;
 use crate::device::{DeviceHash, PushService};
 use crate::registration::{Node, Registration, RegistrationRequest, Secret};
 use crate::store::{RegistrationStore, StoreError};
+use crate::trace::{DeliveryTrace, Hop, TraceEvent, TraceId, TraceKey, TraceOutcome};
 use crate::waker::{WakeOutcome, WakeRequest, Waker};
 
 pub use config::{AppServerConfig, AppServerConfigError};
@@ -104,6 +108,7 @@ pub struct AppServer {
     wakers: HashMap<PushService, Arc<dyn Waker>>,
     clock: Arc<dyn Clock>,
     max_devices_per_account: u32,
+    trace: Option<Arc<DeliveryTrace>>,
 }
 
 impl AppServer {
@@ -119,7 +124,19 @@ impl AppServer {
             wakers,
             clock,
             max_devices_per_account: DEFAULT_MAX_DEVICES_PER_ACCOUNT,
+            trace: None,
         }
+    }
+
+    /// Records each publish to a known node, and its wake-up, in `trace`.
+    pub fn with_trace(mut self, trace: Arc<DeliveryTrace>) -> Self {
+        self.trace = Some(trace);
+        self
+    }
+
+    /// The trace this app server records in, if any.
+    pub fn trace(&self) -> Option<&Arc<DeliveryTrace>> {
+        self.trace.as_ref()
     }
 
     /// Sets how many devices one account may register (at least 1).
@@ -182,6 +199,22 @@ impl AppServer {
 
     /// A XEP-0357 publish: check, look up, wake.
     pub async fn publish(&self, request: PublishRequest<'_>) -> PublishOutcome {
+        // Every log line of this publish carries its trace id, as do its trace events.
+        let trace_id = TraceId::new();
+        async {
+            let outcome = self.publish_traced(request, trace_id).await;
+            tracing::debug!(?outcome, "publish answered");
+            outcome
+        }
+        .instrument(tracing::info_span!("publish", trace = %trace_id))
+        .await
+    }
+
+    async fn publish_traced(
+        &self,
+        request: PublishRequest<'_>,
+        trace_id: TraceId,
+    ) -> PublishOutcome {
         // docs/protocol.md B §1.5: a resource in `from` or a missing node or secret is refused
         // before any lookup.
         let (Some(node), Some(secret)) = (request.node, request.secret) else {
@@ -202,17 +235,73 @@ impl AppServer {
                 return PublishOutcome::InternalError;
             }
         };
+        // Only a node that exists gets a trace: unknown nodes would let anyone fill the map.
+        let traced = self
+            .trace
+            .as_ref()
+            .map(|trace| (trace, trace.node_key(node)));
+        let received = |outcome| {
+            if let Some((trace, key)) = &traced {
+                self.record(trace, key, Hop::PublishReceived, outcome, 0, trace_id);
+            }
+        };
         if !registration.secret.matches(secret) {
+            received(TraceOutcome::Refused);
             return PublishOutcome::Forbidden;
         }
         if registration.dead_since.is_some() {
             // Asking FCM again about a token it called dead only spends quota.
+            received(TraceOutcome::DeadToken);
             return PublishOutcome::TokenDead;
         }
-        match self.wake(&registration).await {
+        received(TraceOutcome::Ok);
+        let started = Instant::now();
+        let outcome = match self.wake(&registration).await {
             Woken::Outcome(outcome) => outcome,
             Woken::Superseded => self.wake_superseded(&request, node, &registration).await,
+        };
+        if let Some((trace, key)) = &traced {
+            let answered = match outcome {
+                PublishOutcome::Woken => TraceOutcome::Ok,
+                PublishOutcome::TokenDead | PublishOutcome::NoSuchNode => TraceOutcome::DeadToken,
+                PublishOutcome::Forbidden => TraceOutcome::Refused,
+                PublishOutcome::Unavailable | PublishOutcome::InternalError => {
+                    TraceOutcome::ServerError
+                }
+            };
+            let latency = TraceEvent::saturating_micros(started.elapsed());
+            self.record(
+                trace,
+                key,
+                Hop::UpstreamAnswered,
+                answered,
+                latency,
+                trace_id,
+            );
         }
+        outcome
+    }
+
+    fn record(
+        &self,
+        trace: &DeliveryTrace,
+        key: &TraceKey,
+        hop: Hop,
+        outcome: TraceOutcome,
+        latency_us: u32,
+        trace_id: TraceId,
+    ) {
+        trace.record(
+            key,
+            TraceEvent {
+                at: self.clock.now(),
+                hop,
+                outcome,
+                latency_us,
+                application: None,
+                trace_id,
+            },
+        );
     }
 
     /// Wakes the device of `registration`; a dead token is marked dead in the store.

@@ -2,9 +2,12 @@
 
 use std::collections::HashSet;
 
-use super::{Provider, lock};
+use tracing::Instrument as _;
+
+use super::{Provider, Step, lock};
 use crate::client_link::{PushDelivery, UpPush};
 use crate::store::{OwnerKey, StoredMessage};
+use crate::trace::{Hop, TraceId, TraceOutcome};
 
 /// How many stored messages are read per query.
 const PAGE: u32 = 100;
@@ -51,6 +54,19 @@ impl Provider {
     /// Sends `owner`'s kept messages, oldest first, stopping at the first one not delivered.
     /// Called when the owner (a full JID) sends available presence.
     pub async fn flush_owner(&self, owner: &str) -> FlushReport {
+        self.flush_owner_for(owner, Hop::FlushedOnPresence).await
+    }
+
+    /// [`Self::flush_owner`], its deliveries traced as `cause` (presence, link-up, or a new
+    /// message that reached the client).
+    pub(super) async fn flush_owner_for(&self, owner: &str, cause: Hop) -> FlushReport {
+        let trace_id = TraceId::new();
+        self.flush_owner_traced(owner, cause, trace_id)
+            .instrument(tracing::info_span!("flush", trace = %trace_id))
+            .await
+    }
+
+    async fn flush_owner_traced(&self, owner: &str, cause: Hop, trace_id: TraceId) -> FlushReport {
         let key = OwnerKey::of_jid(owner);
         {
             let mut flushing = lock(&self.flushing);
@@ -68,7 +84,7 @@ impl Provider {
         };
         let mut report = FlushReport::default();
         loop {
-            report.add(self.flush_owner_once(owner, &key).await);
+            report.add(self.flush_owner_once(owner, &key, (cause, trace_id)).await);
             let mut flushing = lock(&self.flushing);
             match flushing.get_mut(&key) {
                 Some(again) if *again => *again = false,
@@ -78,7 +94,12 @@ impl Provider {
     }
 
     /// One pass of [`Self::flush_owner`].
-    async fn flush_owner_once(&self, owner: &str, key: &OwnerKey) -> FlushReport {
+    async fn flush_owner_once(
+        &self,
+        owner: &str,
+        key: &OwnerKey,
+        traced: (Hop, TraceId),
+    ) -> FlushReport {
         let key = key.clone();
         let mut report = FlushReport::default();
         // Endpoints revoked during this flush: their later messages are already deleted.
@@ -106,7 +127,7 @@ impl Provider {
                 if revoked.contains(&endpoint) {
                     continue;
                 }
-                match self.forward(owner, &key, &stored).await {
+                match self.forward(owner, &key, &stored, traced).await {
                     Some(step) => {
                         if step.revoked > 0 {
                             revoked.insert(endpoint);
@@ -158,7 +179,7 @@ impl Provider {
             }
         }
         for owner in owners {
-            report.add(self.flush_owner(&owner).await);
+            report.add(self.flush_owner_for(&owner, Hop::FlushedOnLinkUp).await);
         }
         report
     }
@@ -181,10 +202,23 @@ impl Provider {
         owner: &str,
         key: &OwnerKey,
         stored: &StoredMessage,
+        (cause, trace_id): (Hop, TraceId),
     ) -> Option<FlushReport> {
         let message = &stored.message;
+        let waited = u32::try_from((self.clock.now() - message.received_at).max(0))
+            .unwrap_or(u32::MAX / 1000)
+            .saturating_mul(1000);
+        let step = |hop, outcome| Step {
+            owner,
+            application: &message.application,
+            hop,
+            outcome,
+            latency_us: waited,
+            trace_id,
+        };
         let Ok(claims) = self.keys.open(&message.endpoint_token, self.clock.now()) else {
             super::metrics::delivery("expired", 1);
+            self.record(step(Hop::Expired, TraceOutcome::Refused));
             self.delete(stored.id).await;
             return Some(FlushReport {
                 unopenable: 1,
@@ -203,6 +237,7 @@ impl Provider {
         match delivery {
             PushDelivery::Delivered => {
                 super::metrics::delivery("delivered", 1);
+                self.record(step(cause, TraceOutcome::Ok));
                 super::metrics::stored_to_delivered(self.clock.now() - message.received_at);
                 self.delete(stored.id).await;
                 Some(FlushReport {
@@ -212,6 +247,7 @@ impl Provider {
             }
             PushDelivery::Revoked => {
                 super::metrics::delivery("revoked", 1);
+                self.record(step(Hop::Revoked, TraceOutcome::Revoked));
                 self.revoke(&message.endpoint_token, &claims, key).await;
                 Some(FlushReport {
                     revoked: 1,
@@ -219,6 +255,7 @@ impl Provider {
                 })
             }
             PushDelivery::NotDelivered(reason) => {
+                self.record(step(cause, TraceOutcome::NotDelivered));
                 tracing::debug!(%reason, "flush stopped: owner not reachable");
                 None
             }

@@ -12,6 +12,9 @@ mod metrics;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tracing::Instrument as _;
 
 use crate::client_link::{ClientLink, PushDelivery, UpPush};
 use crate::clock::{Clock, UnixMillis};
@@ -19,6 +22,7 @@ use crate::store::{
     EndpointId, MessageStoreLimits, NewStoredMessage, OwnerKey, StoreError, StoreFullScope,
     UnifiedPushStore,
 };
+use crate::trace::{AppTag, DeliveryTrace, Hop, TraceEvent, TraceId, TraceOutcome};
 use crate::unified_push::{EndpointClaims, EndpointKeys, InvalidUpId, SealError, UpId};
 
 pub use config::{MIN_REGISTRATION_TTL, UnifiedPushConfig, UnifiedPushConfigError};
@@ -106,6 +110,15 @@ pub enum AcceptOutcome {
     Unavailable,
 }
 
+/// A user's own view of its deliveries ([`Provider::delivery_status`]).
+#[derive(Debug)]
+pub struct DeliveryStatus {
+    /// The trace of the user's bare JID, oldest first.
+    pub events: Vec<TraceEvent>,
+    /// Messages kept for this resource, or the store's failure.
+    pub waiting: Result<usize, StoreError>,
+}
+
 /// The UnifiedPush provider.
 pub struct Provider {
     keys: EndpointKeys,
@@ -119,6 +132,17 @@ pub struct Provider {
     /// `true` when another flush was asked for meanwhile (the owner may have become reachable
     /// after the running one found it was not), so the running one goes round once more.
     flushing: Mutex<HashMap<OwnerKey, bool>>,
+    trace: Option<Arc<DeliveryTrace>>,
+}
+
+/// One step of a message's way, for the trace.
+struct Step<'a> {
+    owner: &'a str,
+    application: &'a str,
+    hop: Hop,
+    outcome: TraceOutcome,
+    latency_us: u32,
+    trace_id: TraceId,
 }
 
 impl Provider {
@@ -138,7 +162,34 @@ impl Provider {
             config,
             pending_owners: Mutex::new(HashSet::new()),
             flushing: Mutex::new(HashMap::new()),
+            trace: None,
         }
+    }
+
+    /// Records what becomes of each message in `trace`, by the owner's bare JID.
+    pub fn with_trace(mut self, trace: Arc<DeliveryTrace>) -> Self {
+        self.trace = Some(trace);
+        self
+    }
+
+    /// The trace this provider records in, if any.
+    pub fn trace(&self) -> Option<&Arc<DeliveryTrace>> {
+        self.trace.as_ref()
+    }
+
+    fn record(&self, step: Step<'_>) {
+        let Some(trace) = &self.trace else { return };
+        trace.record(
+            &trace.account_key(step.owner),
+            TraceEvent {
+                at: self.clock.now(),
+                hop: step.hop,
+                outcome: step.outcome,
+                latency_us: step.latency_us,
+                application: Some(AppTag::of(step.application)),
+                trace_id: step.trace_id,
+            },
+        );
     }
 
     /// The settings in force.
@@ -204,6 +255,23 @@ impl Provider {
 
     /// A message POSTed to `{public_url}/push/{token}`.
     pub async fn accept(&self, token: &str, message: IncomingMessage<'_>) -> AcceptOutcome {
+        // Every log line of this message carries its trace id, as do its trace events.
+        let trace_id = TraceId::new();
+        async {
+            let outcome = self.accept_traced(token, message, trace_id).await;
+            tracing::debug!(?outcome, "push answered");
+            outcome
+        }
+        .instrument(tracing::info_span!("push", trace = %trace_id))
+        .await
+    }
+
+    async fn accept_traced(
+        &self,
+        token: &str,
+        message: IncomingMessage<'_>,
+        trace_id: TraceId,
+    ) -> AcceptOutcome {
         let claims = match self.open_endpoint(token).await {
             Ok(Some(claims)) => claims,
             Ok(None) => return AcceptOutcome::NotFound,
@@ -217,6 +285,7 @@ impl Provider {
             .unwrap_or(self.config.max_message_ttl_secs)
             .min(self.config.max_message_ttl_secs);
         let owner_key = OwnerKey::of_jid(&claims.owner);
+        let sent = Instant::now();
         let delivery = self
             .link
             .push(UpPush {
@@ -226,17 +295,34 @@ impl Provider {
                 body: message.body,
             })
             .await;
+        let step = |hop, outcome, latency_us| Step {
+            owner: &claims.owner,
+            application: claims.application.as_str(),
+            hop,
+            outcome,
+            latency_us,
+            trace_id,
+        };
+        let answered = match &delivery {
+            PushDelivery::Delivered => TraceOutcome::Ok,
+            PushDelivery::Revoked => TraceOutcome::Revoked,
+            PushDelivery::NotDelivered(_) => TraceOutcome::NotDelivered,
+        };
+        let round_trip = TraceEvent::saturating_micros(sent.elapsed());
+        self.record(step(Hop::ClientAnswered, answered, round_trip));
         match delivery {
             PushDelivery::Delivered => {
                 metrics::delivery("delivered", 1);
                 if self.has_pending(&owner_key) {
                     // The client is reachable again: what waited for it goes out now.
-                    self.flush_owner(&claims.owner).await;
+                    self.flush_owner_for(&claims.owner, Hop::FlushedAfterDelivery)
+                        .await;
                 }
                 AcceptOutcome::Delivered { ttl_secs }
             }
             PushDelivery::Revoked => {
                 metrics::delivery("revoked", 1);
+                self.record(step(Hop::Revoked, TraceOutcome::Revoked, 0));
                 self.revoke(token, &claims, &owner_key).await;
                 AcceptOutcome::NotFound
             }
@@ -244,10 +330,18 @@ impl Provider {
                 tracing::debug!(%reason, "push not delivered");
                 if ttl_secs == 0 {
                     metrics::delivery("dropped_ttl0", 1);
+                    self.record(step(Hop::Dropped, TraceOutcome::Ok, 0));
                     return AcceptOutcome::Dropped;
                 }
-                self.keep(token, &claims, owner_key, message, ttl_secs)
-                    .await
+                let outcome = self
+                    .keep(token, &claims, owner_key, message, ttl_secs)
+                    .await;
+                let kept = match outcome {
+                    AcceptOutcome::Stored { .. } => TraceOutcome::Ok,
+                    _ => TraceOutcome::Refused,
+                };
+                self.record(step(Hop::Stored, kept, 0));
+                outcome
             }
         }
     }
@@ -321,6 +415,27 @@ impl Provider {
         if let Err(error) = deleted {
             tracing::warn!(%error, "deleting a revoked endpoint's messages failed");
         }
+    }
+
+    /// What the user at `owner` (a full JID, as the XMPP server vouched for it) may see of its
+    /// own UnifiedPush deliveries: the trace of its bare JID, and how many messages wait for
+    /// this resource (counted up to the per-owner cap).
+    pub async fn delivery_status(&self, owner: &str) -> DeliveryStatus {
+        let events = self
+            .trace
+            .as_ref()
+            .map(|trace| trace.events(&trace.account_key(owner)))
+            .unwrap_or_default();
+        let waiting = self
+            .store
+            .messages_for_owner(
+                &OwnerKey::of_jid(owner),
+                self.clock.now(),
+                self.config.store_limits.max_per_owner,
+            )
+            .await
+            .map(|messages| messages.len());
+        DeliveryStatus { events, waiting }
     }
 
     /// Whether `owner` (a full JID) may have kept messages: one was stored for it, or the

@@ -104,6 +104,8 @@ pub enum Hop {
     FlushedOnPresence,
     /// Kept messages were sent when the component link came up.
     FlushedOnLinkUp,
+    /// Kept messages were sent right after a new message reached the client.
+    FlushedAfterDelivery,
     /// The registration or endpoint was revoked.
     Revoked,
     /// A kept message expired before it could be sent.
@@ -123,6 +125,7 @@ impl Hop {
             Self::Stored => "stored",
             Self::FlushedOnPresence => "flushed_on_presence",
             Self::FlushedOnLinkUp => "flushed_on_link_up",
+            Self::FlushedAfterDelivery => "flushed_after_delivery",
             Self::Revoked => "revoked",
             Self::Expired => "expired",
             Self::Dropped => "dropped",

@@ -6,6 +6,7 @@ pub mod init;
 pub mod keygen;
 pub mod stats;
 pub mod test_push;
+pub mod trace;
 
 use pushgate_store::{SqlStore, StoreSetupError};
 

@@ -8,15 +8,21 @@ mod state;
 
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Json, Router};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+use pushgate_core::trace::DeliveryTrace;
 use tokio_util::sync::CancellationToken;
 
 pub use state::refresh_state;
+
+use crate::commands::trace::{TraceAnswer, TracedEvent};
 
 /// How often the recorder drops stale histogram samples.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
@@ -111,11 +117,37 @@ fn documented(doc: &str) -> impl Iterator<Item = (&str, &str, &str)> {
     })
 }
 
-/// The `/metrics` route.
-pub fn metrics_routes(handle: PrometheusHandle) -> Router {
+/// The `/metrics` route, and `/trace` for `pushgate trace`: both only on the metrics
+/// listener, never on the public one.
+pub fn metrics_routes(handle: PrometheusHandle, trace: Arc<DeliveryTrace>) -> Router {
     Router::new()
         .route("/metrics", get(render))
         .with_state(handle)
+        .merge(
+            Router::new()
+                .route("/trace", get(trace_events))
+                .with_state(trace),
+        )
+}
+
+/// `GET /trace?node=NODE` or `?jid=user@domain`: that key's events, oldest first.
+async fn trace_events(
+    State(trace): State<Arc<DeliveryTrace>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let key = match (query.get("node"), query.get("jid")) {
+        (Some(node), None) => trace.node_key(node),
+        (None, Some(jid)) => trace.account_key(jid),
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "ask for exactly one of node=NODE or jid=user@domain\n",
+            )
+                .into_response();
+        }
+    };
+    let events: Vec<TracedEvent> = trace.events(&key).iter().map(TracedEvent::from).collect();
+    Json(TraceAnswer { events }).into_response()
 }
 
 async fn render(State(handle): State<PrometheusHandle>) -> Response {

@@ -8,13 +8,26 @@ use serde::{Deserialize, Serialize};
 
 use super::values::lenient_string;
 
-/// `[metrics]`: the Prometheus endpoint.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+/// `[metrics]`: the Prometheus endpoint, and the delivery trace its listener answers for.
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsSettings {
-    /// Where `GET /metrics` listens; off when not set. Keep it off the public listener.
+    /// Where `GET /metrics` (and the operator's `GET /trace`) listens; off when not set. Keep
+    /// it off the public listener.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
+    /// Registrations and UnifiedPush accounts whose last deliveries are kept in memory (the
+    /// least recently used make room); 0 turns the delivery trace off.
+    pub trace_keys: usize,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            trace_keys: pushgate_core::trace::DEFAULT_TRACE_KEYS,
+        }
+    }
 }
 
 /// `[runtime]`: the threads that run pushgate.

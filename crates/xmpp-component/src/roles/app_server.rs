@@ -11,7 +11,7 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::ns;
 
 use super::commands::{self, COMMANDS};
-use super::{FastShape, Role, publish, publish_wire, register_push};
+use super::{FastShape, Role, publish, publish_wire, push_status, register_push};
 use crate::link::component_link::ComponentLink;
 use crate::link::handler::{FastRequest, IqReply};
 use crate::stream::fast_stanza::IqSetChild;
@@ -57,7 +57,9 @@ impl Role for AppServerRole {
     }
 
     fn takes(&self, payload: &Element) -> bool {
-        payload.is("pubsub", ns::PUBSUB) || payload.is("command", COMMANDS)
+        // Every command but the provider's own `push-status`.
+        payload.is("pubsub", ns::PUBSUB)
+            || (payload.is("command", COMMANDS) && !push_status::is_push_status(payload))
     }
 
     async fn handle_iq(

@@ -12,6 +12,7 @@ mod commands;
 mod forms;
 mod publish;
 mod publish_wire;
+mod push_status;
 mod register_push;
 mod unified_push;
 mod up_register;
@@ -146,8 +147,8 @@ impl PushRoles {
     ) -> Self {
         // The roles, in the order disco announces them.
         let roles: Vec<Option<Arc<dyn Role>>> = vec![
-            app_server.map(|a| Arc::new(app_server::AppServerRole::new(component, a)) as _),
-            provider.map(|p| Arc::new(unified_push::UnifiedPushRole::new(p)) as _),
+            app_server.map(|a| Arc::new(app_server::AppServerRole::new(component.clone(), a)) as _),
+            provider.map(|p| Arc::new(unified_push::UnifiedPushRole::new(component, p)) as _),
         ];
         Self::with_roles(roles.into_iter().flatten().collect())
     }
@@ -185,7 +186,14 @@ impl StanzaHandler for PushRoles {
     }
 
     fn features(&self) -> Vec<String> {
-        self.roles.iter().flat_map(|role| role.features()).collect()
+        // Both roles offer ad-hoc commands: each feature once, in the roles' order.
+        let mut features: Vec<String> = Vec::new();
+        for feature in self.roles.iter().flat_map(|role| role.features()) {
+            if !features.contains(&feature) {
+                features.push(feature);
+            }
+        }
+        features
     }
 
     fn node_info(&self, node: &str) -> Option<DiscoInfoResult> {

@@ -8,12 +8,14 @@ use async_trait::async_trait;
 use pushgate_core::provider::Provider;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use xmpp_parsers::disco::{DiscoInfoResult, Item as DiscoItem};
 use xmpp_parsers::iq::{IqHeader, IqRequestPayload};
-use xmpp_parsers::jid::Jid;
+use xmpp_parsers::jid::{BareJid, Jid};
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::presence::{self, Presence};
 
-use super::{Role, UNIFIED_PUSH, up_register};
+use super::commands::COMMANDS;
+use super::{Role, UNIFIED_PUSH, push_status, up_register};
 use crate::link::component_link::ComponentLink;
 use crate::link::handler::IqReply;
 
@@ -25,6 +27,8 @@ const FLUSH_RETRY_MAX: Duration = Duration::from_secs(10);
 /// The provider on one link. Store-and-forward flushes (on available presence and on each
 /// link-up) run on tasks of their own, so the reader never waits for a client.
 pub(crate) struct UnifiedPushRole {
+    /// The link's JID, named in the command list of disco#items.
+    component: BareJid,
     provider: Arc<Provider>,
     tasks: TaskTracker,
     /// Cancelled on shutdown: flushes waiting to try again stop.
@@ -32,10 +36,11 @@ pub(crate) struct UnifiedPushRole {
 }
 
 impl UnifiedPushRole {
-    pub(crate) fn new(provider: Arc<Provider>) -> Self {
+    pub(crate) fn new(component: BareJid, provider: Arc<Provider>) -> Self {
         // Served from the start at 0 (docs/metrics.md), not only after the first retry.
         metrics::counter!("pushgate_up_flush_retries_total").increment(0);
         Self {
+            component,
             provider,
             tasks: TaskTracker::new(),
             closing: CancellationToken::new(),
@@ -75,11 +80,22 @@ impl UnifiedPushRole {
 #[async_trait]
 impl Role for UnifiedPushRole {
     fn features(&self) -> Vec<String> {
-        vec![UNIFIED_PUSH.to_owned()]
+        vec![UNIFIED_PUSH.to_owned(), COMMANDS.to_owned()]
+    }
+
+    fn node_info(&self, node: &str) -> Option<DiscoInfoResult> {
+        push_status::node_info(node)
+    }
+
+    fn items(&self, node: Option<&str>) -> Vec<DiscoItem> {
+        match node {
+            Some(COMMANDS) => vec![push_status::item(&self.component)],
+            _ => Vec::new(),
+        }
     }
 
     fn takes(&self, payload: &Element) -> bool {
-        payload.is("register", UNIFIED_PUSH)
+        payload.is("register", UNIFIED_PUSH) || push_status::is_push_status(payload)
     }
 
     async fn handle_iq(
@@ -92,6 +108,9 @@ impl Role for UnifiedPushRole {
             IqRequestPayload::Get(payload) => (false, payload),
             IqRequestPayload::Set(payload) => (true, payload),
         };
+        if push_status::is_push_status(&payload) {
+            return push_status::execute(&self.provider, request, is_set, &payload).await;
+        }
         up_register::handle(&self.provider, request, is_set, &payload)
     }
 
