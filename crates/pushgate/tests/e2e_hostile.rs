@@ -21,8 +21,8 @@ use pushgate_testkit::c2s_client::stanza::{
     self, Element, chat_message, error_condition, stanza_type,
 };
 use pushgate_testkit::conversations::{
-    directed_presence, push_enable, read_push_registration, read_up_push, read_up_registered,
-    register_push_fcm, up_hash, up_register,
+    directed_presence, read_push_registration, read_up_push, read_up_registered, register_push_fcm,
+    up_hash, up_register,
 };
 use pushgate_testkit::fake_fcm::FakeFcm;
 
@@ -68,20 +68,7 @@ async fn on_ejabberd_a_victims_push_survives_an_attacker() {
 
     // The victim registers and enables push as Conversations does, then the app sleeps.
     let alice = server.login("alice", "phone").await;
-    let answer = alice
-        .iq(register_push_fcm(COMPONENT, "victim-token", ANDROID_ID))
-        .await
-        .unwrap();
-    let registration = read_push_registration(&answer, COMPONENT).unwrap();
-    let enabled = alice
-        .iq(push_enable(
-            COMPONENT,
-            &registration.node,
-            &registration.secret,
-        ))
-        .await
-        .unwrap();
-    assert_eq!(stanza_type(&enabled), "result");
+    e2e::register_and_enable(&alice, "victim-token", ANDROID_ID).await;
     alice.close().await.unwrap();
 
     // The attacker sends the case that used to drop the link, in a loop, while a contact

@@ -25,8 +25,7 @@ use e2e::{COMPONENT, DOMAIN, Pushgate, PushgateOptions, ServerKind, XmppServer};
 use pushgate_testkit::c2s_client::C2sClient;
 use pushgate_testkit::c2s_client::stanza::{self, Element, iq_result_to, stanza_type};
 use pushgate_testkit::conversations::{
-    directed_presence, iq_error_to, push_enable, read_push_registration, read_up_push,
-    read_up_registered, register_push_fcm, up_hash, up_register,
+    directed_presence, iq_error_to, read_up_push, read_up_registered, up_hash, up_register,
 };
 use pushgate_testkit::fake_fcm::{Answer, FakeFcm, FcmErrorCode};
 
@@ -64,25 +63,7 @@ async fn metrics_after_traffic(kind: ServerKind, test: &str) {
 
     // XEP-0357: Conversations registers and enables, goes away; a message wakes it.
     let alice = server.login("alice", "phone").await;
-    let answer = alice
-        .iq(register_push_fcm(COMPONENT, "fcm-token-1", ANDROID_ID))
-        .await
-        .unwrap();
-    let registration = read_push_registration(&answer, COMPONENT).unwrap();
-    let enabled = alice
-        .iq(push_enable(
-            COMPONENT,
-            &registration.node,
-            &registration.secret,
-        ))
-        .await
-        .unwrap();
-    assert_eq!(
-        stanza_type(&enabled),
-        "result",
-        "{}",
-        String::from(&enabled)
-    );
+    let registration = e2e::register_and_enable(&alice, "fcm-token-1", ANDROID_ID).await;
     alice.close().await.unwrap();
     let bob = server.login("bob", "desktop").await;
     let to_alice = || stanza::chat_message(&format!("alice@{DOMAIN}"), "are you there?");

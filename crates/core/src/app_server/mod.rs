@@ -134,11 +134,6 @@ impl AppServer {
         self
     }
 
-    /// The trace this app server records in, if any.
-    pub fn trace(&self) -> Option<&Arc<DeliveryTrace>> {
-        self.trace.as_ref()
-    }
-
     /// Sets how many devices one account may register (at least 1).
     #[must_use]
     pub fn with_max_devices_per_account(mut self, limit: u32) -> Self {

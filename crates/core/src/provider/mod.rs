@@ -172,11 +172,6 @@ impl Provider {
         self
     }
 
-    /// The trace this provider records in, if any.
-    pub fn trace(&self) -> Option<&Arc<DeliveryTrace>> {
-        self.trace.as_ref()
-    }
-
     fn record(&self, step: Step<'_>) {
         let Some(trace) = &self.trace else { return };
         trace.record(

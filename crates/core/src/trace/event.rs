@@ -244,3 +244,15 @@ impl TraceEvent {
         u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX)
     }
 }
+
+/// A latency of `micros` as people read it: `-` for none, `1.23 ms`, `123 ms`, `42 s`, and
+/// `> 71 min` where [`TraceEvent::latency_us`] saturated.
+pub fn latency_text(micros: u32) -> String {
+    match micros {
+        0 => "-".to_owned(),
+        u32::MAX => "> 71 min".to_owned(),
+        m if m < 10_000 => format!("{:.2} ms", f64::from(m) / 1000.0),
+        m if m < 10_000_000 => format!("{} ms", m / 1000),
+        m => format!("{} s", m / 1_000_000),
+    }
+}

@@ -17,7 +17,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use hashlink::LruCache;
 
-pub use event::{AppTag, Hop, TraceEvent, TraceId, TraceIdError, TraceOutcome};
+pub use event::{AppTag, Hop, TraceEvent, TraceId, TraceIdError, TraceOutcome, latency_text};
 pub use key::TraceKey;
 
 use key::MacKey;

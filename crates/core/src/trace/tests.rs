@@ -283,3 +283,12 @@ fn names_are_snake_case() {
     assert_eq!(TraceOutcome::NotDelivered.as_str(), "not_delivered");
     assert_eq!(TraceOutcome::Ok.as_str(), "ok");
 }
+
+#[test]
+fn latencies_read_well() {
+    assert_eq!(latency_text(0), "-");
+    assert_eq!(latency_text(1_234), "1.23 ms");
+    assert_eq!(latency_text(123_456), "123 ms");
+    assert_eq!(latency_text(42_000_000), "42 s");
+    assert_eq!(latency_text(u32::MAX), "> 71 min");
+}

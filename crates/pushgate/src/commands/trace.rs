@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use pushgate_core::trace::TraceEvent;
+use pushgate_core::trace::{TraceEvent, latency_text};
 use serde::Deserialize;
 
 use crate::cli::{EXIT_CONFIG, EXIT_RUNTIME};
@@ -178,7 +178,7 @@ fn print_table(events: &[TracedEvent]) {
             utc(event.at),
             event.hop,
             event.outcome,
-            latency(event.latency_us),
+            latency_text(event.latency_us),
             event.application.as_deref().unwrap_or("-"),
             event.trace_id
         );
@@ -192,28 +192,9 @@ fn utc(unix_millis: i64) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
-fn latency(micros: u32) -> String {
-    match micros {
-        0 => "-".to_owned(),
-        u32::MAX => "> 71 min".to_owned(),
-        m if m < 10_000 => format!("{:.2} ms", f64::from(m) / 1000.0),
-        m if m < 10_000_000 => format!("{} ms", m / 1000),
-        m => format!("{} s", m / 1_000_000),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn latencies_read_well() {
-        assert_eq!(latency(0), "-");
-        assert_eq!(latency(1_234), "1.23 ms");
-        assert_eq!(latency(123_456), "123 ms");
-        assert_eq!(latency(42_000_000), "42 s");
-        assert_eq!(latency(u32::MAX), "> 71 min");
-    }
 
     #[test]
     fn times_are_utc_with_milliseconds() {

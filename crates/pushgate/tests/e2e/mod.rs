@@ -57,3 +57,35 @@ pub fn measured(test: &str, what: &str, took: Duration) {
         took.as_secs_f64() * 1000.0
     ));
 }
+
+/// Conversations on bind: `register-push-fcm` with `token` and `android_id`, then the
+/// XEP-0357 `enable` with the answer's node and secret to the account's own server, which
+/// must accept it. Returns the registration.
+pub async fn register_and_enable(
+    client: &pushgate_testkit::c2s_client::C2sClient,
+    token: &str,
+    android_id: &str,
+) -> pushgate_testkit::conversations::PushRegistration {
+    use pushgate_testkit::conversations::{push_enable, read_push_registration, register_push_fcm};
+    let answer = client
+        .iq(register_push_fcm(COMPONENT, token, android_id))
+        .await
+        .unwrap_or_else(|error| panic!("register-push-fcm: {error}"));
+    let registration = read_push_registration(&answer, COMPONENT)
+        .unwrap_or_else(|error| panic!("register-push-fcm answer: {error}"));
+    let enabled = client
+        .iq(push_enable(
+            COMPONENT,
+            &registration.node,
+            &registration.secret,
+        ))
+        .await
+        .unwrap_or_else(|error| panic!("enable: {error}"));
+    assert_eq!(
+        pushgate_testkit::c2s_client::stanza::stanza_type(&enabled),
+        "result",
+        "enable refused: {}",
+        String::from(&enabled)
+    );
+    registration
+}

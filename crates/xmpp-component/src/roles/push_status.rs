@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 
 use pushgate_core::provider::Provider;
-use pushgate_core::trace::TraceEvent;
+use pushgate_core::trace::{TraceEvent, latency_text};
 use pushgate_core::unified_push::iso8601_utc;
 use rxml::xml_ncname;
 use xmpp_parsers::disco::{DiscoInfoResult, Identity, Item as DiscoItem};
@@ -129,7 +129,7 @@ fn report(events: &[TraceEvent], waiting: usize) -> Element {
             iso8601_utc(event.at),
             event.hop.as_str().to_owned(),
             event.outcome.as_str().to_owned(),
-            latency(event.latency_us),
+            latency_text(event.latency_us),
             event
                 .application
                 .map_or_else(|| "-".to_owned(), |app| app.to_string()),
@@ -163,14 +163,4 @@ fn report(events: &[TraceEvent], waiting: usize) -> Element {
         .append(reported)
         .append_all(items)
         .build()
-}
-
-fn latency(micros: u32) -> String {
-    match micros {
-        0 => "-".to_owned(),
-        u32::MAX => "> 71 min".to_owned(),
-        m if m < 10_000 => format!("{:.2} ms", f64::from(m) / 1000.0),
-        m if m < 10_000_000 => format!("{} ms", m / 1000),
-        m => format!("{} s", m / 1_000_000),
-    }
 }
