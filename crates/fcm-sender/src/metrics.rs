@@ -3,10 +3,37 @@
 
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge};
+use pushgate_core::metric_handles::{CounterSet, HistogramHandle};
 use pushgate_upstream_http::{UpstreamError, UpstreamResponse};
 
 const SERVICE: &str = "fcm";
+
+static REQUESTS: CounterSet = CounterSet::new(
+    "pushgate_upstream_requests_total",
+    &[("service", SERVICE)],
+    "outcome",
+    &[
+        "success",
+        "dead_token",
+        "auth_error",
+        "rate_limited",
+        "server_error",
+        "rejected",
+        "timeout",
+        "transport",
+    ],
+);
+static DURATION: HistogramHandle = HistogramHandle::new(
+    "pushgate_upstream_request_duration_seconds",
+    &[("service", SERVICE)],
+);
+static WAKES: CounterSet = CounterSet::new(
+    "pushgate_wakes_total",
+    &[("service", SERVICE)],
+    "outcome",
+    &["accepted", "token_dead", "transient", "rejected"],
+);
 
 /// The `outcome` of one request to FCM, from its answer (a closed set).
 pub(crate) fn request_outcome(answer: &Result<UpstreamResponse, UpstreamError>) -> &'static str {
@@ -35,13 +62,12 @@ fn status_outcome(status: u16) -> &'static str {
 
 /// A request to FCM ended with `outcome`.
 pub(crate) fn request(outcome: &'static str) {
-    counter!("pushgate_upstream_requests_total", "service" => SERVICE, "outcome" => outcome)
-        .increment(1);
+    REQUESTS.increment(outcome, 1);
 }
 
 /// A wake-up (every try of it) ended with `outcome`.
 pub(crate) fn wake(outcome: &'static str) {
-    counter!("pushgate_wakes_total", "service" => SERVICE, "outcome" => outcome).increment(1);
+    WAKES.increment(outcome, 1);
 }
 
 /// The sender exists: its counters are served from now on, at 0 until something happens.
@@ -69,6 +95,5 @@ pub(crate) fn credential_expiry(unix_seconds: f64) {
 /// A request to FCM was answered (or failed on the wire) `took` after its attempt began.
 pub(crate) fn answered(answer: &Result<UpstreamResponse, UpstreamError>, took: Duration) {
     request(request_outcome(answer));
-    histogram!("pushgate_upstream_request_duration_seconds", "service" => SERVICE)
-        .record(took.as_secs_f64());
+    DURATION.record(took.as_secs_f64());
 }

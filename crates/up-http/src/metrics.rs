@@ -3,17 +3,28 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use metrics::{counter, histogram};
+use metrics::counter;
+use pushgate_core::metric_handles::{CounterSet, HistogramHandle};
+
+static REQUESTS: CounterSet = CounterSet::new(
+    "pushgate_http_push_requests_total",
+    &[],
+    "code",
+    &["201", "400", "404", "408", "413", "429", "503"],
+);
+static DURATION: HistogramHandle =
+    HistogramHandle::new("pushgate_http_push_request_duration_seconds", &[]);
+static BODY_SIZE: HistogramHandle = HistogramHandle::new("pushgate_http_push_body_size_bytes", &[]);
 
 /// A request to `/push/…` answered `status` after `took`.
 pub(crate) fn push_request(status: StatusCode, took: Duration) {
-    counter!("pushgate_http_push_requests_total", "code" => code(status)).increment(1);
-    histogram!("pushgate_http_push_request_duration_seconds").record(took.as_secs_f64());
+    REQUESTS.increment(code(status), 1);
+    DURATION.record(took.as_secs_f64());
 }
 
 /// A push message's body was read whole: `bytes` long.
 pub(crate) fn push_body(bytes: usize) {
-    histogram!("pushgate_http_push_body_size_bytes").record(bytes as f64);
+    BODY_SIZE.record(bytes as f64);
 }
 
 /// Work refused because a limit was reached.

@@ -3,7 +3,30 @@
 
 use std::time::Duration;
 
-use metrics::{Gauge, counter, gauge, histogram};
+use metrics::{Gauge, counter, gauge};
+use pushgate_core::metric_handles::{CounterSet, HistogramHandle};
+
+static PUBLISHES: CounterSet = CounterSet::new(
+    "pushgate_xmpp_publishes_total",
+    &[],
+    "outcome",
+    &[
+        "woken",
+        "no_such_node",
+        "forbidden",
+        "token_dead",
+        "unavailable",
+        "internal_error",
+    ],
+);
+static PUSH_IQS: CounterSet = CounterSet::new(
+    "pushgate_up_push_iqs_total",
+    &[],
+    "answer",
+    &["delivered", "revoked", "not_delivered"],
+);
+static PUSH_ROUND_TRIP: HistogramHandle =
+    HistogramHandle::new("pushgate_up_push_round_trip_seconds", &[]);
 
 /// The link to the XMPP server is up (1) or not (0).
 pub(crate) fn component_connected(component: &str, connected: bool) {
@@ -42,7 +65,7 @@ pub(crate) fn load_shed(reason: &'static str) {
 
 /// A XEP-0357 publish answered with `outcome`.
 pub(crate) fn publish(outcome: &'static str) {
-    counter!("pushgate_xmpp_publishes_total", "outcome" => outcome).increment(1);
+    PUBLISHES.increment(outcome, 1);
 }
 
 /// An ad-hoc command (`command` is its node) answered with `outcome`.
@@ -59,6 +82,6 @@ pub(crate) fn up_registration(outcome: &'static str) {
 /// A UnifiedPush push IQ answered (`delivered`, `revoked`) or not (`not_delivered`, which
 /// includes no answer in time) after `round_trip`.
 pub(crate) fn up_push_iq(answer: &'static str, round_trip: Duration) {
-    counter!("pushgate_up_push_iqs_total", "answer" => answer).increment(1);
-    histogram!("pushgate_up_push_round_trip_seconds").record(round_trip.as_secs_f64());
+    PUSH_IQS.increment(answer, 1);
+    PUSH_ROUND_TRIP.record(round_trip.as_secs_f64());
 }

@@ -235,6 +235,7 @@ impl AppServer {
             .trace
             .as_ref()
             .map(|trace| (trace, trace.node_key(node)));
+        // A publish that stops here is one event, "received", with why.
         let received = |outcome| {
             if let Some((trace, key)) = &traced {
                 self.record(trace, key, Hop::PublishReceived, outcome, 0, trace_id);
@@ -249,7 +250,8 @@ impl AppServer {
             received(TraceOutcome::DeadToken);
             return PublishOutcome::TokenDead;
         }
-        received(TraceOutcome::Ok);
+        // A publish that goes on to the push service is one event, its answer: the trace keeps
+        // 32 of them per device, and each costs its time on the hot path.
         let started = Instant::now();
         let outcome = match self.wake(&registration).await {
             Woken::Outcome(outcome) => outcome,

@@ -2,11 +2,20 @@
 
 use metrics::{counter, histogram};
 
+use crate::metric_handles::CounterSet;
+
+static DELIVERIES: CounterSet = CounterSet::new(
+    "pushgate_up_deliveries_total",
+    &[],
+    "outcome",
+    &["delivered", "stored", "revoked", "expired", "dropped_ttl0"],
+);
+
 /// What became of a message: `delivered`, `stored`, `revoked`, `expired`, `dropped_ttl0`
 /// (the store reports `replaced_topic` itself, as only its transaction knows).
 pub(crate) fn delivery(outcome: &'static str, messages: u64) {
     if messages > 0 {
-        counter!("pushgate_up_deliveries_total", "outcome" => outcome).increment(messages);
+        DELIVERIES.increment(outcome, messages);
     }
 }
 

@@ -20,7 +20,10 @@ use hashlink::LruCache;
 pub use event::{AppTag, Hop, TraceEvent, TraceId, TraceIdError, TraceOutcome, latency_text};
 pub use key::TraceKey;
 
-use key::MacKey;
+use key::{MacKey, TraceKeyHasher};
+
+/// How the map hashes its keys.
+type KeyHashing = std::hash::BuildHasherDefault<TraceKeyHasher>;
 
 /// How many keys a trace keeps unless configured otherwise: about 84 MiB when every key holds
 /// 32 events, 15 MiB when each holds two (`examples/trace_memory.rs`, 876 and 155 bytes a key).
@@ -38,7 +41,7 @@ pub const EVENTS_PER_KEY: usize = 32;
 pub struct DeliveryTrace {
     mac_key: MacKey,
     max_keys: usize,
-    traces: Mutex<LruCache<TraceKey, EventRing>>,
+    traces: Mutex<LruCache<TraceKey, EventRing, KeyHashing>>,
 }
 
 impl DeliveryTrace {
@@ -49,7 +52,7 @@ impl DeliveryTrace {
             mac_key: MacKey::generate(),
             max_keys,
             // Grows as keys arrive: an idle server keeps an empty map.
-            traces: Mutex::new(LruCache::new(max_keys)),
+            traces: Mutex::new(LruCache::with_hasher(max_keys, KeyHashing::default())),
         }
     }
 
@@ -104,7 +107,7 @@ impl DeliveryTrace {
         self.max_keys
     }
 
-    fn lock(&self) -> MutexGuard<'_, LruCache<TraceKey, EventRing>> {
+    fn lock(&self) -> MutexGuard<'_, LruCache<TraceKey, EventRing, KeyHashing>> {
         // Every change is a single push or insert: a panic elsewhere leaves no half-written trace.
         self.traces.lock().unwrap_or_else(PoisonError::into_inner)
     }
