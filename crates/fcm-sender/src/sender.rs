@@ -345,7 +345,8 @@ impl Waker for FcmSender {
         crate::metrics::wake(label);
         match &outcome {
             WakeOutcome::Transient(reason) | WakeOutcome::Rejected(reason) => {
-                tracing::info!(device = ?request.device, outcome = label, %reason, "FCM wake-up not sent");
+                // The app server logs it at info, with the publish's trace id.
+                tracing::debug!(device = ?request.device, outcome = label, %reason, "FCM wake-up not sent");
             }
             _ => tracing::debug!(device = ?request.device, outcome = label, "FCM wake-up"),
         }

@@ -194,14 +194,16 @@ impl AppServer {
 
     /// A XEP-0357 publish: check, look up, wake.
     pub async fn publish(&self, request: PublishRequest<'_>) -> PublishOutcome {
-        // Every log line of this publish carries its trace id, as do its trace events.
+        // The trace id joins the publish's log lines and trace events: a field of each info and
+        // warn line, and at debug level the span of every line. (An info-level span would cost
+        // each wake-up more than all the rest of this bookkeeping.)
         let trace_id = TraceId::new();
         async {
             let outcome = self.publish_traced(request, trace_id).await;
             tracing::debug!(?outcome, "publish answered");
             outcome
         }
-        .instrument(tracing::info_span!("publish", trace = %trace_id))
+        .instrument(tracing::debug_span!("publish", trace = %trace_id))
         .await
     }
 
@@ -226,7 +228,7 @@ impl AppServer {
             Ok(Some(registration)) => registration,
             Ok(None) => return PublishOutcome::NoSuchNode,
             Err(error) => {
-                tracing::warn!(%error, "publish: registration lookup failed");
+                tracing::warn!(trace = %trace_id, %error, "publish: registration lookup failed");
                 return PublishOutcome::InternalError;
             }
         };
@@ -253,9 +255,12 @@ impl AppServer {
         // A publish that goes on to the push service is one event, its answer: the trace keeps
         // 32 of them per device, and each costs its time on the hot path.
         let started = Instant::now();
-        let outcome = match self.wake(&registration).await {
+        let outcome = match self.wake(&registration, trace_id).await {
             Woken::Outcome(outcome) => outcome,
-            Woken::Superseded => self.wake_superseded(&request, node, &registration).await,
+            Woken::Superseded => {
+                self.wake_superseded(&request, node, &registration, trace_id)
+                    .await
+            }
         };
         if let Some((trace, key)) = &traced {
             let answered = match outcome {
@@ -302,9 +307,10 @@ impl AppServer {
     }
 
     /// Wakes the device of `registration`; a dead token is marked dead in the store.
-    async fn wake(&self, registration: &Registration) -> Woken {
+    async fn wake(&self, registration: &Registration, trace_id: TraceId) -> Woken {
         let Some(waker) = self.wakers.get(&registration.service) else {
             tracing::warn!(
+                trace = %trace_id,
                 service = %registration.service,
                 device = ?registration.device,
                 "publish for a service with no sender configured; answering wait"
@@ -335,7 +341,7 @@ impl AppServer {
                     // Already marked, or the store holds another token now.
                     Ok(false) => return Woken::Superseded,
                     Err(error) => {
-                        tracing::warn!(%error, "publish: marking a dead token failed");
+                        tracing::warn!(trace = %trace_id, %error, "publish: marking a dead token failed");
                         PublishOutcome::InternalError
                     }
                 }
@@ -343,11 +349,11 @@ impl AppServer {
             // A refused message (bad argument, sender mismatch) is the operator's problem or a
             // passing one; a cancel error would make ejabberd drop the user's registration.
             WakeOutcome::Transient(reason) => {
-                tracing::info!(device = ?registration.device, %reason, "wake-up not sent now");
+                tracing::info!(trace = %trace_id, device = ?registration.device, %reason, "wake-up not sent now");
                 PublishOutcome::Unavailable
             }
             WakeOutcome::Rejected(reason) => {
-                tracing::warn!(device = ?registration.device, %reason, "wake-up refused");
+                tracing::warn!(trace = %trace_id, device = ?registration.device, %reason, "wake-up refused");
                 PublishOutcome::Unavailable
             }
         })
@@ -363,6 +369,7 @@ impl AppServer {
         request: &PublishRequest<'_>,
         node: &str,
         used: &Registration,
+        trace_id: TraceId,
     ) -> PublishOutcome {
         let fresh = match self
             .store
@@ -373,7 +380,7 @@ impl AppServer {
             // Unregistered meanwhile: the token woken is dead and nothing replaced it.
             Ok(None) => return PublishOutcome::TokenDead,
             Err(error) => {
-                tracing::warn!(%error, "publish: re-reading a registration failed");
+                tracing::warn!(trace = %trace_id, %error, "publish: re-reading a registration failed");
                 return PublishOutcome::InternalError;
             }
         };
@@ -381,7 +388,7 @@ impl AppServer {
             return PublishOutcome::TokenDead;
         }
         tracing::debug!(device = ?fresh.device, "token replaced meanwhile; waking the new one");
-        match self.wake(&fresh).await {
+        match self.wake(&fresh, trace_id).await {
             Woken::Outcome(outcome) => outcome,
             // Replaced again, or marked by a racing publish: the answer is not ours to improve.
             Woken::Superseded => PublishOutcome::TokenDead,

@@ -62,7 +62,7 @@ impl Provider {
     pub(super) async fn flush_owner_for(&self, owner: &str, cause: Hop) -> FlushReport {
         let trace_id = TraceId::new();
         self.flush_owner_traced(owner, cause, trace_id)
-            .instrument(tracing::info_span!("flush", trace = %trace_id))
+            .instrument(tracing::debug_span!("flush", trace = %trace_id))
             .await
     }
 
@@ -145,6 +145,8 @@ impl Provider {
 
     /// Sends every kept message: after start, and each time the link comes back.
     pub async fn flush_all(&self) -> FlushReport {
+        // For the log lines of what this pass deletes itself; each owner's flush has its own.
+        let trace_id = TraceId::new();
         let mut owners = Vec::new();
         let mut seen = HashSet::new();
         let mut report = FlushReport::default();
@@ -172,7 +174,7 @@ impl Provider {
                     }
                     Err(_) => {
                         super::metrics::delivery("expired", 1);
-                        self.delete(stored.id).await;
+                        self.delete(stored.id, trace_id).await;
                         report.unopenable += 1;
                     }
                 }
@@ -219,7 +221,7 @@ impl Provider {
         let Ok(claims) = self.keys.open(&message.endpoint_token, self.clock.now()) else {
             super::metrics::delivery("expired", 1);
             self.record(step(Hop::Expired, TraceOutcome::Refused));
-            self.delete(stored.id).await;
+            self.delete(stored.id, trace_id).await;
             return Some(FlushReport {
                 unopenable: 1,
                 ..FlushReport::default()
@@ -239,7 +241,7 @@ impl Provider {
                 super::metrics::delivery("delivered", 1);
                 self.record(step(cause, TraceOutcome::Ok));
                 super::metrics::stored_to_delivered(self.clock.now() - message.received_at);
-                self.delete(stored.id).await;
+                self.delete(stored.id, trace_id).await;
                 Some(FlushReport {
                     delivered: 1,
                     ..FlushReport::default()
@@ -248,7 +250,8 @@ impl Provider {
             PushDelivery::Revoked => {
                 super::metrics::delivery("revoked", 1);
                 self.record(step(Hop::Revoked, TraceOutcome::Revoked));
-                self.revoke(&message.endpoint_token, &claims, key).await;
+                self.revoke(&message.endpoint_token, &claims, key, trace_id)
+                    .await;
                 Some(FlushReport {
                     revoked: 1,
                     ..FlushReport::default()
@@ -262,10 +265,10 @@ impl Provider {
         }
     }
 
-    async fn delete(&self, id: i64) {
+    async fn delete(&self, id: i64, trace_id: TraceId) {
         if let Err(error) = self.store.delete_message(id).await {
             // At least once: the message may be sent again by a later flush.
-            tracing::warn!(%error, "deleting a forwarded message failed");
+            tracing::warn!(trace = %trace_id, %error, "deleting a forwarded message failed");
         }
     }
 }

@@ -250,14 +250,15 @@ impl Provider {
 
     /// A message POSTed to `{public_url}/push/{token}`.
     pub async fn accept(&self, token: &str, message: IncomingMessage<'_>) -> AcceptOutcome {
-        // Every log line of this message carries its trace id, as do its trace events.
+        // The trace id joins the message's log lines and trace events: a field of each info and
+        // warn line, and at debug level the span of every line (see `AppServer::publish`).
         let trace_id = TraceId::new();
         async {
             let outcome = self.accept_traced(token, message, trace_id).await;
             tracing::debug!(?outcome, "push answered");
             outcome
         }
-        .instrument(tracing::info_span!("push", trace = %trace_id))
+        .instrument(tracing::debug_span!("push", trace = %trace_id))
         .await
     }
 
@@ -271,7 +272,7 @@ impl Provider {
             Ok(Some(claims)) => claims,
             Ok(None) => return AcceptOutcome::NotFound,
             Err(error) => {
-                tracing::warn!(%error, "push: revocation check failed");
+                tracing::warn!(trace = %trace_id, %error, "push: revocation check failed");
                 return AcceptOutcome::Unavailable;
             }
         };
@@ -318,7 +319,7 @@ impl Provider {
             PushDelivery::Revoked => {
                 metrics::delivery("revoked", 1);
                 self.record(step(Hop::Revoked, TraceOutcome::Revoked, 0));
-                self.revoke(token, &claims, &owner_key).await;
+                self.revoke(token, &claims, &owner_key, trace_id).await;
                 AcceptOutcome::NotFound
             }
             PushDelivery::NotDelivered(reason) => {
@@ -329,7 +330,7 @@ impl Provider {
                     return AcceptOutcome::Dropped;
                 }
                 let outcome = self
-                    .keep(token, &claims, owner_key, message, ttl_secs)
+                    .keep(token, &claims, owner_key, message, ttl_secs, trace_id)
                     .await;
                 let kept = match outcome {
                     AcceptOutcome::Stored { .. } => TraceOutcome::Ok,
@@ -348,6 +349,7 @@ impl Provider {
         owner: OwnerKey,
         message: IncomingMessage<'_>,
         ttl_secs: u32,
+        trace_id: TraceId,
     ) -> AcceptOutcome {
         let now = self.clock.now();
         // Never past the endpoint's own expiry: after it, the owner cannot be told anyway.
@@ -387,28 +389,34 @@ impl Provider {
                 AcceptOutcome::Unavailable
             }
             Err(error) => {
-                tracing::warn!(%error, "push: storing an undelivered message failed");
+                tracing::warn!(trace = %trace_id, %error, "push: storing an undelivered message failed");
                 AcceptOutcome::Unavailable
             }
         }
     }
 
-    async fn revoke(&self, token: &str, claims: &EndpointClaims, owner: &OwnerKey) {
-        tracing::info!("client revoked an endpoint");
+    async fn revoke(
+        &self,
+        token: &str,
+        claims: &EndpointClaims,
+        owner: &OwnerKey,
+        trace_id: TraceId,
+    ) {
+        tracing::info!(trace = %trace_id, "client revoked an endpoint");
         let endpoint = EndpointId::of_token(token);
         if let Err(error) = self
             .store
             .revoke_endpoint(&endpoint, claims.expires_at)
             .await
         {
-            tracing::warn!(%error, "recording a revocation failed");
+            tracing::warn!(trace = %trace_id, %error, "recording a revocation failed");
         }
         let deleted = self
             .store
             .delete_endpoint_messages(owner, claims.application.as_str(), claims.instance.as_str())
             .await;
         if let Err(error) = deleted {
-            tracing::warn!(%error, "deleting a revoked endpoint's messages failed");
+            tracing::warn!(trace = %trace_id, %error, "deleting a revoked endpoint's messages failed");
         }
     }
 
