@@ -57,7 +57,7 @@ impl Metrics {
         counter!("pushgate_upstream_resends_total", "service" => self.service).increment(1);
     }
 
-    /// A request got its slot under the concurrency limit after `waited`.
+    /// A request found every slot taken and got one after `waited`.
     pub(crate) fn slot_waited(&self, waited: Duration) {
         self.slot_wait.record(waited.as_secs_f64());
     }
