@@ -9,6 +9,24 @@ use std::sync::OnceLock;
 
 use metrics::{Counter, Histogram, Label};
 
+/// `pushgate_load_shed_total{reason}`: work refused because a limit was reached. Every crate
+/// with a limit counts here, so the reasons (docs/metrics.md's closed set) are listed once.
+pub static LOAD_SHED: CounterSet = CounterSet::new(
+    "pushgate_load_shed_total",
+    &[],
+    "reason",
+    &[
+        "iq_queue_full",
+        "iq_queue_wait",
+        "iq_bytes_in_flight",
+        "rate_limited_client",
+        "rate_limited_endpoint",
+        "owner_full",
+        "store_full",
+        "http_connections_per_address",
+    ],
+);
+
 /// The counters of one metric for a closed set of values of one label (and fixed labels).
 pub struct CounterSet {
     name: &'static str,
@@ -46,6 +64,14 @@ impl CounterSet {
         match self.values.iter().position(|known| *known == value) {
             Some(index) => handles[index].increment(by),
             None => self.counter(value).increment(by),
+        }
+    }
+
+    /// Serves every value's series from now on, at 0 until it happens: a rate over a series
+    /// that appears only with its first event misses that event.
+    pub fn register_all(&self) {
+        for value in self.values {
+            self.increment(value, 0);
         }
     }
 

@@ -1,9 +1,9 @@
-//! The HTTP side's metrics (docs/metrics.md): RFC 8030 requests and what the listener sheds.
+//! The HTTP side's metrics (docs/metrics.md): RFC 8030 requests (what the listener sheds is
+//! counted in `pushgate_core::metric_handles::LOAD_SHED`).
 
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use metrics::counter;
 use pushgate_core::metric_handles::{CounterSet, HistogramHandle};
 
 static REQUESTS: CounterSet = CounterSet::new(
@@ -25,11 +25,6 @@ pub(crate) fn push_request(status: StatusCode, took: Duration) {
 /// A push message's body was read whole: `bytes` long.
 pub(crate) fn push_body(bytes: usize) {
     BODY_SIZE.record(bytes as f64);
-}
-
-/// Work refused because a limit was reached.
-pub(crate) fn load_shed(reason: &'static str) {
-    counter!("pushgate_load_shed_total", "reason" => reason).increment(1);
 }
 
 /// The status as a label from a closed set: the codes this listener answers, else `other`.

@@ -64,7 +64,7 @@ where
     let client = client_key(headers, peer, endpoint.trust_forwarded_for);
     if let Err(wait) = endpoint.per_client.check(&client) {
         tracing::debug!("push refused: over the per-client rate");
-        crate::metrics::load_shed("rate_limited_client");
+        pushgate_core::metric_handles::LOAD_SHED.increment("rate_limited_client", 1);
         return too_many_requests(wait);
     }
     let headers = match message_headers(headers) {
@@ -79,7 +79,7 @@ where
     };
     if let Err(wait) = endpoint.per_endpoint.check(&endpoint.endpoint_key(token)) {
         tracing::debug!("push refused: over the per-endpoint rate");
-        crate::metrics::load_shed("rate_limited_endpoint");
+        pushgate_core::metric_handles::LOAD_SHED.increment("rate_limited_endpoint", 1);
         return too_many_requests(wait);
     }
     let body = match read_body(body).await {

@@ -65,7 +65,8 @@ async fn serve_app(
         let registered = match registry.join(peer.ip()) {
             Ok(registered) => registered,
             Err(over) => {
-                crate::metrics::load_shed("http_connections_per_address");
+                pushgate_core::metric_handles::LOAD_SHED
+                    .increment("http_connections_per_address", 1);
                 // Refusals get slots of their own, so a client over its cap cannot take the
                 // slots of others, and a few of them at a time, so it cannot exhaust memory.
                 if let Ok(refusing) = Arc::clone(&refusals).try_acquire_owned() {

@@ -58,11 +58,6 @@ pub(crate) fn stanza_refused(reason: &'static str) {
     counter!("pushgate_xmpp_stanzas_refused_total", "reason" => reason).increment(1);
 }
 
-/// Work refused because a limit was reached (shared with the HTTP side's reasons).
-pub(crate) fn load_shed(reason: &'static str) {
-    counter!("pushgate_load_shed_total", "reason" => reason).increment(1);
-}
-
 /// A XEP-0357 publish answered with `outcome`.
 pub(crate) fn publish(outcome: &'static str) {
     PUBLISHES.increment(outcome, 1);

@@ -1,6 +1,6 @@
 //! The provider's metrics (docs/metrics.md): what became of UnifiedPush messages.
 
-use metrics::{counter, histogram};
+use metrics::histogram;
 
 use crate::metric_handles::CounterSet;
 
@@ -22,9 +22,4 @@ pub(crate) fn delivery(outcome: &'static str, messages: u64) {
 /// A kept message reached its client `millis` after it was received.
 pub(crate) fn stored_to_delivered(millis: i64) {
     histogram!("pushgate_up_stored_to_delivered_seconds").record(millis.max(0) as f64 / 1000.0);
-}
-
-/// A POST refused because a cap was reached: `owner_full` (429) or `store_full` (503).
-pub(crate) fn load_shed(reason: &'static str) {
-    counter!("pushgate_load_shed_total", "reason" => reason).increment(1);
 }

@@ -18,6 +18,7 @@ use tracing::Instrument as _;
 
 use crate::client_link::{ClientLink, PushDelivery, UpPush};
 use crate::clock::{Clock, UnixMillis};
+use crate::metric_handles::LOAD_SHED;
 use crate::store::{
     EndpointId, MessageStoreLimits, NewStoredMessage, OwnerKey, StoreError, StoreFullScope,
     UnifiedPushStore,
@@ -381,11 +382,11 @@ impl Provider {
                 }
             }
             Err(StoreError::Full(StoreFullScope::Owner)) => {
-                metrics::load_shed("owner_full");
+                LOAD_SHED.increment("owner_full", 1);
                 AcceptOutcome::OwnerFull
             }
             Err(StoreError::Full(StoreFullScope::Total)) => {
-                metrics::load_shed("store_full");
+                LOAD_SHED.increment("store_full", 1);
                 AcceptOutcome::Unavailable
             }
             Err(error) => {

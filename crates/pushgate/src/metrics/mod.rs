@@ -56,18 +56,6 @@ const HISTOGRAMS: &[(&str, &[f64])] = &[
     ("pushgate_http_push_body_size_bytes", BODY_BUCKETS),
 ];
 
-/// Every `reason` of `pushgate_load_shed_total`, counted by the libraries.
-const LOAD_SHED_REASONS: &[&str] = &[
-    "iq_queue_full",
-    "iq_queue_wait",
-    "iq_bytes_in_flight",
-    "rate_limited_client",
-    "rate_limited_endpoint",
-    "owner_full",
-    "store_full",
-    "http_connections_per_address",
-];
-
 /// Installs the process-wide Prometheus recorder that the libraries' `metrics` calls feed,
 /// and records what is known from the start.
 pub fn install() -> Result<PrometheusHandle, BuildError> {
@@ -78,11 +66,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
     let handle = builder.install_recorder()?;
     describe_all();
     metrics::gauge!("pushgate_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-    // Served from the start at 0 (a rate over a series that appears only with its first
-    // event misses that event); the reasons are docs/metrics.md's closed set.
-    for reason in LOAD_SHED_REASONS {
-        metrics::counter!("pushgate_load_shed_total", "reason" => *reason).increment(0);
-    }
+    pushgate_core::metric_handles::LOAD_SHED.register_all();
     process::record_start();
     Ok(handle)
 }

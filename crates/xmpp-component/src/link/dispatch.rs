@@ -232,7 +232,7 @@ impl Dispatcher {
                 // (docs/protocol.md A.2).
                 tracing::debug!(reason = refusal.as_str(), "IQ request refused: overloaded");
                 count_rejected(refusal.label());
-                crate::metrics::load_shed(refusal.label());
+                pushgate_core::metric_handles::LOAD_SHED.increment(refusal.label(), 1);
                 self.reply(copy_of(header), busy()).await;
                 None
             }
@@ -303,7 +303,7 @@ async fn turn(admission: Admission, link: &ComponentLink, header: &IqHeader) -> 
     let held = queued.turn().await;
     if held.is_none() {
         count_rejected("iq_queue_wait");
-        crate::metrics::load_shed("iq_queue_wait");
+        pushgate_core::metric_handles::LOAD_SHED.increment("iq_queue_wait", 1);
         send_reply(link, copy_of(header), busy()).await;
     }
     held
