@@ -1,10 +1,8 @@
 //! The crate's metrics (docs/metrics.md), named here once. Labels come from closed sets: the
 //! configured component JID, outcomes and reasons; never a node, token or user's JID.
 
-use std::time::Duration;
-
 use metrics::{Gauge, counter, gauge};
-use pushgate_core::metric_handles::{CounterSet, HistogramHandle};
+use pushgate_core::metric_handles::CounterSet;
 
 static PUBLISHES: CounterSet = CounterSet::new(
     "pushgate_xmpp_publishes_total",
@@ -19,14 +17,6 @@ static PUBLISHES: CounterSet = CounterSet::new(
         "internal_error",
     ],
 );
-static PUSH_IQS: CounterSet = CounterSet::new(
-    "pushgate_up_push_iqs_total",
-    &[],
-    "answer",
-    &["delivered", "revoked", "not_delivered"],
-);
-static PUSH_ROUND_TRIP: HistogramHandle =
-    HistogramHandle::new("pushgate_up_push_round_trip_seconds", &[]);
 
 /// The link to the XMPP server is up (1) or not (0).
 pub(crate) fn component_connected(component: &str, connected: bool) {
@@ -72,11 +62,4 @@ pub(crate) fn command(command: &'static str, outcome: &'static str) {
 /// A UnifiedPush `<register/>` answered with `outcome`.
 pub(crate) fn up_registration(outcome: &'static str) {
     counter!("pushgate_up_registrations_total", "outcome" => outcome).increment(1);
-}
-
-/// A UnifiedPush push IQ answered (`delivered`, `revoked`) or not (`not_delivered`, which
-/// includes no answer in time) after `round_trip`.
-pub(crate) fn up_push_iq(answer: &'static str, round_trip: Duration) {
-    PUSH_IQS.increment(answer, 1);
-    PUSH_ROUND_TRIP.record(round_trip.as_secs_f64());
 }

@@ -1,13 +1,14 @@
 //! Store and forward: sending kept messages when their owner can take them (docs/protocol.md A.3).
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use tracing::Instrument as _;
 
-use super::{Provider, Step, lock};
+use super::{Provider, lock};
 use crate::client_link::{PushDelivery, UpPush};
 use crate::store::{OwnerKey, StoredMessage};
-use crate::trace::{Hop, TraceId, TraceOutcome};
+use crate::trace::{Hop, TraceEvent, TraceId, TraceOutcome};
 
 /// How many stored messages are read per query.
 const PAGE: u32 = 100;
@@ -207,29 +208,23 @@ impl Provider {
         (cause, trace_id): (Hop, TraceId),
     ) -> Option<FlushReport> {
         let message = &stored.message;
-        let waited = u32::try_from((self.clock.now() - message.received_at).max(0))
-            .unwrap_or(u32::MAX / 1000)
-            .saturating_mul(1000);
-        let step = |hop, outcome| Step {
-            owner,
-            application: &message.application,
-            hop,
-            outcome,
-            latency_us: waited,
-            trace_id,
-        };
+        let waited_ms = (self.clock.now() - message.received_at).max(0);
+        let waited = TraceEvent::saturating_micros(Duration::from_millis(
+            u64::try_from(waited_ms).unwrap_or_default(),
+        ));
+        let traced = self.traced(owner, &message.application, trace_id);
+        let step = |hop, outcome| self.record(traced, hop, outcome, waited);
         let Ok(claims) = self.keys.open(&message.endpoint_token, self.clock.now()) else {
             super::metrics::delivery("expired", 1);
-            self.record(step(Hop::Expired, TraceOutcome::Refused));
+            step(Hop::Expired, TraceOutcome::Refused);
             self.delete(stored.id, trace_id).await;
             return Some(FlushReport {
                 unopenable: 1,
                 ..FlushReport::default()
             });
         };
-        let delivery = self
-            .link
-            .push(UpPush {
+        let (delivery, _) = self
+            .push_to_client(UpPush {
                 owner,
                 application: &message.application,
                 instance: &message.instance,
@@ -239,7 +234,7 @@ impl Provider {
         match delivery {
             PushDelivery::Delivered => {
                 super::metrics::delivery("delivered", 1);
-                self.record(step(cause, TraceOutcome::Ok));
+                step(cause, TraceOutcome::Ok);
                 super::metrics::stored_to_delivered(self.clock.now() - message.received_at);
                 self.delete(stored.id, trace_id).await;
                 Some(FlushReport {
@@ -249,7 +244,7 @@ impl Provider {
             }
             PushDelivery::Revoked => {
                 super::metrics::delivery("revoked", 1);
-                self.record(step(Hop::Revoked, TraceOutcome::Revoked));
+                step(Hop::Revoked, TraceOutcome::Revoked);
                 self.revoke(&message.endpoint_token, &claims, key, trace_id)
                     .await;
                 Some(FlushReport {
@@ -258,7 +253,7 @@ impl Provider {
                 })
             }
             PushDelivery::NotDelivered(reason) => {
-                self.record(step(cause, TraceOutcome::NotDelivered));
+                step(cause, TraceOutcome::NotDelivered);
                 tracing::debug!(%reason, "flush stopped: owner not reachable");
                 None
             }

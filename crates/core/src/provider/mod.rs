@@ -12,7 +12,7 @@ mod metrics;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::Instrument as _;
 
@@ -23,7 +23,7 @@ use crate::store::{
     EndpointId, MessageStoreLimits, NewStoredMessage, OwnerKey, StoreError, StoreFullScope,
     UnifiedPushStore,
 };
-use crate::trace::{AppTag, DeliveryTrace, Hop, TraceEvent, TraceId, TraceOutcome};
+use crate::trace::{AppTag, DeliveryTrace, Hop, TraceEvent, TraceId, TraceKey, TraceOutcome};
 use crate::unified_push::{EndpointClaims, EndpointKeys, InvalidUpId, SealError, UpId};
 
 pub use config::{MIN_REGISTRATION_TTL, UnifiedPushConfig, UnifiedPushConfigError};
@@ -136,13 +136,12 @@ pub struct Provider {
     trace: Option<Arc<DeliveryTrace>>,
 }
 
-/// One step of a message's way, for the trace.
-struct Step<'a> {
-    owner: &'a str,
-    application: &'a str,
-    hop: Hop,
-    outcome: TraceOutcome,
-    latency_us: u32,
+/// Where one message's steps go in the trace, worked out once per message (a keyed hash of
+/// the owner, a SHA-256 of the application) however many steps it records.
+#[derive(Clone, Copy)]
+struct Traced {
+    key: TraceKey,
+    app: AppTag,
     trace_id: TraceId,
 }
 
@@ -173,19 +172,42 @@ impl Provider {
         self
     }
 
-    fn record(&self, step: Step<'_>) {
-        let Some(trace) = &self.trace else { return };
+    /// The trace target of a message of `owner` (a full JID) to `application`; `None` when
+    /// nothing is traced.
+    fn traced(&self, owner: &str, application: &str, trace_id: TraceId) -> Option<Traced> {
+        let trace = self.trace.as_ref()?;
+        Some(Traced {
+            key: trace.account_key(owner),
+            app: AppTag::of(application),
+            trace_id,
+        })
+    }
+
+    fn record(&self, traced: Option<Traced>, hop: Hop, outcome: TraceOutcome, latency_us: u32) {
+        let (Some(trace), Some(traced)) = (&self.trace, traced) else {
+            return;
+        };
         trace.record(
-            &trace.account_key(step.owner),
+            &traced.key,
             TraceEvent {
                 at: self.clock.now(),
-                hop: step.hop,
-                outcome: step.outcome,
-                latency_us: step.latency_us,
-                application: Some(AppTag::of(step.application)),
-                trace_id: step.trace_id,
+                hop,
+                outcome,
+                latency_us,
+                application: Some(traced.app),
+                trace_id: traced.trace_id,
             },
         );
+    }
+
+    /// Sends `push` to its client, counting it and its round trip (docs/metrics.md); the
+    /// round trip comes back for the trace.
+    async fn push_to_client(&self, push: UpPush<'_>) -> (PushDelivery, Duration) {
+        let sent = Instant::now();
+        let delivery = self.link.push(push).await;
+        let round_trip = sent.elapsed();
+        metrics::push_iq(&delivery, round_trip);
+        (delivery, round_trip)
     }
 
     /// The settings in force.
@@ -282,31 +304,22 @@ impl Provider {
             .unwrap_or(self.config.max_message_ttl_secs)
             .min(self.config.max_message_ttl_secs);
         let owner_key = OwnerKey::of_jid(&claims.owner);
-        let sent = Instant::now();
-        let delivery = self
-            .link
-            .push(UpPush {
+        let (delivery, round_trip) = self
+            .push_to_client(UpPush {
                 owner: &claims.owner,
                 application: claims.application.as_str(),
                 instance: claims.instance.as_str(),
                 body: message.body,
             })
             .await;
-        let step = |hop, outcome, latency_us| Step {
-            owner: &claims.owner,
-            application: claims.application.as_str(),
-            hop,
-            outcome,
-            latency_us,
-            trace_id,
-        };
+        let traced = self.traced(&claims.owner, claims.application.as_str(), trace_id);
         let answered = match &delivery {
             PushDelivery::Delivered => TraceOutcome::Ok,
             PushDelivery::Revoked => TraceOutcome::Revoked,
             PushDelivery::NotDelivered(_) => TraceOutcome::NotDelivered,
         };
-        let round_trip = TraceEvent::saturating_micros(sent.elapsed());
-        self.record(step(Hop::ClientAnswered, answered, round_trip));
+        let round_trip = TraceEvent::saturating_micros(round_trip);
+        self.record(traced, Hop::ClientAnswered, answered, round_trip);
         match delivery {
             PushDelivery::Delivered => {
                 metrics::delivery("delivered", 1);
@@ -319,7 +332,7 @@ impl Provider {
             }
             PushDelivery::Revoked => {
                 metrics::delivery("revoked", 1);
-                self.record(step(Hop::Revoked, TraceOutcome::Revoked, 0));
+                self.record(traced, Hop::Revoked, TraceOutcome::Revoked, 0);
                 self.revoke(token, &claims, &owner_key, trace_id).await;
                 AcceptOutcome::NotFound
             }
@@ -327,7 +340,7 @@ impl Provider {
                 tracing::debug!(%reason, "push not delivered");
                 if ttl_secs == 0 {
                     metrics::delivery("dropped_ttl0", 1);
-                    self.record(step(Hop::Dropped, TraceOutcome::Ok, 0));
+                    self.record(traced, Hop::Dropped, TraceOutcome::Ok, 0);
                     return AcceptOutcome::Dropped;
                 }
                 let outcome = self
@@ -337,7 +350,7 @@ impl Provider {
                     AcceptOutcome::Stored { .. } => TraceOutcome::Ok,
                     _ => TraceOutcome::Refused,
                 };
-                self.record(step(Hop::Stored, kept, 0));
+                self.record(traced, Hop::Stored, kept, 0);
                 outcome
             }
         }
