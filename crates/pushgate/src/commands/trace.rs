@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use pushgate_core::trace::{TraceEvent, latency_text};
+use pushgate_core::trace::latency_text;
 use serde::Deserialize;
 
 use crate::cli::{EXIT_CONFIG, EXIT_RUNTIME};
@@ -34,14 +34,14 @@ pub struct TraceArgs {
     pub json: bool,
 }
 
-/// What `GET /trace` answers.
+/// What `GET /trace` answers, as read here.
 #[derive(Debug, Deserialize, serde::Serialize)]
 pub struct TraceAnswer {
     /// Oldest first.
     pub events: Vec<TracedEvent>,
 }
 
-/// One event as served (see [`TraceEvent`]).
+/// One event as `GET /trace` serialises a `pushgate_core::trace::TraceEvent`.
 #[derive(Debug, Deserialize, serde::Serialize)]
 pub struct TracedEvent {
     /// Unix milliseconds.
@@ -56,19 +56,6 @@ pub struct TracedEvent {
     pub application: Option<String>,
     /// The delivery's trace id, as in the log.
     pub trace_id: String,
-}
-
-impl From<&TraceEvent> for TracedEvent {
-    fn from(event: &TraceEvent) -> Self {
-        Self {
-            at: event.at,
-            hop: event.hop.as_str().to_owned(),
-            outcome: event.outcome.as_str().to_owned(),
-            latency_us: event.latency_us,
-            application: event.application.map(|tag| tag.to_string()),
-            trace_id: event.trace_id.to_string(),
-        }
-    }
 }
 
 /// Runs `trace`: 0 with the events (none is not an error), 1 when the running pushgate

@@ -22,8 +22,6 @@ use tokio_util::sync::CancellationToken;
 
 pub use state::refresh_state;
 
-use crate::commands::trace::{TraceAnswer, TracedEvent};
-
 /// How often the recorder drops stale histogram samples.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -130,8 +128,7 @@ async fn trace_events(
                 .into_response();
         }
     };
-    let events: Vec<TracedEvent> = trace.events(&key).iter().map(TracedEvent::from).collect();
-    Json(TraceAnswer { events }).into_response()
+    Json(serde_json::json!({ "events": trace.events(&key) })).into_response()
 }
 
 async fn render(State(handle): State<PrometheusHandle>) -> Response {

@@ -1,9 +1,10 @@
 //! Gauges of what the store holds, read from it every minute by the maintenance loop, never
 //! per scrape: a scrape must not cost the database a table scan.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use metrics::gauge;
+use pushgate_core::PushService;
 use pushgate_store::{SqlStore, StoreStats};
 
 /// Reads the store's counts and sets the state gauges; a failed read keeps the last values.
@@ -15,21 +16,22 @@ pub async fn refresh_state(store: &SqlStore) {
 }
 
 fn record(stats: &StoreStats) {
-    // By service only: domains are not a closed set.
-    let mut by_service: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-    for services in ["fcm", "apns"] {
-        by_service.insert(services, (0, 0));
-    }
+    // By service only: domains are not a closed set. Every known service gets its series, and
+    // a stray value in the table makes none.
+    let mut by_service: HashMap<PushService, (u64, u64)> = [PushService::Fcm, PushService::Apns]
+        .into_iter()
+        .map(|service| (service, (0, 0)))
+        .collect();
     for count in &stats.registrations {
-        let entry = by_service.entry(count.service.as_str()).or_default();
-        entry.0 += count.live;
-        entry.1 += count.dead;
+        if let Some(entry) =
+            PushService::parse(&count.service).and_then(|service| by_service.get_mut(&service))
+        {
+            entry.0 += count.live;
+            entry.1 += count.dead;
+        }
     }
     for (service, (live, dead)) in by_service {
-        // Only known services get a series; a stray value in the table makes none.
-        let Some(service) = ["fcm", "apns"].into_iter().find(|known| *known == service) else {
-            continue;
-        };
+        let service = service.as_str();
         gauge!("pushgate_registrations", "service" => service, "state" => "live").set(live as f64);
         gauge!("pushgate_registrations", "service" => service, "state" => "dead").set(dead as f64);
     }
