@@ -34,6 +34,38 @@ impl PushService {
     }
 }
 
+impl PushService {
+    /// Whether `token` has the shape of this service's device tokens, so that a token that
+    /// cannot be one is refused before it reaches Google or Apple (or a log line).
+    ///
+    /// - APNs: hex (Apple writes it lowercase, either case is taken), an even count of digits,
+    ///   at least 32 bytes' worth and at most [`MAX_APNS_TOKEN_HEX`]: tokens are 32 bytes
+    ///   today, and Apple warns that they may grow.
+    /// - FCM: 1 to [`MAX_FCM_TOKEN_LEN`] characters of the URL-safe alphabet FCM registration
+    ///   tokens use (`A-Z a-z 0-9 - _ :`).
+    pub fn accepts_token(self, token: &str) -> bool {
+        match self {
+            Self::Apns => {
+                (64..=MAX_APNS_TOKEN_HEX).contains(&token.len())
+                    && token.len().is_multiple_of(2)
+                    && token.bytes().all(|b| b.is_ascii_hexdigit())
+            }
+            Self::Fcm => {
+                (1..=MAX_FCM_TOKEN_LEN).contains(&token.len())
+                    && token
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':'))
+            }
+        }
+    }
+}
+
+/// The most hex digits an APNs device token is taken with (200 bytes).
+pub const MAX_APNS_TOKEN_HEX: usize = 400;
+
+/// The longest FCM registration token taken (they are about 160 characters).
+pub const MAX_FCM_TOKEN_LEN: usize = 4096;
+
 impl fmt::Display for PushService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -135,6 +167,29 @@ mod tests {
         let hash = DeviceHash::compute("a@b", "c");
         let printed = format!("{hash:?}");
         assert!(!printed.contains(hash.as_str()));
+    }
+
+    #[test]
+    fn tokens_are_taken_only_in_their_service_s_shape() {
+        let apns = "a1".repeat(32);
+        assert!(PushService::Apns.accepts_token(&apns));
+        assert!(PushService::Apns.accepts_token(&apns.to_uppercase()));
+        assert!(!PushService::Apns.accepts_token(&apns[..62]), "too short");
+        assert!(!PushService::Apns.accepts_token(&format!("{apns}a")), "odd");
+        assert!(
+            !PushService::Apns.accepts_token(&"g1".repeat(32)),
+            "not hex"
+        );
+        assert!(
+            !PushService::Apns.accepts_token(&"ab".repeat(201)),
+            "too long"
+        );
+        let fcm = "dGVzdA:APA91bH-x_y";
+        assert!(PushService::Fcm.accepts_token(fcm));
+        assert!(!PushService::Fcm.accepts_token(""));
+        assert!(!PushService::Fcm.accepts_token("a b"));
+        assert!(!PushService::Fcm.accepts_token("<x/>"));
+        assert!(!PushService::Fcm.accepts_token(&"a".repeat(4097)));
     }
 
     #[test]

@@ -11,8 +11,9 @@ pub struct WakeRequest<'a> {
     pub service: PushService,
     /// The FCM registration token or APNs device token.
     pub token: &'a str,
-    /// The hash of account and device: the only data the phone receives.
-    pub device: &'a DeviceHash,
+    /// The hash of account and device, the only data the phone receives; `None` for a
+    /// publish whose node is the token itself (Monal's way), which names no device.
+    pub device: Option<&'a DeviceHash>,
 }
 
 /// What the push service made of a wake-up.

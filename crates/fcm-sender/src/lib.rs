@@ -14,7 +14,6 @@ mod message;
 mod metrics;
 pub mod private_key;
 mod response_body;
-pub mod retry;
 mod sender;
 pub mod service_account;
 mod token_client;
@@ -27,6 +26,6 @@ pub use grant::{ASSERTION_LIFETIME_SECS, FCM_SCOPE, JWT_BEARER_GRANT_TYPE, Unusa
 pub use message::wake_message;
 pub use private_key::{PrivateKeyPem, PrivateKeyProblem};
 pub use pushgate_upstream_http::KeepAlive;
-pub use retry::RetryPolicy;
+pub use pushgate_upstream_http::RetryPolicy;
 pub use sender::{FcmSender, FcmSetupError};
 pub use service_account::{ServiceAccount, ServiceAccountError, ServiceAccountProblem};

@@ -10,9 +10,11 @@ use crate::config::AndroidPriority;
 
 /// The body of `POST /v1/projects/{project}/messages:send` for one wake-up, as JSON text:
 /// `{"message":{"token":…,"android":{"collapse_key"?:…,"priority":…},"data":{"account":…}}}`.
+/// Without a device (a publish whose node is the token) there is no collapse key and `data`
+/// is empty: the app learns only that it should connect.
 pub fn wake_message(
     token: &str,
-    device: &DeviceHash,
+    device: Option<&DeviceHash>,
     collapse: bool,
     priority: AndroidPriority,
 ) -> Vec<u8> {
@@ -20,7 +22,7 @@ pub fn wake_message(
     body.extend_from_slice(br#"{"message":{"token":"#);
     push_json_string(&mut body, token);
     body.extend_from_slice(br#","android":{"#);
-    if collapse {
+    if let Some(device) = device.filter(|_| collapse) {
         // p2 collapses by device: a newer wake-up replaces one still waiting in FCM.
         body.extend_from_slice(br#""collapse_key":"#);
         push_json_string(&mut body, device.collapse_key());
@@ -28,8 +30,11 @@ pub fn wake_message(
     }
     body.extend_from_slice(br#""priority":"#);
     push_json_string(&mut body, priority.as_str());
-    body.extend_from_slice(br#"},"data":{"account":"#);
-    push_json_string(&mut body, device.as_str());
+    body.extend_from_slice(br#"},"data":{"#);
+    if let Some(device) = device {
+        body.extend_from_slice(br#""account":"#);
+        push_json_string(&mut body, device.as_str());
+    }
     body.extend_from_slice(b"}}}");
     body
 }
@@ -82,7 +87,12 @@ mod tests {
     fn the_message_is_exactly_p2_s_plus_the_priority() {
         let device = DeviceHash::from_hex(HASH).expect("hash");
         assert_eq!(
-            parsed(&wake_message("tok", &device, true, AndroidPriority::High)),
+            parsed(&wake_message(
+                "tok",
+                Some(&device),
+                true,
+                AndroidPriority::High
+            )),
             json!({"message": {
                 "token": "tok",
                 "android": {"collapse_key": "ec1649", "priority": "high"},
@@ -92,7 +102,7 @@ mod tests {
         assert_eq!(
             parsed(&wake_message(
                 "tok",
-                &device,
+                Some(&device),
                 false,
                 AndroidPriority::Normal
             )),
@@ -108,8 +118,13 @@ mod tests {
     fn the_text_is_compact_and_stable() {
         let device = DeviceHash::from_hex(HASH).expect("hash");
         assert_eq!(
-            String::from_utf8(wake_message("tok", &device, true, AndroidPriority::High))
-                .expect("UTF-8"),
+            String::from_utf8(wake_message(
+                "tok",
+                Some(&device),
+                true,
+                AndroidPriority::High
+            ))
+            .expect("UTF-8"),
             format!(
                 r#"{{"message":{{"token":"tok","android":{{"collapse_key":"ec1649","priority":"high"}},"data":{{"account":"{HASH}"}}}}}}"#
             )
@@ -127,12 +142,24 @@ mod tests {
             "delete \u{7f}, é, ✓, 😀",
             r#"","data":{"account":"injected"}}"#,
         ] {
-            let body = wake_message(token, &device, true, AndroidPriority::High);
+            let body = wake_message(token, Some(&device), true, AndroidPriority::High);
             let value = parsed(&body);
             assert_eq!(value["message"]["token"], token, "{token:?}");
             assert_eq!(value["message"]["data"]["account"], HASH, "{token:?}");
             assert_eq!(value["message"].as_object().map(|m| m.len()), Some(3));
         }
+    }
+
+    #[test]
+    fn a_wake_up_for_no_device_has_no_account_and_no_collapse_key() {
+        assert_eq!(
+            parsed(&wake_message("tok", None, true, AndroidPriority::High)),
+            json!({"message": {
+                "token": "tok",
+                "android": {"priority": "high"},
+                "data": {},
+            }})
+        );
     }
 
     #[test]

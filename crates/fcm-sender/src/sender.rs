@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderValue, Method, Request, Uri};
-use pushgate_core::{PushService, WakeOutcome, WakeRequest, Waker};
+use pushgate_core::{DeviceHash, PushService, WakeOutcome, WakeRequest, Waker};
 use pushgate_upstream_http::{
     KeepAlive, ProxyEnvironment, RequestHead, Upstream, UpstreamError, UpstreamRequest,
     UpstreamResponse, UpstreamSettings, UpstreamSetupError, Versions,
@@ -25,9 +25,9 @@ use crate::config::{AndroidPriority, FcmConfig, FcmConfigError};
 use crate::grant::{GrantSigner, UnusableKey};
 use crate::message::wake_message;
 use crate::response_body::MAX_BODY_BYTES;
-use crate::retry::RetryPolicy;
 use crate::service_account::ServiceAccount;
 use crate::token_client;
+use pushgate_upstream_http::RetryPolicy;
 
 /// The `Content-Type` of every send.
 const JSON_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/json; charset=UTF-8");
@@ -176,7 +176,7 @@ impl FcmSender {
                 .await;
             let verdict = verdict(
                 answer,
-                &[request.token, request.device.as_str()],
+                &[request.token, request.device.map_or("", DeviceHash::as_str)],
                 attempt_started,
             );
             match verdict {

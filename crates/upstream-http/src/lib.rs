@@ -22,6 +22,7 @@ mod h2;
 mod metrics;
 mod request;
 mod response;
+mod retry;
 mod retry_after;
 mod settings;
 mod upstream;
@@ -30,6 +31,7 @@ pub use connect::proxy::{NoProxy, Proxy, ProxyEnvironment, ProxyError};
 pub use error::{ConnectFailure, UpstreamError};
 pub use request::{RequestHead, UpstreamRequest};
 pub use response::UpstreamResponse;
+pub use retry::RetryPolicy;
 pub use retry_after::parse_retry_after;
 pub use settings::{
     DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_CONNECTIONS, KeepAlive, TlsRoots,

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::request::Parts;
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 
 /// The method, absolute URI and header fields that many requests share
@@ -41,11 +42,14 @@ impl RequestHead {
 }
 
 /// One request: a shared [`RequestHead`], header fields of its own (added to the head's,
-/// replacing none), and the body.
+/// replacing none), perhaps a path of its own, and the body.
 #[derive(Debug)]
 pub struct UpstreamRequest {
     pub(crate) head: Arc<RequestHead>,
     pub(crate) own_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Replaces the head's path and query (APNs names the device in the path). Boxed: every
+    /// request in flight holds this field, most of them without a path of their own.
+    pub(crate) path: Option<Box<PathAndQuery>>,
     pub(crate) body: Bytes,
 }
 
@@ -55,14 +59,46 @@ impl UpstreamRequest {
         Self {
             head,
             own_headers: Vec::new(),
+            path: None,
             body,
         }
+    }
+
+    /// Sends the request to `path` (and query) on the head's scheme and authority, in place
+    /// of the head's own.
+    pub fn path(mut self, path: PathAndQuery) -> Self {
+        self.path = Some(Box::new(path));
+        self
     }
 
     /// Adds a header field of this request's own (an `Authorization`, an `apns-id`).
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.own_headers.push((name, value));
         self
+    }
+
+    /// The absolute URI for the wire: the head's, with the request's own path if it has one.
+    pub(crate) fn wire_uri(&self) -> Uri {
+        let Some(path) = &self.path else {
+            return self.head.uri.clone();
+        };
+        let mut parts = self.head.uri.clone().into_parts();
+        parts.path_and_query = Some(PathAndQuery::clone(path));
+        // The head's URI is absolute (prepare checked it) and a PathAndQuery is valid in any
+        // absolute URI, so this cannot fail; the head's URI is the safe answer if it did.
+        Uri::from_parts(parts).unwrap_or_else(|_| self.head.uri.clone())
+    }
+
+    /// The path and query for an origin-form request line (HTTP/1.1).
+    pub(crate) fn wire_path(&self) -> Uri {
+        match &self.path {
+            Some(path) => Uri::from(PathAndQuery::clone(path)),
+            None => self
+                .head
+                .uri
+                .path_and_query()
+                .map_or_else(|| Uri::from_static("/"), |path| Uri::from(path.clone())),
+        }
     }
 
     /// The whole head for the wire: the shared fields, the request's own, and a
@@ -105,5 +141,20 @@ mod tests {
 
         let empty = UpstreamRequest::new(head, Bytes::new());
         assert!(!empty.wire_headers().contains_key(CONTENT_LENGTH));
+    }
+
+    #[test]
+    fn a_request_may_go_to_a_path_of_its_own_on_the_heads_authority() {
+        let mut head = Request::new(());
+        *head.uri_mut() = Uri::from_static("https://api.example:443/3/device/");
+        let (parts, ()) = head.into_parts();
+        let head = Arc::new(RequestHead::from_parts(parts));
+        let shared = UpstreamRequest::new(Arc::clone(&head), Bytes::new());
+        assert_eq!(shared.wire_uri(), "https://api.example:443/3/device/");
+        assert_eq!(shared.wire_path(), "/3/device/");
+        let own = UpstreamRequest::new(head, Bytes::new())
+            .path(PathAndQuery::from_static("/3/device/abcd"));
+        assert_eq!(own.wire_uri(), "https://api.example:443/3/device/abcd");
+        assert_eq!(own.wire_path(), "/3/device/abcd");
     }
 }

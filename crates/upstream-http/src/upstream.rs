@@ -208,17 +208,23 @@ impl Upstream {
 
     /// Sends `request`, whose head this upstream [`prepare`](Self::prepare)d, as
     /// [`send`](Self::send) does.
-    pub async fn send_prepared(
+    ///
+    /// Not an `async fn`: its arguments would be kept twice in the future (once as captured,
+    /// once moved into the body), and every request in flight holds one.
+    #[allow(clippy::manual_async_fn)]
+    pub fn send_prepared(
         &self,
         request: UpstreamRequest,
-    ) -> Result<UpstreamResponse, UpstreamError> {
-        match self.request_timeout {
-            // Boxed: a caller with a deadline of its own keeps the timer out of every
-            // request in flight.
-            Some(limit) => Box::pin(timeout(limit, self.send_in_time(&request)))
-                .await
-                .unwrap_or(Err(UpstreamError::TimedOut)),
-            None => self.send_in_time(&request).await,
+    ) -> impl Future<Output = Result<UpstreamResponse, UpstreamError>> + Send + '_ {
+        async move {
+            match self.request_timeout {
+                // Boxed: a caller with a deadline of its own keeps the timer out of every
+                // request in flight.
+                Some(limit) => Box::pin(timeout(limit, self.send_in_time(&request)))
+                    .await
+                    .unwrap_or(Err(UpstreamError::TimedOut)),
+                None => self.send_in_time(&request).await,
+            }
         }
     }
 

@@ -321,7 +321,7 @@ impl AppServer {
             .wake(WakeRequest {
                 service: registration.service,
                 token: &registration.token,
-                device: &registration.device,
+                device: Some(&registration.device),
             })
             .await;
         Woken::Outcome(match outcome {

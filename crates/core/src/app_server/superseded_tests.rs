@@ -39,7 +39,10 @@ impl Waker for RacingWaker {
     async fn wake(&self, request: WakeRequest<'_>) -> WakeOutcome {
         self.calls.lock().unwrap().push(request.token.to_owned());
         let meanwhile = self.meanwhile.lock().unwrap().take();
-        let device = request.device.clone();
+        let device = request
+            .device
+            .expect("the app server names the device")
+            .clone();
         match meanwhile {
             Some(Meanwhile::Registers(token)) => {
                 self.store

@@ -14,7 +14,7 @@ pub struct WakeCall {
     pub service: PushService,
     /// The token woken.
     pub token: String,
-    /// The device hash sent along.
+    /// The device hash sent along (empty when the publish named none).
     pub device: String,
 }
 
@@ -66,7 +66,9 @@ impl Waker for ScriptedWaker {
         super::lock(&self.calls).push(WakeCall {
             service: request.service,
             token: request.token.to_owned(),
-            device: request.device.as_str().to_owned(),
+            device: request
+                .device
+                .map_or_else(String::new, |d| d.as_str().to_owned()),
         });
         super::lock(&self.answer).clone()
     }

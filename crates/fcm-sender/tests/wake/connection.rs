@@ -318,7 +318,7 @@ async fn a_wake_up_in_flight_stays_small() {
     let request = pushgate_core::WakeRequest {
         service: pushgate_core::PushService::Fcm,
         token: "t",
-        device: &device,
+        device: Some(&device),
     };
     let wake_up = pushgate_core::Waker::wake(&sender, request);
     // Each wake-up in flight holds one; it was 1488 bytes through the general HTTP client.

@@ -58,7 +58,7 @@ async fn wake(sender: &FcmSender, token: &str) -> WakeOutcome {
         .wake(WakeRequest {
             service: PushService::Fcm,
             token,
-            device: &device(),
+            device: Some(&device()),
         })
         .await
 }

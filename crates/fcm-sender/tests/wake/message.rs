@@ -60,7 +60,7 @@ async fn without_collapse_and_at_normal_priority_only_the_priority_is_in_android
         messages[0].body,
         serde_json::from_slice::<serde_json::Value>(&wake_message(
             "fcm-token-2",
-            &device(),
+            Some(&device()),
             false,
             AndroidPriority::Normal
         ))
@@ -105,7 +105,7 @@ async fn apns_tokens_are_not_sent_to_fcm() {
         .wake(WakeRequest {
             service: PushService::Apns,
             token: "apns-token",
-            device: &device(),
+            device: Some(&device()),
         })
         .await;
     assert!(matches!(outcome, WakeOutcome::Transient(_)), "{outcome:?}");

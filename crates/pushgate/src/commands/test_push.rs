@@ -176,7 +176,7 @@ async fn wake(settings: &Settings, domain: &str, node: &str) -> Vec<Hop> {
         .wake(WakeRequest {
             service: registration.service,
             token: &registration.token,
-            device: &registration.device,
+            device: Some(&registration.device),
         })
         .await;
     let (ok, detail) = match outcome {

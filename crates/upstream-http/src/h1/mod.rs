@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, HOST};
-use http::{HeaderValue, Request, Uri, Version};
+use http::{HeaderValue, Request, Version};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
@@ -126,10 +126,7 @@ impl Http1 {
         let head = &outgoing.head;
         let mut request = Request::new(Full::new(outgoing.body.clone()));
         *request.method_mut() = head.method.clone();
-        *request.uri_mut() = head
-            .uri
-            .path_and_query()
-            .map_or_else(|| Uri::from_static("/"), |path| Uri::from(path.clone()));
+        *request.uri_mut() = outgoing.wire_path();
         *request.version_mut() = Version::HTTP_11;
         *request.headers_mut() = outgoing.wire_headers();
         request

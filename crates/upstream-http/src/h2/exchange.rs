@@ -116,7 +116,7 @@ fn open_stream(
     let body = &request.body;
     let mut head = Request::new(());
     *head.method_mut() = request.head.method.clone();
-    *head.uri_mut() = request.head.uri.clone();
+    *head.uri_mut() = request.wire_uri();
     *head.version_mut() = Version::HTTP_2;
     *head.headers_mut() = request.wire_headers();
     let (response, mut stream) = send

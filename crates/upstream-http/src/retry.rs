@@ -1,23 +1,23 @@
 //! How often and how soon a failed send is tried again: exponential backoff with jitter, all
-//! inside the one deadline of a wake-up.
+//! inside the one deadline of a wake-up. The senders (FCM, APNs) share it.
 
 use std::time::Duration;
 
-/// The retry schedule for answers worth another try (`UNAVAILABLE`, `INTERNAL`, other 5xx,
-/// `QUOTA_EXCEEDED`/429, broken connections).
+/// The retry schedule for answers worth another try (5xx, FCM's `QUOTA_EXCEEDED`/429, APNs'
+/// `Shutdown`, broken connections).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// The most sends per wake-up, the first included (so 1 never retries).
     pub max_attempts: u32,
     /// The pause before the first retry; each further one doubles it.
     pub first_backoff: Duration,
-    /// The longest pause between two tries (`Retry-After` from FCM may ask for longer).
+    /// The longest pause between two tries (a `Retry-After` may ask for longer).
     pub max_backoff: Duration,
 }
 
 impl Default for RetryPolicy {
     /// Four sends, as the Firebase Admin SDK that p2 uses (docs/protocol.md B §1.6), but with
-    /// pauses short enough for the wake-up deadline.
+    /// pauses short enough for a wake-up's deadline.
     fn default() -> Self {
         Self {
             max_attempts: 4,
