@@ -26,7 +26,7 @@ pub enum ApnsAnswer {
     /// 503 `Shutdown`, then GOAWAY on the connection that carried the request: the server is
     /// going away, the client should open a new connection.
     Shutdown,
-    /// Any other status with this `reason` (an empty body for 200).
+    /// Any other status (100 to 999) with this `reason` (an empty body for 200).
     Status(u16, String),
     /// No answer ever (until the client resets the stream or the fake stops).
     Never,
@@ -180,5 +180,58 @@ mod tests {
             Some(r#"{"reason":"Unregistered","timestamp":42}"#)
         );
         assert_eq!(Outcome::from(ApnsAnswer::Ok).body(), None);
+    }
+
+    #[test]
+    fn every_answer_has_apples_status_and_reason() {
+        let cases = [
+            (ApnsAnswer::Ok, Some(200), None),
+            (
+                ApnsAnswer::BadDeviceToken,
+                Some(400),
+                Some("BadDeviceToken"),
+            ),
+            (
+                ApnsAnswer::DeviceTokenNotForTopic,
+                Some(400),
+                Some("DeviceTokenNotForTopic"),
+            ),
+            (
+                ApnsAnswer::TooManyRequests,
+                Some(429),
+                Some("TooManyRequests"),
+            ),
+            (
+                ApnsAnswer::InternalServerError,
+                Some(500),
+                Some("InternalServerError"),
+            ),
+            (
+                ApnsAnswer::ServiceUnavailable,
+                Some(503),
+                Some("ServiceUnavailable"),
+            ),
+            (ApnsAnswer::Shutdown, Some(503), Some("Shutdown")),
+            (
+                ApnsAnswer::Status(410, "ExpiredToken".to_owned()),
+                Some(410),
+                Some("ExpiredToken"),
+            ),
+            (
+                ApnsAnswer::Status(200, "ignored".to_owned()),
+                Some(200),
+                None,
+            ),
+            (ApnsAnswer::Never, None, None),
+        ];
+        for (answer, status, reason) in cases {
+            let outcome = Outcome::from(answer.clone());
+            assert_eq!(outcome.status(), status, "{answer:?}");
+            assert_eq!(outcome.reason().as_deref(), reason, "{answer:?}");
+            let body = outcome
+                .body()
+                .map(|body| serde_json::from_str::<serde_json::Value>(&body).expect("JSON body"));
+            assert_eq!(body, reason.map(|reason| json!({ "reason": reason })));
+        }
     }
 }
