@@ -5,6 +5,7 @@
 pub mod c2s_client;
 pub mod conversations;
 pub mod ejabberd;
+pub mod fake_apns;
 pub mod fake_fcm;
 pub mod fake_xmpp_server;
 pub mod free_port;
