@@ -78,6 +78,10 @@ pub struct ApnsConfig {
     /// Replaces the environment's URL (a relay, a test fake); without a path.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_url: Option<String>,
+    /// Replaces Apple's sandbox URL for the development builds of a production app (Monal's
+    /// `<module>-sandbox`); without a path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox_api_url: Option<String>,
     /// `alert` (the default) or `silent`.
     pub payload: PayloadKind,
     /// The title of an alert push: generic, since nothing about the message is known.
@@ -130,6 +134,7 @@ impl Default for ApnsConfig {
             topic: String::new(),
             environment: ApnsEnvironment::Production,
             api_url: None,
+            sandbox_api_url: None,
             payload: PayloadKind::Alert,
             alert_title: "New message".to_owned(),
             alert_body: None,
@@ -158,6 +163,7 @@ impl fmt::Debug for ApnsConfig {
             .field("topic", &self.topic)
             .field("environment", &self.environment)
             .field("api_url", &self.api_url)
+            .field("sandbox_api_url", &self.sandbox_api_url)
             .field("payload", &self.payload)
             .field("priority", &self.priority)
             .field("expiration", &self.expiration)
@@ -183,13 +189,15 @@ pub enum ApnsConfigError {
     /// `topic` is empty or not a bundle id.
     #[error("{0:?} is not an app's bundle id (the apns-topic)")]
     BadTopic(String),
-    /// `api_url` is not an absolute http(s) URL without a path.
+    /// `api_url` (or `sandbox_api_url`) is not an absolute http(s) URL without a path.
     #[error("{url:?} {reason}")]
     BadApiUrl {
         /// The configured value.
         url: String,
         /// What is wrong with it.
         reason: &'static str,
+        /// Whether it is `sandbox_api_url`.
+        sandbox: bool,
     },
     /// `priority` is not 10 or 5, or 10 for a silent push.
     #[error("{0} {1}")]
@@ -220,7 +228,8 @@ impl ApnsConfigError {
             Self::Key(SigningKeyProblem::BadTeamId(_)) => "team_id",
             Self::Key(_) => "key_file",
             Self::BadTopic(_) => "topic",
-            Self::BadApiUrl { .. } => "api_url",
+            Self::BadApiUrl { sandbox: false, .. } => "api_url",
+            Self::BadApiUrl { sandbox: true, .. } => "sandbox_api_url",
             Self::BadPriority(..) => "priority",
             Self::ExtraAps | Self::PayloadTooLarge(_) => "extra",
             Self::ZeroDeadline => "request_deadline",
@@ -234,6 +243,17 @@ impl ApnsConfig {
     /// The URL requests go to: `api_url`, else the environment's.
     pub fn base_url(&self) -> &str {
         self.api_url.as_deref().unwrap_or(self.environment.url())
+    }
+
+    /// The settings of the same app's development builds (a Monal `-sandbox` module): the
+    /// sandbox, at `sandbox_api_url` if set. `None` when these settings are the sandbox's
+    /// already.
+    pub fn sandbox_variant(&self) -> Option<Self> {
+        (self.environment == ApnsEnvironment::Production).then(|| Self {
+            environment: ApnsEnvironment::Sandbox,
+            api_url: self.sandbox_api_url.clone(),
+            ..self.clone()
+        })
     }
 
     /// The `apns-priority` sent: the setting, else 10 for alert and 5 for silent pushes.
@@ -250,7 +270,10 @@ impl ApnsConfig {
             return Err(ApnsConfigError::BadTopic(self.topic.clone()));
         }
         if let Some(url) = &self.api_url {
-            check_url(url)?;
+            check_url(url, false)?;
+        }
+        if let Some(url) = &self.sandbox_api_url {
+            check_url(url, true)?;
         }
         match (self.priority, self.payload) {
             (Some(p), _) if p != 10 && p != 5 => {
@@ -309,10 +332,11 @@ fn is_bundle_id(topic: &str) -> bool {
         })
 }
 
-fn check_url(url: &str) -> Result<(), ApnsConfigError> {
+fn check_url(url: &str, sandbox: bool) -> Result<(), ApnsConfigError> {
     let bad = |reason| ApnsConfigError::BadApiUrl {
         url: url.to_owned(),
         reason,
+        sandbox,
     };
     let parsed = url::Url::parse(url).map_err(|_| bad("is not an absolute URL"))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {

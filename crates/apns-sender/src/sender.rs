@@ -127,6 +127,7 @@ impl ApnsSender {
         let bad_url = || ApnsConfigError::BadApiUrl {
             url: config.base_url().to_owned(),
             reason: "does not make a valid request URL",
+            sandbox: false,
         };
         let base = Url::parse(config.base_url()).map_err(|_| bad_url())?;
         let settings = UpstreamSettings {

@@ -1,6 +1,8 @@
 //! Time as the services see it: an explicit clock, so tests can set it.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch, the one time unit stored and compared everywhere.
 pub type UnixMillis = i64;
@@ -9,6 +11,12 @@ pub type UnixMillis = i64;
 pub trait Clock: Send + Sync + 'static {
     /// The current time.
     fn now(&self) -> UnixMillis;
+}
+
+/// How the services wait: the runtime's timer, so that core needs no runtime of its own.
+pub trait Sleeper: Send + Sync + 'static {
+    /// A future that is ready `duration` from now.
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
 /// The wall clock.

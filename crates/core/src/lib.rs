@@ -12,6 +12,7 @@ pub mod clock;
 pub mod device;
 pub mod metric_handles;
 pub mod provider;
+pub mod push_module;
 pub mod registration;
 pub mod settings;
 pub mod store;
@@ -23,7 +24,7 @@ pub mod waker;
 
 pub use account::{AccountJid, AccountKey, AccountTag};
 pub use client_link::{ClientLink, PushDelivery, UpPush};
-pub use clock::{Clock, SystemClock, UnixMillis};
+pub use clock::{Clock, Sleeper, SystemClock, UnixMillis};
 pub use device::{DeviceHash, PushService};
 pub use registration::{Node, Registration, RegistrationRequest, Secret};
 pub use store::{

@@ -61,11 +61,16 @@ fn spawn_link(
     let app_server = settings
         .roles
         .contains(&RoleName::AppServer)
-        .then(|| services.app_server.clone())
+        .then(|| services.app_servers.get(&settings.app).cloned())
+        .flatten();
+    let push_modules = settings
+        .roles
+        .contains(&RoleName::PushModules)
+        .then(|| services.push_modules.clone())
         .flatten();
     let unified_push = settings.roles.contains(&RoleName::UnifiedPush);
     let provider = unified_push.then(|| services.provider.clone()).flatten();
-    let roles = Arc::new(PushRoles::new(jid, app_server, provider));
+    let roles = Arc::new(PushRoles::serving(jid, app_server, push_modules, provider));
     let (link, task) = ComponentLink::spawn(
         settings.component_config(),
         Arc::clone(&roles) as Arc<dyn StanzaHandler>,

@@ -1,15 +1,21 @@
-//! The two push services built from the settings: the XEP-0357 app server with its FCM sender,
-//! and the UnifiedPush provider with its way back to clients.
+//! The push services built from the settings: the XEP-0357 app server of each app with its
+//! FCM and APNs senders, the token-in-node service with a sender per module, and the
+//! UnifiedPush provider with its way back to clients.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::num::NonZeroU32;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
+use pushgate_apns::{ApnsConfig, ApnsSender, ApnsSetupError};
 use pushgate_core::app_server::AppServer;
 use pushgate_core::provider::Provider;
+use pushgate_core::push_module::{PushModule, PushModules};
 use pushgate_core::trace::DeliveryTrace;
-use pushgate_core::{Clock, EndpointKeyError, PushService, Store, SystemClock, Waker};
-use pushgate_fcm::{FcmSender, FcmSetupError};
+use pushgate_core::{Clock, EndpointKeyError, PushService, Sleeper, Store, SystemClock, Waker};
+use pushgate_fcm::{FcmConfig, FcmSender, FcmSetupError};
 use pushgate_up_http::{PushEndpointConfig, Rate, RateLimits};
 use pushgate_xmpp::XmppClientLink;
 
@@ -18,9 +24,12 @@ use crate::settings::{RoleName, Settings};
 /// Why a service could not be built from the settings.
 #[derive(Debug, thiserror::Error)]
 pub enum ServicesError {
-    /// The FCM sender could not start (key file, HTTP client).
-    #[error("cannot start the FCM sender: {0}")]
-    Fcm(#[from] FcmSetupError),
+    /// An FCM sender could not start (key file, HTTP client).
+    #[error("cannot start the FCM sender of {0}: {1}")]
+    Fcm(String, #[source] FcmSetupError),
+    /// An APNs sender could not start (key file, TLS roots).
+    #[error("cannot start the APNs sender of {0}: {1}")]
+    Apns(String, #[source] ApnsSetupError),
     /// An endpoint key is unusable (checked earlier; kept for a clear message).
     #[error("unified_push.keys: {0}")]
     Keys(#[from] EndpointKeyError),
@@ -28,8 +37,11 @@ pub enum ServicesError {
 
 /// The services a set of links serves.
 pub struct Services {
-    /// The app server, when a link has the `app_server` role.
-    pub app_server: Option<Arc<AppServer>>,
+    /// The app server of each app a link with the `app_server` role names (`None`: the
+    /// top-level `[fcm]` and `[apns]`).
+    pub app_servers: HashMap<Option<String>, Arc<AppServer>>,
+    /// The token-in-node service, when a link has the `push_modules` role.
+    pub push_modules: Option<Arc<PushModules>>,
     /// The provider, when a link has the `unified_push` role and keys are set.
     pub provider: Option<Arc<Provider>>,
     /// The provider's way to clients, attached to the `unified_push` link once it is spawned.
@@ -46,23 +58,53 @@ impl Services {
         let trace = Arc::new(DeliveryTrace::new(settings.metrics.trace_keys));
         let serves = |role| settings.component.iter().any(|c| c.roles.contains(&role));
 
-        let app_server = if serves(RoleName::AppServer) {
-            let mut wakers: HashMap<PushService, Arc<dyn Waker>> = HashMap::new();
-            match &settings.fcm {
-                Some(fcm) => {
-                    let sender = FcmSender::from_config(fcm)?;
-                    wakers.insert(PushService::Fcm, Arc::new(sender));
-                }
-                None => tracing::warn!(
-                    "no [fcm] section: FCM registrations are kept, but their publishes are \
-                     answered recipient-unavailable (wait) until FCM is configured"
-                ),
+        let mut app_servers = HashMap::new();
+        for component in &settings.component {
+            if !component.roles.contains(&RoleName::AppServer)
+                || app_servers.contains_key(&component.app)
+            {
+                continue;
             }
-            Some(Arc::new(
-                AppServer::new(store.clone(), wakers, Arc::clone(&clock))
-                    .with_max_devices_per_account(settings.app_server.max_devices_per_account)
-                    .with_trace(Arc::clone(&trace)),
-            ))
+            let wakers = app_wakers(settings, component.app.as_deref())?;
+            let app_server = AppServer::new(store.clone(), wakers, Arc::clone(&clock))
+                .with_max_devices_per_account(settings.app_server.max_devices_per_account)
+                .with_trace(Arc::clone(&trace));
+            app_servers.insert(component.app.clone(), Arc::new(app_server));
+        }
+
+        let push_modules = if serves(RoleName::PushModules) {
+            let mut modules = HashMap::new();
+            for module in &settings.push_module {
+                let name = &module.name;
+                let built = match (&module.apns, &module.fcm) {
+                    (Some(apns), _) => PushModule {
+                        service: PushService::Apns,
+                        waker: apns_sender(apns, name)?,
+                        sandbox: match apns.sandbox_variant() {
+                            Some(sandbox) => {
+                                Some(apns_sender(&sandbox, &format!("{name}-sandbox"))?)
+                            }
+                            None => None,
+                        },
+                    },
+                    (None, Some(fcm)) => PushModule {
+                        service: PushService::Fcm,
+                        waker: fcm_sender(fcm, name)?,
+                        sandbox: None,
+                    },
+                    // The settings checks refuse a module with neither.
+                    (None, None) => continue,
+                };
+                modules.insert(name.clone(), built);
+            }
+            let service = PushModules::new(
+                modules,
+                &settings.push_modules,
+                Arc::clone(&clock),
+                Arc::new(TokioSleeper),
+            )
+            .with_trace(Arc::clone(&trace));
+            Some(Arc::new(service))
         } else {
             None
         };
@@ -88,11 +130,78 @@ impl Services {
             }
         };
         Ok(Self {
-            app_server,
+            app_servers,
+            push_modules,
             provider,
             client_link,
             trace,
         })
+    }
+}
+
+/// The senders of one app: `[fcm]` and `[apns]` for `None`, else those of the `[[app]]` so
+/// named (the settings checks make sure it exists).
+fn app_wakers(
+    settings: &Settings,
+    app: Option<&str>,
+) -> Result<HashMap<PushService, Arc<dyn Waker>>, ServicesError> {
+    let (label, fcm, apns) = match app {
+        None => (
+            "the default app".to_owned(),
+            settings.fcm.as_ref(),
+            settings.apns.as_ref(),
+        ),
+        Some(name) => {
+            let found = settings.app.iter().find(|app| app.name == name);
+            (
+                format!("app {name:?}"),
+                found.and_then(|app| app.fcm.as_ref()),
+                found.and_then(|app| app.apns.as_ref()),
+            )
+        }
+    };
+    let mut wakers: HashMap<PushService, Arc<dyn Waker>> = HashMap::new();
+    match fcm {
+        Some(fcm) => {
+            wakers.insert(PushService::Fcm, fcm_sender(fcm, &label)?);
+        }
+        None => tracing::warn!(
+            app = %label,
+            "no FCM settings: FCM registrations are kept, but their publishes are answered \
+             recipient-unavailable (wait) until FCM is configured"
+        ),
+    }
+    match apns {
+        Some(apns) => {
+            wakers.insert(PushService::Apns, apns_sender(apns, &label)?);
+        }
+        None => tracing::info!(
+            app = %label,
+            "no APNs settings: APNs registrations are kept, but their publishes are answered \
+             recipient-unavailable (wait) until APNs is configured"
+        ),
+    }
+    Ok(wakers)
+}
+
+fn fcm_sender(config: &FcmConfig, label: &str) -> Result<Arc<dyn Waker>, ServicesError> {
+    let sender = FcmSender::from_config(config)
+        .map_err(|error| ServicesError::Fcm(label.to_owned(), error))?;
+    Ok(Arc::new(sender))
+}
+
+fn apns_sender(config: &ApnsConfig, label: &str) -> Result<Arc<dyn Waker>, ServicesError> {
+    let sender = ApnsSender::from_config(config)
+        .map_err(|error| ServicesError::Apns(label.to_owned(), error))?;
+    Ok(Arc::new(sender))
+}
+
+/// Core's [`Sleeper`] on the tokio timer.
+struct TokioSleeper;
+
+impl Sleeper for TokioSleeper {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(tokio::time::sleep(duration))
     }
 }
 

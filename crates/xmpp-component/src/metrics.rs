@@ -15,6 +15,9 @@ static PUBLISHES: CounterSet = CounterSet::new(
         "token_dead",
         "unavailable",
         "internal_error",
+        "coalesced",
+        "bad_node",
+        "unknown_module",
     ],
 );
 
@@ -48,7 +51,7 @@ pub(crate) fn stanza_refused(reason: &'static str) {
     counter!("pushgate_xmpp_stanzas_refused_total", "reason" => reason).increment(1);
 }
 
-/// A XEP-0357 publish answered with `outcome`.
+/// A XEP-0357 publish (to either role that takes them) answered with `outcome`.
 pub(crate) fn publish(outcome: &'static str) {
     PUBLISHES.increment(outcome, 1);
 }

@@ -47,17 +47,33 @@ async fn device_id_is_preferred_and_case_and_action_are_lenient() {
     registration_of(&reply, "c1", ALICE, "REGISTER-Push-FCM");
     let device = &h.store.registrations()[0].device;
     assert_eq!(device, &DeviceHash::compute("alice@example.test", "D1"));
-    // The APNs commands exist too.
+    // The APNs commands exist too, for APNs tokens (hex).
+    let apns_token = "a0".repeat(32);
+    let apns_fields = form(&[("token", &apns_token), ("device-id", "D1")]);
     let reply = h
         .exchange(&command(
             "c2",
             "set",
             "register-push-apns",
             Some("execute"),
-            &fields,
+            &apns_fields,
         ))
         .await;
     registration_of(&reply, "c2", ALICE, "register-push-apns");
+    // A token that cannot be an APNs token is refused as the form's fault.
+    let reply = h
+        .exchange(&command(
+            "c3",
+            "set",
+            "register-push-apns",
+            Some("execute"),
+            &fields,
+        ))
+        .await;
+    assert_eq!(
+        stanza_error(&reply),
+        ("bad-request".into(), "modify".into())
+    );
     h.stop().await;
 }
 

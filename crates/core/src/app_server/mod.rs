@@ -55,6 +55,10 @@ pub enum CommandError {
     /// A `token` longer than any push service issues ([`MAX_PUSH_TOKEN_LEN`]).
     #[error("the token is longer than {MAX_PUSH_TOKEN_LEN} bytes")]
     TokenTooLong,
+    /// A `token` that is not in its service's shape (an APNs token that is not hex), which
+    /// could never wake anything.
+    #[error("the token is not one of the push service's")]
+    BadToken,
     /// Neither `device-id` nor `android-id`.
     #[error("the form has no device-id or android-id")]
     MissingDeviceId,
@@ -154,6 +158,9 @@ impl AppServer {
         let token = non_blank(command.token).ok_or(CommandError::MissingToken)?;
         if token.len() > MAX_PUSH_TOKEN_LEN {
             return Err(CommandError::TokenTooLong);
+        }
+        if !service.accepts_token(token) {
+            return Err(CommandError::BadToken);
         }
         let device_id = device_id(&command).ok_or(CommandError::MissingDeviceId)?;
         let request = RegistrationRequest {

@@ -302,9 +302,10 @@ async fn transient_and_rejected_wake_ups_are_unavailable() {
 #[tokio::test]
 async fn a_service_without_sender_is_unavailable_not_cancelled() {
     let f = fixture(WakeOutcome::Accepted);
+    let apns_token = "0f".repeat(32);
     let r = f
         .server
-        .register(PushService::Apns, conversations_register("apns-token"))
+        .register(PushService::Apns, conversations_register(&apns_token))
         .await
         .unwrap();
     assert_eq!(
@@ -314,6 +315,27 @@ async fn a_service_without_sender_is_unavailable_not_cancelled() {
         PublishOutcome::Unavailable
     );
     assert!(f.waker.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_token_not_of_its_service_s_shape_is_refused_and_not_stored() {
+    let f = fixture(WakeOutcome::Accepted);
+    for (service, token) in [
+        (PushService::Apns, "apns-token"),
+        (PushService::Apns, "abcd"),
+        (PushService::Fcm, "fcm token with spaces"),
+    ] {
+        assert!(
+            matches!(
+                f.server
+                    .register(service, conversations_register(token))
+                    .await,
+                Err(CommandError::BadToken)
+            ),
+            "{service} {token}"
+        );
+    }
+    assert!(f.store.registrations().is_empty());
 }
 
 #[tokio::test]

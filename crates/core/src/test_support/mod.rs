@@ -3,11 +3,13 @@
 //! crate's tests and, for other crates' tests, with the `test-support` feature (enable it in
 //! `[dev-dependencies]` only).
 
+mod clock_sleeper;
 mod memory_store;
 mod scripted_client;
 mod scripted_waker;
 
 pub use crate::clock::FixedClock;
+pub use clock_sleeper::ClockSleeper;
 pub use memory_store::MemoryStore;
 pub use scripted_client::{Received, ScriptedClient};
 pub use scripted_waker::{ScriptedWaker, WakeCall};

@@ -204,6 +204,8 @@ fn role_name(role: RoleName) -> &'static str {
     match role {
         RoleName::AppServer => "app_server",
         RoleName::UnifiedPush => "unified_push",
+        // Not offered by `init` (it needs `[[push_module]]` entries); see docs/push-modules.md.
+        RoleName::PushModules => "push_modules",
     }
 }
 

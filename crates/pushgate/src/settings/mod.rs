@@ -1,6 +1,7 @@
 //! Settings: built-in defaults < the TOML file < `PUSHGATE_<SECTION>__<KEY>` environment
 //! variables. Every error names the key and where its value came from.
 
+mod apps;
 mod problems;
 mod sections;
 mod validate;
@@ -12,11 +13,14 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use apps::{AppSettings, PushModuleSettings};
 pub use problems::{Problem, SettingsError};
 
 use crate::first_run::{DataDir, FirstRun};
+pub use pushgate_apns::ApnsConfig;
 pub use pushgate_core::app_server::AppServerConfig;
 pub use pushgate_core::provider::UnifiedPushConfig;
+pub use pushgate_core::push_module::PushModulesConfig;
 pub use pushgate_core::settings::redact_url;
 pub use pushgate_fcm::FcmConfig;
 pub use pushgate_store::DatabaseConfig;
@@ -52,9 +56,22 @@ pub struct Settings {
     /// devices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fcm: Option<FcmConfig>,
+    /// `[apns]`, owned by `pushgate-apns`; without it the app server cannot wake iOS
+    /// devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apns: Option<ApnsConfig>,
+    /// `[[app]]`: further apps, each with its own FCM and APNs credentials.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app: Vec<AppSettings>,
     /// `[app_server]`, owned by `pushgate-core`.
     #[serde(default)]
     pub app_server: AppServerConfig,
+    /// `[push_modules]`, owned by `pushgate-core`: the token-in-node role's limits.
+    #[serde(default)]
+    pub push_modules: PushModulesConfig,
+    /// `[[push_module]]`: the apps behind the token-in-node role.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub push_module: Vec<PushModuleSettings>,
     /// `[unified_push]`, owned by `pushgate-core`.
     #[serde(default)]
     pub unified_push: UnifiedPushConfig,

@@ -3,7 +3,9 @@
 
 use std::collections::HashSet;
 
-use pushgate_fcm::FcmConfigError;
+use pushgate_apns::ApnsConfig;
+use pushgate_core::push_module::SANDBOX_SUFFIX;
+use pushgate_fcm::{FcmConfig, FcmConfigError};
 use pushgate_xmpp::ComponentSettingsError;
 
 use super::{RoleName, Settings};
@@ -46,7 +48,14 @@ pub(crate) fn resolve_and_check(settings: &mut Settings) -> Vec<Finding> {
     check_components(settings, &mut findings);
     check_database(settings, &mut findings);
     check_http(settings, &mut findings);
-    check_fcm(settings, &mut findings);
+    if let Some(fcm) = &settings.fcm {
+        check_fcm(fcm, "fcm", "fcm", &mut findings);
+    }
+    if let Some(apns) = &settings.apns {
+        check_apns(apns, "apns", "apns", &mut findings);
+    }
+    check_apps(settings, &mut findings);
+    check_push_modules(settings, &mut findings);
     check_app_server(settings, &mut findings);
     check_unified_push(settings, &mut findings);
     check_log(settings, &mut findings);
@@ -161,21 +170,203 @@ fn public_url(written: &str) -> Result<String, String> {
     Ok(trimmed.to_owned())
 }
 
-fn check_fcm(settings: &Settings, findings: &mut Findings) {
-    let Some(fcm) = &settings.fcm else { return };
+/// Checks FCM settings found at `prefix` (`fcm`, `app[0].fcm`); `lookup` is where figment
+/// finds their source.
+fn check_fcm(fcm: &FcmConfig, prefix: &str, lookup: &str, findings: &mut Findings) {
     // The FCM crate owns the rules for its settings and the key file (docs/protocol.md A.2 OAuth2).
     if let Err(error) = fcm.check() {
         let key = match &error {
-            FcmConfigError::BadApiUrl { .. } => "fcm.api_url",
-            FcmConfigError::ZeroDeadline => "fcm.request_deadline",
-            FcmConfigError::ZeroConcurrency => "fcm.max_concurrent",
-            FcmConfigError::ZeroConnections => "fcm.max_connections",
-            FcmConfigError::BadProxy(_) => "fcm.proxy",
+            FcmConfigError::BadApiUrl { .. } => "api_url",
+            FcmConfigError::ZeroDeadline => "request_deadline",
+            FcmConfigError::ZeroConcurrency => "max_concurrent",
+            FcmConfigError::ZeroConnections => "max_connections",
+            FcmConfigError::BadProxy(_) => "proxy",
             FcmConfigError::NoServiceAccountFile | FcmConfigError::ServiceAccount(_) => {
-                "fcm.service_account_file"
+                "service_account_file"
             }
         };
-        findings.add(key, key, error.to_string());
+        findings.add(
+            format!("{prefix}.{key}"),
+            sub_lookup(lookup, key),
+            error.to_string(),
+        );
+    }
+}
+
+/// Checks APNs settings found at `prefix`, the key file included.
+fn check_apns(apns: &ApnsConfig, prefix: &str, lookup: &str, findings: &mut Findings) {
+    // Required keys first, each named, so a new section gets every missing key in one run.
+    let mut missing = false;
+    for (key, value) in [
+        ("key_id", &apns.key_id),
+        ("team_id", &apns.team_id),
+        ("topic", &apns.topic),
+    ] {
+        if value.is_empty() {
+            missing = true;
+            findings.add(
+                format!("{prefix}.{key}"),
+                sub_lookup(lookup, key),
+                "is required",
+            );
+        }
+    }
+    if missing {
+        return;
+    }
+    if let Err(error) = apns.check() {
+        let key = error.key();
+        findings.add(
+            format!("{prefix}.{key}"),
+            sub_lookup(lookup, key),
+            error.to_string(),
+        );
+    }
+}
+
+/// The figment lookup of a key under `lookup`: a table's key is found by its own path, but
+/// an entry of an array of tables only by the array's.
+fn sub_lookup(lookup: &str, key: &str) -> String {
+    if lookup.contains('[') || lookup == "app" || lookup == "push_module" {
+        lookup.to_owned()
+    } else {
+        format!("{lookup}.{key}")
+    }
+}
+
+fn check_apps(settings: &Settings, findings: &mut Findings) {
+    let mut names = HashSet::new();
+    for (index, app) in settings.app.iter().enumerate() {
+        let prefix = format!("app[{index}]");
+        if app.name.trim().is_empty() {
+            findings.add(format!("{prefix}.name"), "app", "is required");
+        } else if !names.insert(app.name.as_str()) {
+            findings.add(
+                format!("{prefix}.name"),
+                "app",
+                format!("{:?} is configured twice", app.name),
+            );
+        }
+        if app.fcm.is_none() && app.apns.is_none() {
+            findings.add(
+                prefix.clone(),
+                "app",
+                "has neither fcm nor apns: it could wake no device",
+            );
+        }
+        if let Some(fcm) = &app.fcm {
+            check_fcm(fcm, &format!("{prefix}.fcm"), "app", findings);
+        }
+        if let Some(apns) = &app.apns {
+            check_apns(apns, &format!("{prefix}.apns"), "app", findings);
+        }
+    }
+    let many = settings.component.len() > 1;
+    for (index, component) in settings.component.iter().enumerate() {
+        let (key, lookup) = if many {
+            (format!("component[{index}].app"), "component".to_owned())
+        } else {
+            ("component.app".to_owned(), "component.app".to_owned())
+        };
+        let Some(app) = &component.app else { continue };
+        if !component.roles.contains(&RoleName::AppServer) {
+            findings.add(
+                key,
+                lookup,
+                "applies only to a component with the app_server role",
+            );
+        } else if !names.contains(app.as_str()) {
+            findings.add(key, lookup, format!("{app:?} names no [[app]]"));
+        }
+    }
+}
+
+fn check_push_modules(settings: &Settings, findings: &mut Findings) {
+    let mut names = HashSet::new();
+    for (index, module) in settings.push_module.iter().enumerate() {
+        let prefix = format!("push_module[{index}]");
+        let name = module.name.as_str();
+        if name.trim().is_empty() {
+            findings.add(format!("{prefix}.name"), "push_module", "is required");
+        } else if name.len() > pushgate_core::push_module::MAX_MODULE_NAME_LEN {
+            findings.add(
+                format!("{prefix}.name"),
+                "push_module",
+                format!(
+                    "is longer than {} bytes",
+                    pushgate_core::push_module::MAX_MODULE_NAME_LEN
+                ),
+            );
+        } else if !names.insert(name) {
+            findings.add(
+                format!("{prefix}.name"),
+                "push_module",
+                format!("{name:?} is configured twice"),
+            );
+        }
+        match (&module.apns, &module.fcm) {
+            (Some(apns), None) => {
+                check_apns(apns, &format!("{prefix}.apns"), "push_module", findings)
+            }
+            (None, Some(fcm)) => check_fcm(fcm, &format!("{prefix}.fcm"), "push_module", findings),
+            _ => findings.add(prefix, "push_module", "needs exactly one of apns and fcm"),
+        }
+    }
+    let config = &settings.push_modules;
+    if let Some(default) = &config.default {
+        let known = names.contains(default.as_str())
+            || default
+                .strip_suffix(SANDBOX_SUFFIX)
+                .is_some_and(|base| names.contains(base));
+        if !known {
+            findings.add(
+                "push_modules.default",
+                "push_modules.default",
+                format!("{default:?} names no [[push_module]]"),
+            );
+        }
+    }
+    if config.max_tracked_tokens == 0 {
+        findings.add(
+            "push_modules.max_tracked_tokens",
+            "push_modules.max_tracked_tokens",
+            "must be at least 1",
+        );
+    }
+    let serving = settings
+        .component
+        .iter()
+        .any(|component| component.roles.contains(&RoleName::PushModules));
+    if serving && settings.push_module.is_empty() {
+        findings.add(
+            "push_module",
+            "component",
+            "the push_modules role needs at least one [[push_module]]",
+        );
+    }
+    if serving && config.default.is_none() && settings.push_module.len() > 1 {
+        findings.add(
+            "push_modules.default",
+            "push_module",
+            "is required with several [[push_module]]: a publish without pushModule goes to it",
+        );
+    }
+    let many = settings.component.len() > 1;
+    for (index, component) in settings.component.iter().enumerate() {
+        let both = component.roles.contains(&RoleName::PushModules)
+            && component.roles.contains(&RoleName::AppServer);
+        if both {
+            let (key, lookup) = if many {
+                (format!("component[{index}].roles"), "component".to_owned())
+            } else {
+                ("component.roles".to_owned(), "component.roles".to_owned())
+            };
+            findings.add(
+                key,
+                lookup,
+                "app_server and push_modules both take publishes: give each its own component",
+            );
+        }
     }
 }
 

@@ -92,11 +92,15 @@ pub struct ComponentSettings {
     /// request is answered `resource-constraint` (wait).
     #[serde(default = "default_max_request_bytes_in_flight")]
     pub max_request_bytes_in_flight: usize,
-    /// Which push roles this link serves: `app_server` (XEP-0357, p2) and/or `unified_push`
-    /// (up). At most one link may serve `unified_push`: its JID is the one clients accept
-    /// pushes from.
+    /// Which push roles this link serves: `app_server` (XEP-0357, p2) or `push_modules`
+    /// (Monal's token-in-node publishes, fpush's protocol), and/or `unified_push` (up). At
+    /// most one link may serve `unified_push`: its JID is the one clients accept pushes from.
     #[serde(default = "default_roles")]
     pub roles: Vec<RoleName>,
+    /// The app whose FCM and APNs credentials the `app_server` role wakes devices with: the
+    /// `name` of an `[[app]]`; without it, the top-level `[fcm]` and `[apns]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
 }
 
 /// A push role a component link serves, as the settings name it; the roles themselves are in
@@ -108,6 +112,9 @@ pub enum RoleName {
     AppServer,
     /// The UnifiedPush provider (registrations, pushes to clients).
     UnifiedPush,
+    /// The token-in-node app server (Monal's way, fpush's protocol): publishes whose node is
+    /// the device token and whose `pushModule` option names the app (`[[push_module]]`).
+    PushModules,
 }
 
 fn default_roles() -> Vec<RoleName> {

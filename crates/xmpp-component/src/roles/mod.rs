@@ -1,5 +1,6 @@
-//! The roles on a component link: the XEP-0357 app server (p2, `app_server`) and the
-//! UnifiedPush provider (up, `unified_push`). Each is a [`Role`]; [`PushRoles`] is the link's
+//! The roles on a component link: the XEP-0357 app server (p2, `app_server`), the
+//! token-in-node app server (Monal's, fpush's protocol, `push_modules`) and the UnifiedPush
+//! provider (up, `unified_push`). Each is a [`Role`]; [`PushRoles`] is the link's
 //! [`StanzaHandler`] and hands each stanza to the role it belongs to. The roles call
 //! `pushgate-core`'s [`AppServer`] and [`Provider`] and write their outcomes back as stanzas.
 //! [`XmppClientLink`] is the provider's way back to the clients.
@@ -12,6 +13,7 @@ mod commands;
 mod forms;
 mod publish;
 mod publish_wire;
+mod push_module;
 mod push_status;
 mod register_push;
 mod unified_push;
@@ -22,6 +24,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use pushgate_core::app_server::AppServer;
 use pushgate_core::provider::Provider;
+use pushgate_core::push_module::PushModules;
 use xmpp_parsers::disco::{DiscoInfoResult, Identity, Item as DiscoItem};
 use xmpp_parsers::iq::{IqHeader, IqRequestPayload};
 use xmpp_parsers::jid::BareJid;
@@ -145,9 +148,22 @@ impl PushRoles {
         app_server: Option<Arc<AppServer>>,
         provider: Option<Arc<Provider>>,
     ) -> Self {
+        Self::serving(component, app_server, None, provider)
+    }
+
+    /// [`new`](Self::new), with the token-in-node role when `push_modules` is given. It and the
+    /// app server both take publishes: a link serves one of them (the settings see to it),
+    /// and the app server wins if given both.
+    pub fn serving(
+        component: BareJid,
+        app_server: Option<Arc<AppServer>>,
+        push_modules: Option<Arc<PushModules>>,
+        provider: Option<Arc<Provider>>,
+    ) -> Self {
         // The roles, in the order disco announces them.
         let roles: Vec<Option<Arc<dyn Role>>> = vec![
             app_server.map(|a| Arc::new(app_server::AppServerRole::new(component.clone(), a)) as _),
+            push_modules.map(|m| Arc::new(push_module::PushModuleRole::new(m)) as _),
             provider.map(|p| Arc::new(unified_push::UnifiedPushRole::new(component, p)) as _),
         ];
         Self::with_roles(roles.into_iter().flatten().collect())

@@ -16,14 +16,16 @@ use super::forms;
 use crate::link::handler::{FastAnswer, IqReply};
 
 /// A XEP-0357 publish as an app server reads it (XEP-0357 §5): the node of the first
-/// `<publish/>` and the `secret` field of the first `<publish-options/>` form. The notification
-/// summary and the rest of the item are not kept.
+/// `<publish/>` and the `secret` and `pushModule` fields of the first `<publish-options/>`
+/// form. The notification summary and the rest of the item are not kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PushPublish {
     /// The `node` attribute of the publish.
     pub node: Option<String>,
     /// The first value of the `secret` field of the publish options.
     pub secret: Option<String>,
+    /// The first value of the `pushModule` field of the publish options (Monal's).
+    pub push_module: Option<String>,
 }
 
 /// A publish read straight from the wire, with the app server that answers it.
@@ -71,14 +73,17 @@ pub(crate) fn read_publish(pubsub: &Element) -> Option<PushPublish> {
     let publish = pubsub.get_child("publish", ns::PUBSUB)?;
     // XEP-0357 §5: the secret travels in the publish-options form; its FORM_TYPE and the
     // summary form in the item are not needed.
-    let secret = pubsub
+    let form = pubsub
         .get_child("publish-options", ns::PUBSUB)
-        .and_then(forms::first_form)
-        .and_then(|form| forms::field_value(form, "secret"))
-        .map(Into::into);
+        .and_then(forms::first_form);
+    let field = |name| {
+        form.and_then(|form| forms::field_value(form, name))
+            .map(Into::into)
+    };
     Some(PushPublish {
         node: publish.attr("node").map(str::to_owned),
-        secret,
+        secret: field("secret"),
+        push_module: field("pushModule"),
     })
 }
 

@@ -1,6 +1,6 @@
-//! The app server's reader of a XEP-0357 publish straight from its bytes (the hot path): the
-//! node of the first `<publish/>` and the secret of the first `<publish-options/>` form, read
-//! as [`super::publish::read_publish`] reads them from an element tree.
+//! The reader of a XEP-0357 publish straight from its bytes (the hot path): the node of the
+//! first `<publish/>`, and the `secret` and `pushModule` of the first `<publish-options/>`
+//! form, read as [`super::publish::read_publish`] reads them from an element tree.
 
 use xmpp_parsers::ns;
 
@@ -25,67 +25,78 @@ pub(crate) fn read(set: IqSetChild<'_, '_>) -> Option<(IqAddress, PushPublish)> 
 }
 
 /// Reads the children of `<pubsub/>` as the app server does: the first `<publish/>`'s node,
-/// and the secret from the first form of the first `<publish-options/>` (XEP-0357 §5). `None`
-/// when there is no publish.
+/// and the options from the first form of the first `<publish-options/>` (XEP-0357 §5).
+/// `None` when there is no publish.
 fn read_pubsub(tokens: &mut Tokenizer<'_>) -> Plain<Option<PushPublish>> {
     let mut publish: Option<PushPublish> = None;
-    let mut secret = None;
+    let mut options = Options::default();
     let mut options_seen = false;
     read_children(tokens, "pubsub", |tokens, tag| {
         let is_pubsub = tag.namespace(ns::PUBSUB) == ns::PUBSUB;
         if is_pubsub && tag.name == "publish" && publish.is_none() {
             publish = Some(PushPublish {
                 node: tag.attr("node").map(|node| decode(node).into_owned()),
-                secret: None,
+                ..PushPublish::default()
             });
             skip_rest(tokens, tag)
         } else if is_pubsub && tag.name == "publish-options" && !options_seen {
             options_seen = true;
             if !tag.empty {
-                secret = read_publish_options(tokens)?;
+                options = read_publish_options(tokens)?;
             }
             Ok(())
         } else {
             skip_rest(tokens, tag)
         }
     })?;
-    Ok(publish.map(|publish| PushPublish { secret, ..publish }))
+    Ok(publish.map(|publish| PushPublish {
+        secret: options.secret,
+        push_module: options.push_module,
+        ..publish
+    }))
 }
 
-/// The `secret` of the first data form in `<publish-options/>`.
-fn read_publish_options(tokens: &mut Tokenizer<'_>) -> Plain<Option<String>> {
-    let mut secret = None;
+/// The fields of the publish options that are read.
+#[derive(Default)]
+struct Options {
+    secret: Option<String>,
+    push_module: Option<String>,
+}
+
+/// The options of the first data form in `<publish-options/>`.
+fn read_publish_options(tokens: &mut Tokenizer<'_>) -> Plain<Options> {
+    let mut options = Options::default();
     let mut form_seen = false;
     read_children(tokens, "publish-options", |tokens, tag| {
         if !form_seen && tag.name == "x" && tag.namespace(ns::PUBSUB) == ns::DATA_FORMS {
             form_seen = true;
             if !tag.empty {
-                secret = read_form(tokens)?;
+                options = read_form(tokens)?;
             }
             Ok(())
         } else {
             skip_rest(tokens, tag)
         }
     })?;
-    Ok(secret)
+    Ok(options)
 }
 
-/// The first value of the fields named `secret` (a field without a value is passed over).
-fn read_form(tokens: &mut Tokenizer<'_>) -> Plain<Option<String>> {
-    let mut secret = None;
+/// The first value of the first field named `secret`, and of the first named `pushModule` (a
+/// field without a value is passed over).
+fn read_form(tokens: &mut Tokenizer<'_>) -> Plain<Options> {
+    let mut options = Options::default();
     read_children(tokens, "x", |tokens, tag| {
-        let wanted = secret.is_none()
-            && tag.name == "field"
-            && tag.namespace(ns::DATA_FORMS) == ns::DATA_FORMS
-            && tag.attr("var").is_some_and(|var| decode(var) == "secret");
-        if wanted && !tag.empty {
-            secret = read_field(tokens)?;
-            Ok(())
-        } else {
-            skip_rest(tokens, tag)
-        }
+        let field = tag.name == "field" && tag.namespace(ns::DATA_FORMS) == ns::DATA_FORMS;
+        let var = tag.attr("var").filter(|_| field && !tag.empty).map(decode);
+        let slot = match var.as_deref() {
+            Some("secret") if options.secret.is_none() => &mut options.secret,
+            Some("pushModule") if options.push_module.is_none() => &mut options.push_module,
+            _ => return skip_rest(tokens, tag),
+        };
+        *slot = read_field(tokens)?;
+        Ok(())
     })?;
-    Ok(secret)
+    Ok(options)
 }
 
 /// The text of the field's first `<value/>`, if it has one.

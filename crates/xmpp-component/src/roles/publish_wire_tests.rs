@@ -123,6 +123,24 @@ fn the_captured_publishes_are_read_fast_and_right() {
     }
 }
 
+/// Monal's enable form, as Prosody copies it into the publish options (IOS-PUSH: the node is
+/// the APNs token, `pushModule` the app).
+const MONAL: &str = "<iq type='set' id='m1' from='example.test' to='push.example.test'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90'><item><notification xmlns='urn:xmpp:push:0'/></item></publish><publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/pubsub#publish-options</value></field><field var='pushModule'><value>monalProdiOS</value></field></x></publish-options></pubsub></iq>";
+
+#[test]
+fn a_monal_publish_is_read_fast_with_its_push_module() {
+    let Some(FastStanza::Publish { publish, .. }) = by_the_fast_reader(MONAL) else {
+        panic!("not read fast");
+    };
+    assert_eq!(
+        publish.node.as_deref(),
+        Some("a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90")
+    );
+    assert_eq!(publish.push_module.as_deref(), Some("monalProdiOS"));
+    assert_eq!(publish.secret, None);
+    assert_eq!(agree(&[MONAL.to_owned()]), 1);
+}
+
 #[test]
 fn empty_results_read_as_the_full_parser_reads_them() {
     let cases = [
@@ -179,8 +197,20 @@ fn publish_variants_read_as_the_full_parser_reads_them() {
         )
     };
     let secret = "<field var='secret'><value>s</value></field>";
+    let module = "<field var='pushModule'><value>monalProdiOS</value></field>";
     let mut cases = vec![
         with(&format!("<publish node='n'/>{}", form(secret))),
+        with(&format!("<publish node='n'/>{}", form(module))),
+        with(&format!(
+            "<publish node='n'/>{}",
+            form(&format!("{module}{secret}"))
+        )),
+        with(&format!(
+            "<publish node='n'/>{}",
+            form(&format!(
+                "<field var='pushModule'/>{secret}<field var='pushModule'><value>second</value></field>{module}"
+            ))
+        )),
         with("<publish node='n'/>"),
         with("<publish/>"),
         with(&format!("{}<publish node='n'/>", form(secret))),

@@ -39,7 +39,8 @@ impl CommandFault {
             Self::Refused(error) => match error {
                 CommandError::MissingToken
                 | CommandError::MissingDeviceId
-                | CommandError::TokenTooLong => "bad_request",
+                | CommandError::TokenTooLong
+                | CommandError::BadToken => "bad_request",
                 CommandError::MucUnsupported => "muc_unsupported",
                 CommandError::UnknownDevice => "unknown_device",
                 CommandError::TooManyDevices(_) => "too_many_devices",
@@ -62,7 +63,8 @@ impl CommandFault {
             Self::Refused(error) => match error {
                 CommandError::MissingToken
                 | CommandError::MissingDeviceId
-                | CommandError::TokenTooLong => (T::Modify, C::BadRequest),
+                | CommandError::TokenTooLong
+                | CommandError::BadToken => (T::Modify, C::BadRequest),
                 CommandError::MucUnsupported => (T::Cancel, C::FeatureNotImplemented),
                 CommandError::UnknownDevice => (T::Cancel, C::ItemNotFound),
                 // A limit of the operator's, not a fault of ours: nothing to wait for.
