@@ -2,7 +2,9 @@
 //! as docs/protocol.md Part B §3 describes it, for tests that play the phone's XMPP client over
 //! [`C2sClient`](crate::c2s_client::C2sClient).
 //!
-//! - XEP-0357 app server (p2): `register-push-fcm`, then `enable` to the user's own server.
+//! - XEP-0357 app server (p2): `register-push-fcm`, then `enable` to the user's own server
+//!   (and, for iOS clients of a p2-style server, `register-push-apns`; for Monal, whose app
+//!   server speaks fpush's protocol, the token-in-node `enable`).
 //! - UnifiedPush distributor (up): `<register/>`, the directed presence, and the answers to
 //!   `<push/>`.
 
@@ -62,6 +64,38 @@ pub fn register_push_fcm(app_server: &str, token: &str, android_id: &str) -> Ele
     );
     command.append_child(form);
     iq("set", app_server, command)
+}
+
+/// p2's `register-push-apns`, as an iOS client of a p2-style app server sends it: a submit form
+/// with the APNs `token` (hex) and a `device-id`. Read the answer with
+/// [`read_push_registration`].
+pub fn register_push_apns(app_server: &str, token: &str, device_id: &str) -> Element {
+    let mut form = element("x", NS_DATA, &[("type", "submit")]);
+    form.append_child(field("token", token));
+    form.append_child(field("device-id", device_id));
+    let mut command = element(
+        "command",
+        NS_COMMANDS,
+        &[("node", "register-push-apns"), ("action", "execute")],
+    );
+    command.append_child(form);
+    iq("set", app_server, command)
+}
+
+/// Monal's XEP-0357 `enable` (`XMPPIQ setPushEnableWithNode:onAppserver:`): the node is the
+/// APNs device token itself, no secret, and a `pushModule` publish option naming the app
+/// (`monalProdiOS`, `monalProdiOS-sandbox`, …). There is no registration step.
+pub fn monal_push_enable(app_server: &str, token: &str, push_module: &str) -> Element {
+    let mut form = element("x", NS_DATA, &[("type", "submit")]);
+    let mut form_type = field("FORM_TYPE", PUBLISH_OPTIONS);
+    set_attr(&mut form_type, "type", "hidden");
+    form.append_child(form_type);
+    form.append_child(field("pushModule", push_module));
+    let mut enable = element("enable", NS_PUSH, &[("jid", app_server), ("node", token)]);
+    enable.append_child(form);
+    let mut stanza = element("iq", NS_CLIENT, &[("type", "set")]);
+    stanza.append_child(enable);
+    stanza
 }
 
 /// XEP-0357 `enable` to the account's own server (no `to`), with the publish-options form

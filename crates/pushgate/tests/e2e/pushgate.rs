@@ -27,6 +27,8 @@ pub struct PushgateOptions {
     pub http_extra: &'static str,
     /// Serve `/metrics` on a listener of its own ([`Pushgate::metrics_address`]).
     pub metrics: bool,
+    /// More settings appended as they are (`[apns]`, `[[app]]`, more `[[component]]`s).
+    pub extra: String,
 }
 
 impl PushgateOptions {
@@ -41,6 +43,7 @@ impl PushgateOptions {
             unified_push_extra: "",
             http_extra: "",
             metrics: false,
+            extra: String::new(),
         }
     }
 }
@@ -289,7 +292,7 @@ fn settings(dir: &Path, http: SocketAddr, options: &PushgateOptions) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     let mut settings = format!(
-        r#"[component]
+        r#"[[component]]
 jid = "{COMPONENT}"
 host = "127.0.0.1"
 port = {port}
@@ -328,5 +331,7 @@ level = "debug"
             options.fcm_request_deadline,
         ));
     }
+    settings.push('\n');
+    settings.push_str(&options.extra);
     settings
 }

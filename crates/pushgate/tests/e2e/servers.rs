@@ -71,6 +71,16 @@ impl XmppServer {
         jid: &str,
         secret: &str,
     ) -> Option<Self> {
+        Self::start_with_components(kind, test, users, &[(jid, secret)]).await
+    }
+
+    /// [`start`](Self::start) with several components, as (JID, secret).
+    pub async fn start_with_components(
+        kind: ServerKind,
+        test: &str,
+        users: &[&str],
+        components: &[(&str, &str)],
+    ) -> Option<Self> {
         if interop_off(test) {
             return None;
         }
@@ -78,7 +88,10 @@ impl XmppServer {
             .iter()
             .map(|user| ((*user).to_owned(), password(user)))
             .collect();
-        let components = vec![(jid.to_owned(), secret.to_owned())];
+        let components = components
+            .iter()
+            .map(|(jid, secret)| ((*jid).to_owned(), (*secret).to_owned()))
+            .collect();
         let started = Instant::now();
         let server = match kind {
             ServerKind::Prosody => Self::Prosody(start_or_skip(
