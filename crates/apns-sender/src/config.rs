@@ -183,9 +183,17 @@ pub enum ApnsConfigError {
     /// `key_file` is not set.
     #[error("is not set: the APNs auth key file (AuthKey_<key id>.p8) is required")]
     NoKeyFile,
-    /// The key file or the ids are unusable.
+    /// The key id or team id is unusable.
     #[error("{0}")]
     Key(SigningKeyProblem),
+    /// The key file is unusable.
+    #[error("{}: {problem}", path.display())]
+    KeyFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: SigningKeyProblem,
+    },
     /// `topic` is empty or not a bundle id.
     #[error("{0:?} is not an app's bundle id (the apns-topic)")]
     BadTopic(String),
@@ -226,7 +234,7 @@ impl ApnsConfigError {
             Self::NoKeyFile => "key_file",
             Self::Key(SigningKeyProblem::BadKeyId(_)) => "key_id",
             Self::Key(SigningKeyProblem::BadTeamId(_)) => "team_id",
-            Self::Key(_) => "key_file",
+            Self::Key(_) | Self::KeyFile { .. } => "key_file",
             Self::BadTopic(_) => "topic",
             Self::BadApiUrl { sandbox: false, .. } => "api_url",
             Self::BadApiUrl { sandbox: true, .. } => "sandbox_api_url",
@@ -314,7 +322,15 @@ impl ApnsConfig {
     pub fn check(&self) -> Result<SigningKey, ApnsConfigError> {
         self.validate()?;
         let path = self.key_file.as_ref().ok_or(ApnsConfigError::NoKeyFile)?;
-        SigningKey::from_file(path, &self.key_id, &self.team_id).map_err(ApnsConfigError::Key)
+        SigningKey::from_file(path, &self.key_id, &self.team_id).map_err(|problem| match problem {
+            SigningKeyProblem::BadKeyId(_) | SigningKeyProblem::BadTeamId(_) => {
+                ApnsConfigError::Key(problem)
+            }
+            problem => ApnsConfigError::KeyFile {
+                path: path.clone(),
+                problem,
+            },
+        })
     }
 }
 

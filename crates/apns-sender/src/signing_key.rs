@@ -32,10 +32,10 @@ pub enum SigningKeyProblem {
     #[error("is not a P-256 private key, which ES256 signing needs: {0}")]
     NotP256(String),
     /// The key id is not 10 letters and digits.
-    #[error("key_id {0:?} is not the 10 letters and digits Apple gives a key")]
+    #[error("{0:?} is not the 10 letters and digits Apple gives a key")]
     BadKeyId(String),
     /// The team id is not 10 letters and digits.
-    #[error("team_id {0:?} is not the 10 letters and digits of an Apple developer team")]
+    #[error("{0:?} is not the 10 letters and digits of an Apple developer team")]
     BadTeamId(String),
 }
 

@@ -809,3 +809,170 @@ fn sections_owned_by_their_crates_still_refuse_unknown_keys_by_variable() {
         );
     }
 }
+
+/// `[apns]` lines for the test key at `key`.
+fn apns_section(key: &std::path::Path) -> String {
+    format!(
+        "[apns]\nkey_file = \"{}\"\nkey_id = \"TESTKEY001\"\nteam_id = \"TESTTEAM01\"\ntopic = \"im.example.app\"\n",
+        key.display()
+    )
+}
+
+#[test]
+fn apns_settings_are_checked_including_the_p8_key() {
+    let dir = Workdir::new();
+    let key = dir.write(
+        "AuthKey_TESTKEY001.p8",
+        include_str!("data/AuthKey_TESTKEY001.p8"),
+    );
+    dir.write("pushgate.toml", &format!("{MINIMAL}{}", apns_section(&key)));
+    let out = dir.run(&["check-config"], &[]).ok();
+    let apns = section(&out, "[apns]");
+    for line in [
+        r#"environment = "production""#,
+        r#"payload = "alert""#,
+        r#"alert_title = "New message""#,
+        r#"expiration = "1day""#,
+        "collapse = true",
+        r#"request_deadline = "10s""#,
+    ] {
+        assert!(apns.contains(&line), "{line}: {out}");
+    }
+    assert!(!out.contains("PRIVATE KEY"), "{out}");
+
+    // A key file that is no key, a key of the wrong kind, an id of the wrong shape: each named.
+    let garbage = dir.write("garbage.p8", "this is not a key\n");
+    dir.write(
+        "pushgate.toml",
+        &format!("{MINIMAL}{}", apns_section(&garbage)),
+    );
+    let err = dir.run(&["check-config"], &[]).config_error();
+    assert!(
+        err.contains("`apns.key_file` (from pushgate.toml)"),
+        "{err}"
+    );
+    assert!(err.contains("PRIVATE KEY"), "says what it expected: {err}");
+    let rsa = dir.write("rsa.p8", include_str!("data/rsa-key.pem"));
+    dir.write("pushgate.toml", &format!("{MINIMAL}{}", apns_section(&rsa)));
+    let err = dir.run(&["check-config"], &[]).config_error();
+    assert!(
+        err.contains("`apns.key_file`") && err.contains("P-256"),
+        "{err}"
+    );
+    let missing = dir.path().join("AuthKey_NOPE.p8");
+    dir.write(
+        "pushgate.toml",
+        &format!("{MINIMAL}{}", apns_section(&missing)),
+    );
+    let err = dir.run(&["check-config"], &[]).config_error();
+    assert!(
+        err.contains("`apns.key_file`") && err.contains("cannot be read"),
+        "{err}"
+    );
+    dir.write("pushgate.toml", &format!("{MINIMAL}{}", apns_section(&key)));
+    let err = dir
+        .run(&["check-config"], &[("PUSHGATE_APNS__KEY_ID", "KEY")])
+        .config_error();
+    assert!(
+        err.contains("`apns.key_id` (from environment variable PUSHGATE_APNS__KEY_ID)"),
+        "{err}"
+    );
+    dir.write(
+        "pushgate.toml",
+        &format!("{MINIMAL}[apns]\nkey_file = \"{}\"\n", key.display()),
+    );
+    let err = dir.run(&["check-config"], &[]).config_error();
+    for key in ["apns.key_id", "apns.team_id", "apns.topic"] {
+        assert!(err.contains(&format!("`{key}`")), "{key}: {err}");
+    }
+}
+
+#[test]
+fn apps_and_push_modules_are_checked_entry_by_entry() {
+    let dir = Workdir::new();
+    let key = dir.write(
+        "AuthKey_TESTKEY001.p8",
+        include_str!("data/AuthKey_TESTKEY001.p8"),
+    );
+    let account = dir.write("sa.json", include_str!("data/service-account.json"));
+    let apns = apns_section(&key).replace("[apns]\n", "");
+    let good = format!(
+        "[[component]]\njid = \"p2.example.test\"\nsecret = \"a\"\nroles = [\"app_server\"]\napp = \"quicksy\"\n\
+         [[component]]\njid = \"monal.example.test\"\nsecret = \"b\"\nroles = [\"push_modules\"]\n\
+         [[app]]\nname = \"quicksy\"\n[app.fcm]\nservice_account_file = \"{}\"\n[app.apns]\n{apns}\
+         [[push_module]]\nname = \"monalProdiOS\"\n[push_module.apns]\n{apns}",
+        account.display()
+    );
+    dir.write("pushgate.toml", &good);
+    let out = dir.run(&["check-config"], &[]).ok();
+    assert!(
+        out.contains("[[app]]") && out.contains("[[push_module]]"),
+        "{out}"
+    );
+    assert!(out.contains(r#"app = "quicksy""#), "{out}");
+
+    // A service account without project_id, in an app.
+    let broken = dir.write(
+        "broken.json",
+        r#"{"type": "service_account", "client_email": "a@b", "private_key": "x"}"#,
+    );
+    dir.write(
+        "pushgate.toml",
+        &good.replace(
+            &account.display().to_string(),
+            &broken.display().to_string(),
+        ),
+    );
+    let err = dir.run(&["check-config"], &[]).config_error();
+    assert!(err.contains("`app[0].fcm.service_account_file`"), "{err}");
+
+    // A component naming an app that does not exist.
+    dir.write(
+        "pushgate.toml",
+        &good.replace("app = \"quicksy\"", "app = \"nope\""),
+    );
+    let err = dir.run(&["check-config"], &[]).config_error();
+    assert!(
+        err.contains("`component[0].app`") && err.contains("\"nope\""),
+        "{err}"
+    );
+
+    // A module with both services, a second module and no default, a 1,000-character name.
+    let both = good.replace(
+        "[push_module.apns]\n",
+        &format!(
+            "[push_module.fcm]\nservice_account_file = \"{}\"\n[push_module.apns]\n",
+            account.display()
+        ),
+    );
+    dir.write("pushgate.toml", &both);
+    let err = dir.run(&["check-config"], &[]).config_error();
+    assert!(
+        err.contains("`push_module[0]`") && err.contains("exactly one"),
+        "{err}"
+    );
+    let two = format!("{good}[[push_module]]\nname = \"other\"\n[push_module.apns]\n{apns}");
+    dir.write("pushgate.toml", &two);
+    let err = dir.run(&["check-config"], &[]).config_error();
+    assert!(err.contains("`push_modules.default`"), "{err}");
+    dir.write(
+        "pushgate.toml",
+        &format!("{two}[push_modules]\ndefault = \"monalProdiOS\"\n"),
+    );
+    dir.run(&["check-config"], &[]).ok();
+    let long = good.replace("monalProdiOS", &"m".repeat(1000));
+    dir.write("pushgate.toml", &long);
+    let err = dir.run(&["check-config"], &[]).config_error();
+    assert!(err.contains("`push_module[0].name`"), "{err}");
+
+    // The token-in-node role and the app server both take publishes: not on one component.
+    dir.write(
+        "pushgate.toml",
+        &good.replace(
+            "roles = [\"push_modules\"]",
+            "roles = [\"push_modules\", \"app_server\"]",
+        ),
+    );
+    let err = dir.run(&["check-config"], &[]).config_error();
+    assert!(err.contains("`component[1].roles`"), "{err}");
+}
