@@ -1,4 +1,4 @@
-//! `wakeup`: XEP-0357 publishes in, FCM wake-ups out, IQ results back.
+//! `wakeup`: XEP-0357 publishes in, FCM (or APNs) wake-ups out, IQ results back.
 //!
 //! The release pushgate links as a component to the testkit's fake XMPP server, run here.
 //! Devices register with `register-push-fcm` as Conversations does (docs/protocol.md B.3.1, from
@@ -10,6 +10,8 @@
 //! Google's does (issue "Load and abuse"), with `[component]` at its defaults too, so a burst
 //! past `max_concurrent_iqs` waits in the link's queue (any refusal shows in the errors column).
 //! In the first, the link's `max_concurrent_iqs` is 4096, so the link never holds publishes back.
+//! The APNs scenario is the first with `register-push-apns` and a fake APNs (issue "iOS too"):
+//! its CPU per wake-up is compared with the FCM one's at each level.
 
 mod publisher;
 mod scenario;
@@ -18,6 +20,7 @@ mod stanzas;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use pushgate_testkit::fake_apns::{FAKE_KEY_ID, FAKE_TEAM_ID, FAKE_TOPIC, FakeApns};
 use pushgate_testkit::fake_fcm::{Answer, FakeFcm};
 use pushgate_testkit::fake_xmpp_server::FakeXmppServer;
 use pushgate_testkit::free_port::free_loopback_port;
@@ -28,7 +31,7 @@ use crate::pushgate_process::PushgateProcess;
 use crate::report::{Verdict, print_targets};
 use crate::sampler::{Sampler, Usage};
 use publisher::{HEADER, LevelResult, Publisher};
-use scenario::{Level, SCENARIOS, Scenario};
+use scenario::{APNS_PIPELINE, FCM_PIPELINE_TITLE, Level, SCENARIOS, Scenario, Service};
 
 const DOMAIN: &str = "example.test";
 const COMPONENT: &str = "push.example.test";
@@ -46,50 +49,153 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(15);
 const CPU_TARGET_US: f64 = 30.0;
 const RATE_TARGET: f64 = 10_000.0;
 const RSS_TARGET_MB: f64 = 30.0;
+/// The issue "iOS too": APNs' CPU per wake-up at most this much over FCM's.
+const APNS_OVER_FCM_TARGET: f64 = 1.2;
 const IDLE_RSS_TARGET_MB: f64 = 15.0;
 
 /// Runs the benchmark against the binary at `pushgate` and prints the results; with `only`,
 /// just the levels with that many publishes in flight.
 pub async fn run(pushgate: &Path, only: Option<usize>) -> Result<(), BenchError> {
+    let mut fcm = Vec::new();
+    let mut apns = Vec::new();
     for scenario in SCENARIOS {
         let levels = scenario.levels(only);
         if !levels.is_empty() {
-            run_scenario(pushgate, scenario, &levels).await?;
+            let results = run_scenario(pushgate, scenario, &levels).await?;
+            if scenario.title == FCM_PIPELINE_TITLE {
+                fcm = results;
+            } else if scenario.title == APNS_PIPELINE.title {
+                apns = results;
+            }
         }
+    }
+    let verdicts = apns_against_fcm(&fcm, &apns);
+    if !verdicts.is_empty() {
+        println!("APNs against FCM, the same pipeline:");
+        print_targets(&verdicts);
     }
     Ok(())
 }
 
-/// One scenario: a fake FCM and a pushgate process of its own, registrations, then `levels`.
+/// APNs' CPU per wake-up against FCM's at each level both ran.
+fn apns_against_fcm(fcm: &[LevelResult], apns: &[LevelResult]) -> Vec<Verdict> {
+    apns.iter()
+        .filter_map(|apns| {
+            let fcm = fcm.iter().find(|fcm| fcm.in_flight == apns.in_flight)?;
+            let ratio = apns.pushgate.cpu_us_per(apns.ok) / fcm.pushgate.cpu_us_per(fcm.ok);
+            Some(Verdict::at_most(
+                format!(
+                    "APNs CPU per wake-up over FCM's at {} in flight ({:.1} / {:.1} µs)",
+                    apns.in_flight,
+                    apns.pushgate.cpu_us_per(apns.ok),
+                    fcm.pushgate.cpu_us_per(fcm.ok)
+                ),
+                ratio,
+                APNS_OVER_FCM_TARGET,
+                "×",
+            ))
+        })
+        .collect()
+}
+
+/// The fake push service of a scenario.
+enum FakeUpstream {
+    Fcm(FakeFcm),
+    Apns(FakeApns),
+}
+
+impl FakeUpstream {
+    async fn start(scenario: &Scenario) -> Result<Self, BenchError> {
+        Ok(match scenario.service {
+            Service::Fcm => {
+                let fcm = FakeFcm::start()
+                    .await
+                    .map_err(BenchError::io("start the fake FCM"))?;
+                fcm.set_default_answer(Answer::success().after(scenario.fcm_delay));
+                if let Some(streams) = scenario.fcm_streams_per_connection {
+                    fcm.set_max_concurrent_streams(streams);
+                }
+                Self::Fcm(fcm)
+            }
+            Service::Apns => {
+                let apns = FakeApns::start()
+                    .await
+                    .map_err(BenchError::io("start the fake APNs"))?;
+                apns.set_delay(scenario.fcm_delay);
+                Self::Apns(apns)
+            }
+        })
+    }
+
+    /// pushgate's section for it, its key written into `dir`.
+    fn section(&self, dir: &Path, extra: &str) -> Result<String, BenchError> {
+        match self {
+            Self::Fcm(fcm) => {
+                let key_file = dir.join("service-account.json");
+                std::fs::write(&key_file, fcm.service_account_json())
+                    .map_err(BenchError::io("write the service-account key"))?;
+                Ok(format!(
+                    "[fcm]\nservice_account_file = \"{}\"\napi_url = \"{}\"\nrequest_deadline = \"10s\"\n{extra}",
+                    key_file.display(),
+                    fcm.api_url()
+                ))
+            }
+            Self::Apns(apns) => {
+                let key_file =
+                    FakeApns::write_key_file(dir).map_err(BenchError::io("write the APNs key"))?;
+                Ok(format!(
+                    "[apns]\nkey_file = \"{}\"\nkey_id = \"{FAKE_KEY_ID}\"\nteam_id = \"{FAKE_TEAM_ID}\"\n\
+                     topic = \"{FAKE_TOPIC}\"\napi_url = \"{}\"\nrequest_deadline = \"10s\"\n{extra}",
+                    key_file.display(),
+                    apns.base_url()
+                ))
+            }
+        }
+    }
+
+    fn print_stats(&self) {
+        match self {
+            Self::Fcm(fcm) => println!(
+                "fake FCM: {} sends, at most {} in flight at once; {} connections carried sends, at most {} open at once and {} sends at once on one",
+                fcm.send_requests(),
+                fcm.max_in_flight(),
+                fcm.send_connections(),
+                fcm.max_open_send_connections(),
+                fcm.max_sends_per_connection()
+            ),
+            Self::Apns(apns) => println!(
+                "fake APNs: {} requests ({} accepted), at most {} in flight at once, over {} connections; {} provider token(s)",
+                apns.requests().len(),
+                apns.accepted().len(),
+                apns.max_in_flight(),
+                apns.connections(),
+                apns.distinct_jwts()
+            ),
+        }
+    }
+}
+
+/// One scenario: a fake push service and a pushgate process of its own, registrations, then
+/// `levels`; returns their results.
 async fn run_scenario(
     pushgate: &Path,
     scenario: &Scenario,
     levels: &[&Level],
-) -> Result<(), BenchError> {
+) -> Result<Vec<LevelResult>, BenchError> {
     let tick = ClockTick::of_this_system();
     let machine_cores = std::thread::available_parallelism().map_or(1, usize::from);
     let server = FakeXmppServer::start(COMPONENT, COMPONENT_SECRET)
         .await
         .map_err(BenchError::io("start the fake XMPP server"))?;
     server.answer_pings(true);
-    let fcm = FakeFcm::start()
-        .await
-        .map_err(BenchError::io("start the fake FCM"))?;
-    fcm.set_default_answer(Answer::success().after(scenario.fcm_delay));
-    if let Some(streams) = scenario.fcm_streams_per_connection {
-        fcm.set_max_concurrent_streams(streams);
-    }
+    let upstream = FakeUpstream::start(scenario).await?;
 
     let dir = PushgateProcess::workdir()?;
-    let key_file = dir.path().join("service-account.json");
-    std::fs::write(&key_file, fcm.service_account_json())
-        .map_err(BenchError::io("write the service-account key"))?;
+    let section = upstream.section(dir.path(), scenario.fcm_settings)?;
     let settings = settings(
         dir.path(),
         server.port(),
-        &key_file,
-        &fcm.api_url(),
-        scenario.fcm_settings,
+        &section,
         scenario.component_settings,
     )?;
     let mut process = PushgateProcess::start(pushgate, dir, &settings)?;
@@ -108,7 +214,7 @@ async fn run_scenario(
 
     let mut publisher = Publisher::new(session);
     let registered = Instant::now();
-    publisher.register_devices().await?;
+    publisher.register_devices(scenario.service).await?;
     let registration_time = registered.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after_registration =
@@ -135,14 +241,7 @@ async fn run_scenario(
         result.print();
         results.push(result);
     }
-    println!(
-        "fake FCM: {} sends, at most {} in flight at once; {} connections carried sends, at most {} open at once and {} sends at once on one",
-        fcm.send_requests(),
-        fcm.max_in_flight(),
-        fcm.send_connections(),
-        fcm.max_open_send_connections(),
-        fcm.max_sends_per_connection()
-    );
+    upstream.print_stats();
 
     let mut verdicts = targets(&results, machine_cores);
     verdicts.push(Verdict::at_most(
@@ -165,7 +264,7 @@ async fn run_scenario(
         "pushgate stopped {}",
         if clean { "cleanly" } else { "by SIGKILL" }
     );
-    Ok(())
+    Ok(results)
 }
 
 /// The issue's targets for the levels run: CPU per wake-up at each, the rate and RSS at 1000
@@ -210,14 +309,12 @@ async fn idle_cpu(pid: u32, tick: ClockTick) -> Usage {
     sampler.finish().process(0)
 }
 
-/// pushgate's settings file; `fcm_settings` is added to `[fcm]`, `component_settings` to
-/// `[component]`.
+/// pushgate's settings file: `upstream_section` (`[fcm]` or `[apns]`, whole) and
+/// `component_settings` added to `[component]`.
 fn settings(
     dir: &Path,
     port: u16,
-    key_file: &Path,
-    api_url: &str,
-    fcm_settings: &str,
+    upstream_section: &str,
     component_settings: &str,
 ) -> Result<String, BenchError> {
     let http_port = free_loopback_port().map_err(BenchError::io("find a free port"))?;
@@ -235,16 +332,11 @@ url = "sqlite://{db}?mode=rwc"
 [http]
 listen = "127.0.0.1:{http_port}"
 
-[fcm]
-service_account_file = "{key}"
-api_url = "{api_url}"
-request_deadline = "10s"
-{fcm_settings}
+{upstream_section}
 [log]
 level = "warn"
 "#,
         db = dir.join("pushgate.db").display(),
-        key = key_file.display(),
     ))
 }
 
@@ -253,24 +345,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fcm_settings_go_into_the_fcm_section() {
+    fn the_upstream_section_and_component_settings_go_where_they_belong() {
         let dir = Path::new("/tmp/bench");
-        let key = dir.join("key.json");
         let with = settings(
             dir,
             5347,
-            &key,
-            "http://127.0.0.1:1",
-            "max_concurrent = 4096\n",
+            "[fcm]\nmax_concurrent = 4096\n",
             "max_concurrent_iqs = 4096\n",
         )
         .expect("settings");
         let fcm = with.split("[fcm]").nth(1).expect("an [fcm] section");
         let fcm = fcm.split("\n[").next().unwrap_or_default();
         assert!(fcm.contains("\nmax_concurrent = 4096\n"), "{with}");
-        assert!(with.contains("\nmax_concurrent_iqs = 4096\n"), "{with}");
-        let defaults = settings(dir, 5347, &key, "http://127.0.0.1:1", "", "").expect("settings");
-        assert!(!defaults.contains("\nmax_concurrent ="), "{defaults}");
-        assert!(!defaults.contains("max_concurrent_iqs"), "{defaults}");
+        let component = with.split("[database]").next().unwrap_or_default();
+        assert!(
+            component.contains("\nmax_concurrent_iqs = 4096\n"),
+            "{with}"
+        );
+        let defaults = settings(dir, 5347, "[apns]\n", "").expect("settings");
+        assert!(!defaults.contains("max_concurrent"), "{defaults}");
+        assert!(defaults.contains("[apns]"), "{defaults}");
     }
 }

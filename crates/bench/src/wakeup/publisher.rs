@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use pushgate_testkit::fake_xmpp_server::{FakeSession, FromComponent};
 use xmpp_parsers::minidom::Element;
 
+use super::scenario::Service;
 use super::stanzas::{error_condition, form_value, publish_stanza, register_stanza};
 use super::{DEVICES, DRAIN_LIMIT, Level, REGISTRATIONS_IN_FLIGHT};
 use crate::error::BenchError;
@@ -100,13 +101,13 @@ impl Publisher {
         }
     }
 
-    /// Registers [`DEVICES`] devices, [`REGISTRATIONS_IN_FLIGHT`] at a time.
-    pub async fn register_devices(&mut self) -> Result<(), BenchError> {
+    /// Registers [`DEVICES`] devices of `service`, [`REGISTRATIONS_IN_FLIGHT`] at a time.
+    pub async fn register_devices(&mut self, service: Service) -> Result<(), BenchError> {
         let mut sent = 0;
         let mut waiting = 0;
         while (self.devices.len() as u64) < DEVICES {
             while waiting < REGISTRATIONS_IN_FLIGHT && sent < DEVICES {
-                self.session.send_raw(register_stanza(sent));
+                self.session.send_raw(register_stanza(sent, service));
                 sent += 1;
                 waiting += 1;
             }

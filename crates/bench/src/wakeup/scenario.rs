@@ -1,5 +1,5 @@
-//! The ways `wakeup` runs: how the fake FCM answers and what pushgate's `[fcm]` says, and the
-//! load levels measured that way.
+//! The ways `wakeup` runs: which push service (a fake FCM or a fake APNs), how it answers and
+//! what pushgate's `[fcm]` or `[apns]` says, and the load levels measured that way.
 
 use std::time::Duration;
 
@@ -13,17 +13,28 @@ pub(super) struct Level {
     pub max_duration: Duration,
 }
 
-/// A fake FCM, pushgate's `[fcm]` settings and the levels run against them, each scenario
-/// with a pushgate process of its own.
+/// The push service a scenario wakes devices through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Service {
+    /// `register-push-fcm`, the fake FCM, `[fcm]`.
+    Fcm,
+    /// `register-push-apns`, the fake APNs, `[apns]`.
+    Apns,
+}
+
+/// A fake push service, pushgate's settings for it and the levels run against them, each
+/// scenario with a pushgate process of its own.
 pub(super) struct Scenario {
     /// What is measured, printed before the results.
     pub title: &'static str,
-    /// How long the fake FCM takes to answer each send.
+    /// FCM or APNs.
+    pub service: Service,
+    /// How long the fake takes to answer each send.
     pub fcm_delay: Duration,
     /// The `SETTINGS_MAX_CONCURRENT_STREAMS` the fake FCM advertises; `None` keeps the fake's
     /// own (4096, so one connection carries everything).
     pub fcm_streams_per_connection: Option<u32>,
-    /// Lines added to pushgate's `[fcm]` section; empty leaves its defaults.
+    /// Lines added to pushgate's `[fcm]` (or `[apns]`) section; empty leaves its defaults.
     pub fcm_settings: &'static str,
     /// Lines added to pushgate's `[component]` section; empty leaves its defaults.
     pub component_settings: &'static str,
@@ -34,6 +45,7 @@ pub(super) struct Scenario {
 /// of the way.
 const PIPELINE: Scenario = Scenario {
     title: "XEP-0357 publish -> FCM wake-up (fake FCM answers after 50 ms on one connection; [fcm] max_concurrent = 4096, [component] max_concurrent_iqs = 4096)",
+    service: Service::Fcm,
     fcm_delay: Duration::from_millis(50),
     fcm_streams_per_connection: None,
     fcm_settings: "max_concurrent = 4096\n",
@@ -68,6 +80,7 @@ const PIPELINE: Scenario = Scenario {
 /// need 1,000 in flight over ten connections. The warm-up lets the connections open.
 const FCM_DEFAULTS: Scenario = Scenario {
     title: "XEP-0357 publish -> FCM wake-up (fake FCM answers after 100 ms, 100 streams per connection; [component] and [fcm] at their defaults: a burst past max_concurrent_iqs waits in the queue)",
+    service: Service::Fcm,
     fcm_delay: Duration::from_millis(100),
     fcm_streams_per_connection: Some(100),
     fcm_settings: "",
@@ -90,8 +103,23 @@ const FCM_DEFAULTS: Scenario = Scenario {
     ],
 };
 
+/// The issue "iOS too": [`PIPELINE`] with APNs in place of FCM (an ES256 provider token per
+/// request, a path per device), so the two compare level by level.
+pub(super) const APNS_PIPELINE: Scenario = Scenario {
+    title: "XEP-0357 publish -> APNs wake-up (fake APNs answers after 50 ms on one connection; [apns] max_concurrent = 4096, [component] max_concurrent_iqs = 4096)",
+    service: Service::Apns,
+    fcm_delay: Duration::from_millis(50),
+    fcm_streams_per_connection: None,
+    fcm_settings: "max_concurrent = 4096\n",
+    component_settings: "max_concurrent_iqs = 4096\n",
+    levels: PIPELINE.levels,
+};
+
+/// The scenario APNs is compared with.
+pub(super) const FCM_PIPELINE_TITLE: &str = PIPELINE.title;
+
 /// Every scenario, in the order they run.
-pub(super) const SCENARIOS: [&Scenario; 2] = [&PIPELINE, &FCM_DEFAULTS];
+pub(super) const SCENARIOS: [&Scenario; 3] = [&PIPELINE, &APNS_PIPELINE, &FCM_DEFAULTS];
 
 impl Scenario {
     /// The levels to run: all, or with `only`, the one with that many in flight.

@@ -4,18 +4,24 @@
 use bytes::Bytes;
 use xmpp_parsers::minidom::Element;
 
+use super::scenario::Service;
 use super::{COMPONENT, DOMAIN};
 
 /// Conversations' `register-push-fcm` (docs/protocol.md B.3.1) as the server routes it to the
-/// component: from the user's full JID.
-pub(super) fn register_stanza(device: u64) -> Bytes {
+/// component, from the user's full JID; for APNs, p2's `register-push-apns` with a 32-byte hex
+/// device token.
+pub(super) fn register_stanza(device: u64, service: Service) -> Bytes {
     // Distinct 16-hex-digit Android ids, like Settings.Secure.ANDROID_ID.
     let android_id = 0x9e37_79b9_7f4a_7c15_u64.wrapping_mul(device + 1);
+    let (node, token) = match service {
+        Service::Fcm => ("register-push-fcm", format!("fcm-token-{device:06}-bench")),
+        Service::Apns => ("register-push-apns", format!("{android_id:016x}").repeat(4)),
+    };
     Bytes::from(format!(
         "<iq type='set' id='reg{device}' from='user{device}@{DOMAIN}/Conversations.bench' to='{COMPONENT}'>\
-<command xmlns='http://jabber.org/protocol/commands' node='register-push-fcm' action='execute'>\
+<command xmlns='http://jabber.org/protocol/commands' node='{node}' action='execute'>\
 <x xmlns='jabber:x:data' type='submit'>\
-<field var='token'><value>fcm-token-{device:06}-bench</value></field>\
+<field var='token'><value>{token}</value></field>\
 <field var='android-id'><value>{android_id:016x}</value></field>\
 </x></command></iq>"
     ))
@@ -86,11 +92,15 @@ mod tests {
         ));
         assert_eq!(publish.attr("id"), Some("p7"));
         assert_eq!(publish.attr("from"), Some(DOMAIN));
-        let register = with_ns(register_stanza(3));
+        let register = with_ns(register_stanza(3, Service::Fcm));
         assert_eq!(
             register.attr("from"),
             Some("user3@example.test/Conversations.bench")
         );
+        let apns = with_ns(register_stanza(3, Service::Apns));
+        let token = form_value(&apns, "token").expect("a token");
+        assert_eq!(token.len(), 64);
+        assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
     }
 
     #[test]
