@@ -43,7 +43,7 @@ const INTEROP_TESTS: &[(&str, &str)] = &[
 const BENCHMARKS: &[(&str, &str)] = &[
     (
         "wakeup",
-        "XEP-0357 publishes -> FCM wake-ups at 1/100/1000 in flight (fake XMPP server, fake FCM)",
+        "XEP-0357 publishes -> FCM and APNs wake-ups at 1/100/1000 in flight (fake XMPP server, fake FCM, fake APNs)",
     ),
     (
         "unifiedpush",
