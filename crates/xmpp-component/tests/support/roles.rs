@@ -7,6 +7,8 @@ use std::time::Duration;
 use pushgate_core::app_server::AppServer;
 use pushgate_core::clock::FixedClock;
 use pushgate_core::provider::{Provider, ProviderConfig};
+use pushgate_core::push_module::{PushModule, PushModules, PushModulesConfig};
+use pushgate_core::test_support::ClockSleeper;
 pub use pushgate_core::test_support::{MemoryStore, ScriptedWaker};
 use pushgate_core::{EndpointKey, EndpointKeys, MessageStoreLimits, PushService, Store, Waker};
 use pushgate_testkit::fake_xmpp_server::{FakeSession, FakeXmppServer};
@@ -27,6 +29,9 @@ pub const STANZAS_NS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 /// Which roles run and how.
 pub struct RolesOptions {
     pub app_server: bool,
+    /// The token-in-node role in place of the app server, with the scripted waker as the APNs
+    /// module `monalProdiOS` (default module).
+    pub push_modules: bool,
     pub provider: bool,
     pub allowed_domains: Option<Vec<String>>,
     pub push_deadline: Duration,
@@ -36,6 +41,7 @@ impl Default for RolesOptions {
     fn default() -> Self {
         Self {
             app_server: true,
+            push_modules: false,
             provider: true,
             allowed_domains: None,
             push_deadline: Duration::from_secs(2),
@@ -93,9 +99,26 @@ pub async fn start_roles(
             allowed_domains: options.allowed_domains,
         },
     ));
-    let roles = Arc::new(PushRoles::new(
+    let push_modules = options.push_modules.then(|| {
+        let module = PushModule {
+            service: PushService::Apns,
+            waker: waker.clone() as Arc<dyn Waker>,
+            sandbox: None,
+        };
+        Arc::new(PushModules::new(
+            HashMap::from([("monalProdiOS".to_owned(), module)]),
+            &PushModulesConfig {
+                min_interval: Duration::ZERO,
+                ..PushModulesConfig::default()
+            },
+            clock.clone(),
+            Arc::new(ClockSleeper::new(clock.clone())),
+        ))
+    });
+    let roles = Arc::new(PushRoles::serving(
         BareJid::new(JID).unwrap(),
-        options.app_server.then(|| app_server.clone()),
+        (options.app_server && !options.push_modules).then(|| app_server.clone()),
+        push_modules,
         options.provider.then(|| provider.clone()),
     ));
     let shutdown = CancellationToken::new();
