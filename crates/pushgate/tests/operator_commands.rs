@@ -312,3 +312,77 @@ async fn test_push_wakes_a_registration_through_fcm_and_posts_to_an_endpoint() {
     assert_eq!(revoked.code, Some(1));
     assert!(revoked.stdout.contains("revoked"), "{}", revoked.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_push_wakes_an_iphone_through_the_apns_of_its_app() {
+    use e2e::{COMPONENT, Pushgate, PushgateOptions, ServerKind, XmppServer};
+    use pushgate_testkit::conversations::{read_push_registration, register_push_apns};
+    use pushgate_testkit::fake_apns::{ApnsAnswer, FAKE_KEY_ID, FAKE_TEAM_ID, FakeApns};
+    let test = "test_push_wakes_an_iphone_through_the_apns_of_its_app";
+    let Some(server) = XmppServer::start(ServerKind::Prosody, test, &["alice"]).await else {
+        return;
+    };
+    let apns = FakeApns::start().await.unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = FakeApns::write_key_file(keys.path()).unwrap();
+    let apns_lines = |topic: &str| {
+        format!(
+            "key_file = \"{}\"\nkey_id = \"{FAKE_KEY_ID}\"\nteam_id = \"{FAKE_TEAM_ID}\"\n\
+             topic = \"{topic}\"\napi_url = \"{}\"\n",
+            key_file.display(),
+            apns.base_url()
+        )
+    };
+    let mut options = PushgateOptions::new(server.component_port());
+    options.extra = format!(
+        "[apns]\n{}\n[[app]]\nname = \"other\"\n[app.apns]\n{}",
+        apns_lines("org.example.default"),
+        apns_lines("org.example.other")
+    );
+    let pushgate = Pushgate::start(options).await;
+    let config = pushgate.config_path().display().to_string();
+    let token = "0123456789abcdef".repeat(4);
+    let alice = server.login("alice", "iphone").await;
+    let answer = alice
+        .iq(register_push_apns(COMPONENT, &token, "iphone-1"))
+        .await
+        .unwrap();
+    let registration = read_push_registration(&answer, COMPONENT).unwrap();
+    alice.close().await.unwrap();
+
+    let dir = Workdir::new();
+    let node = registration.node.as_str();
+    let args = [
+        "test-push",
+        "--config",
+        &config,
+        "--node",
+        node,
+        "--domain",
+        "example.test",
+    ];
+    let out = dir.run(&args, &[]).ok();
+    assert!(out.contains("apns") && out.contains("accepted"), "{out}");
+    assert!(!out.contains(&token), "{out}");
+    let with_app = [&args[..], &["--app", "other"]].concat();
+    dir.run(&with_app, &[]).ok();
+    let topics: Vec<_> = apns
+        .accepted()
+        .into_iter()
+        .map(|request| request.topic.unwrap_or_default())
+        .collect();
+    assert_eq!(topics, ["org.example.default", "org.example.other"]);
+
+    // Apple says the app is gone: the hop fails, exit 1, the registration is marked dead.
+    apns.script(&token, [ApnsAnswer::Unregistered { timestamp_ms: 1 }]);
+    let dead = dir.run(&args, &[]);
+    assert_eq!(dead.code, Some(1), "{}", dead.stdout);
+    assert!(dead.stdout.contains("dead"), "{}", dead.stdout);
+    let unknown_app = dir.run(&[&args[..], &["--app", "nope"]].concat(), &[]);
+    assert_eq!(unknown_app.code, Some(1));
+    assert!(
+        unknown_app.stdout.contains("no [[app]]"),
+        "{}",
+        unknown_app.stdout
+    );
+}

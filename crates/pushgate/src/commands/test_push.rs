@@ -1,8 +1,9 @@
 //! `pushgate test-push`: one push, hop by hop, to see where a delivery stops.
 //!
 //! - `--node NODE --domain DOMAIN`: the XEP-0357 registration the user's server publishes
-//!   to; the wake-up goes through the configured FCM sender, as a publish would send it, and
-//!   a token FCM calls dead is marked dead as `serve` marks it.
+//!   to; the wake-up goes through the configured FCM or APNs sender of its service (of the
+//!   default app, or of `--app`), as a publish would send it, and a token the service calls
+//!   dead is marked dead as `serve` marks it.
 //! - `--endpoint URL`: a UnifiedPush endpoint; the token is opened here, then a short test
 //!   message is POSTed to the endpoint through the running pushgate's listener (the URL
 //!   itself, or `--via` straight to the listener when the public URL is behind a proxy). No
@@ -14,9 +15,10 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use pushgate_apns::ApnsSender;
 use pushgate_core::{
-    Clock as _, EndpointId, RegistrationStore as _, RevocationStore as _, SystemClock, WakeOutcome,
-    WakeRequest, Waker as _,
+    Clock as _, EndpointId, PushService, RegistrationStore as _, RevocationStore as _, SystemClock,
+    WakeOutcome, WakeRequest, Waker,
 };
 use pushgate_fcm::FcmSender;
 use pushgate_store::SqlStore;
@@ -38,6 +40,10 @@ pub struct TestPushArgs {
     /// The account domain the registration belongs to.
     #[arg(long)]
     pub domain: Option<String>,
+    /// The `[[app]]` whose credentials wake it (the component's `app`); default: the
+    /// top-level `[fcm]` and `[apns]`.
+    #[arg(long, requires = "node")]
+    pub app: Option<String>,
     /// A UnifiedPush endpoint URL (`{public_url}/push/{token}`).
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
@@ -85,7 +91,7 @@ pub fn run(file: &SettingsFile, args: &TestPushArgs) -> ExitCode {
         match (&args.node, &args.endpoint) {
             (Some(node), _) => {
                 let domain = args.domain.as_deref().unwrap_or_default();
-                wake(&settings, domain, node).await
+                wake(&settings, args.app.as_deref(), domain, node).await
             }
             (None, Some(endpoint)) => push(&settings, endpoint, args.via.as_deref()).await,
             (None, None) => Vec::new(),
@@ -122,8 +128,8 @@ fn hop(hop: &'static str, ok: bool, detail: impl Into<String>) -> Hop {
     }
 }
 
-/// The registration, then FCM.
-async fn wake(settings: &Settings, domain: &str, node: &str) -> Vec<Hop> {
+/// The registration, then FCM or APNs.
+async fn wake(settings: &Settings, app: Option<&str>, domain: &str, node: &str) -> Vec<Hop> {
     let mut hops = Vec::new();
     let store = match SqlStore::connect(&settings.database.store_config()).await {
         Ok(store) => store,
@@ -157,18 +163,11 @@ async fn wake(settings: &Settings, domain: &str, node: &str) -> Vec<Hop> {
             }
         ),
     ));
-    let Some(fcm) = &settings.fcm else {
-        hops.push(hop(
-            "fcm",
-            false,
-            "no [fcm] section: publishes are answered recipient-unavailable (wait)",
-        ));
-        return hops;
-    };
-    let sender = match FcmSender::from_config(fcm) {
+    let service = registration.service;
+    let sender = match sender(settings, app, service) {
         Ok(sender) => sender,
-        Err(error) => {
-            hops.push(hop("fcm", false, error.to_string()));
+        Err(detail) => {
+            hops.push(hop(service.as_str(), false, detail));
             return hops;
         }
     };
@@ -180,7 +179,13 @@ async fn wake(settings: &Settings, domain: &str, node: &str) -> Vec<Hop> {
         })
         .await;
     let (ok, detail) = match outcome {
-        WakeOutcome::Accepted => (true, "accepted: FCM will wake the device".to_owned()),
+        WakeOutcome::Accepted => (
+            true,
+            format!(
+                "accepted: {} will wake the device",
+                service.as_str().to_uppercase()
+            ),
+        ),
         WakeOutcome::TokenDead => {
             let marked = store
                 .mark_token_dead(
@@ -203,8 +208,42 @@ async fn wake(settings: &Settings, domain: &str, node: &str) -> Vec<Hop> {
         WakeOutcome::Transient(reason) => (false, format!("not sent now: {reason}")),
         WakeOutcome::Rejected(reason) => (false, format!("refused: {reason}")),
     };
-    hops.push(hop("fcm", ok, detail));
+    hops.push(hop(service.as_str(), ok, detail));
     hops
+}
+
+/// The sender of `service` for `app` (the default app without one), or why there is none.
+fn sender(
+    settings: &Settings,
+    app: Option<&str>,
+    service: PushService,
+) -> Result<Box<dyn Waker>, String> {
+    let (fcm, apns) = match app {
+        None => (settings.fcm.as_ref(), settings.apns.as_ref()),
+        Some(name) => {
+            let app = settings
+                .app
+                .iter()
+                .find(|app| app.name == name)
+                .ok_or_else(|| format!("no [[app]] named {name:?}"))?;
+            (app.fcm.as_ref(), app.apns.as_ref())
+        }
+    };
+    let missing = |section: &str| {
+        format!("no {section} settings: publishes are answered recipient-unavailable (wait)")
+    };
+    match service {
+        PushService::Fcm => {
+            let config = fcm.ok_or_else(|| missing("FCM"))?;
+            let sender = FcmSender::from_config(config).map_err(|error| error.to_string())?;
+            Ok(Box::new(sender))
+        }
+        PushService::Apns => {
+            let config = apns.ok_or_else(|| missing("APNs"))?;
+            let sender = ApnsSender::from_config(config).map_err(|error| error.to_string())?;
+            Ok(Box::new(sender))
+        }
+    }
 }
 
 /// The endpoint's token, then the POST.
