@@ -14,8 +14,8 @@ use http::uri::PathAndQuery;
 use http::{HeaderName, HeaderValue, Method, Request, Uri};
 use pushgate_core::{Clock, DeviceHash, PushService, SystemClock, WakeOutcome, WakeRequest, Waker};
 use pushgate_upstream_http::{
-    KeepAlive, ProxyEnvironment, RequestHead, RetryPolicy, TlsRoots, Upstream, UpstreamError,
-    UpstreamRequest, UpstreamResponse, UpstreamSettings, UpstreamSetupError, Versions,
+    KeepAlive, RequestHead, RetryPolicy, TlsRoots, Upstream, UpstreamError, UpstreamRequest,
+    UpstreamResponse, UpstreamSettings, UpstreamSetupError, Versions, proxy_settings,
 };
 use tokio::time::{Instant, sleep, timeout_at};
 use url::Url;
@@ -330,24 +330,9 @@ fn verdict(answer: Result<UpstreamResponse, UpstreamError>, attempt_started: Ins
 
 /// The transport's settings: HTTP/2 only, as APNs speaks nothing else.
 fn upstream_settings(config: &ApnsConfig, base: &Url) -> Result<UpstreamSettings, ApnsSetupError> {
-    let proxy = match &config.proxy {
-        Some(proxy) => {
-            let proxy = if proxy.contains("://") {
-                proxy.clone()
-            } else {
-                format!("http://{proxy}")
-            };
-            Some(Url::parse(&proxy).map_err(|_| {
-                ApnsConfigError::BadProxy(pushgate_upstream_http::ProxyError::NotAUrl)
-            })?)
-        }
-        None => None,
-    };
-    let proxy_environment = if config.proxy_from_environment {
-        ProxyEnvironment::from_process()
-    } else {
-        ProxyEnvironment::default()
-    };
+    let (proxy, proxy_environment) =
+        proxy_settings(config.proxy.as_deref(), config.proxy_from_environment)
+            .map_err(ApnsConfigError::BadProxy)?;
     Ok(UpstreamSettings {
         versions: Versions::Http2Only,
         proxy,

@@ -13,8 +13,8 @@ use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use http::{HeaderValue, Method, Request, Uri};
 use pushgate_core::{DeviceHash, PushService, WakeOutcome, WakeRequest, Waker};
 use pushgate_upstream_http::{
-    KeepAlive, ProxyEnvironment, RequestHead, Upstream, UpstreamError, UpstreamRequest,
-    UpstreamResponse, UpstreamSettings, UpstreamSetupError, Versions,
+    KeepAlive, RequestHead, RetryPolicy, Upstream, UpstreamError, UpstreamRequest,
+    UpstreamResponse, UpstreamSettings, UpstreamSetupError, Versions, proxy_settings,
 };
 use tokio::time::{Instant, sleep, timeout_at};
 use url::Url;
@@ -27,7 +27,6 @@ use crate::message::wake_message;
 use crate::response_body::MAX_BODY_BYTES;
 use crate::service_account::ServiceAccount;
 use crate::token_client;
-use pushgate_upstream_http::RetryPolicy;
 
 /// The `Content-Type` of every send.
 const JSON_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/json; charset=UTF-8");
@@ -280,25 +279,10 @@ fn upstream_settings(
     } else {
         Versions::Http1Only
     };
-    let proxy = match &config.proxy {
-        Some(proxy) => {
-            let proxy = if proxy.contains("://") {
-                proxy.clone()
-            } else {
-                format!("http://{proxy}")
-            };
-            // validate() has checked it.
-            Some(Url::parse(&proxy).map_err(|_| {
-                FcmConfigError::BadProxy(pushgate_upstream_http::ProxyError::NotAUrl)
-            })?)
-        }
-        None => None,
-    };
-    let proxy_environment = if config.proxy_from_environment {
-        ProxyEnvironment::from_process()
-    } else {
-        ProxyEnvironment::default()
-    };
+    // validate() has checked the proxy.
+    let (proxy, proxy_environment) =
+        proxy_settings(config.proxy.as_deref(), config.proxy_from_environment)
+            .map_err(FcmConfigError::BadProxy)?;
     Ok(UpstreamSettings {
         versions,
         proxy,

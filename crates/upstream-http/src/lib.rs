@@ -27,7 +27,7 @@ mod retry_after;
 mod settings;
 mod upstream;
 
-pub use connect::proxy::{NoProxy, Proxy, ProxyEnvironment, ProxyError};
+pub use connect::proxy::{NoProxy, Proxy, ProxyEnvironment, ProxyError, proxy_settings};
 pub use error::{ConnectFailure, UpstreamError};
 pub use request::{RequestHead, UpstreamRequest};
 pub use response::UpstreamResponse;

@@ -95,6 +95,33 @@ impl std::fmt::Debug for Proxy {
     }
 }
 
+/// The proxy a sender's settings ask for: `setting` (`http://[user:password@]host:port`, or
+/// without the scheme) wins; without it, the process environment's when `from_environment`.
+/// The two fields of [`UpstreamSettings`](crate::UpstreamSettings) that say it.
+pub fn proxy_settings(
+    setting: Option<&str>,
+    from_environment: bool,
+) -> Result<(Option<Url>, ProxyEnvironment), ProxyError> {
+    let proxy = match setting {
+        Some(proxy) => {
+            let proxy = proxy.trim();
+            let url = if proxy.contains("://") {
+                Url::parse(proxy)
+            } else {
+                Url::parse(&format!("http://{proxy}"))
+            };
+            Some(url.map_err(|_| ProxyError::NotAUrl)?)
+        }
+        None => None,
+    };
+    let environment = if from_environment {
+        ProxyEnvironment::from_process()
+    } else {
+        ProxyEnvironment::default()
+    };
+    Ok((proxy, environment))
+}
+
 impl Proxy {
     /// Parses `http://[user[:password]@]host[:port]`; without a scheme, `http://` is meant.
     pub fn parse(value: &str) -> Result<Self, ProxyError> {
@@ -355,6 +382,22 @@ mod tests {
         assert_eq!(
             ProxyEnvironment::default().proxy_for(&url("https://x.test/")),
             Ok(None)
+        );
+    }
+
+    #[test]
+    fn a_senders_proxy_setting_wins_and_may_leave_out_the_scheme() {
+        let (proxy, _) = proxy_settings(Some(" proxy.example:3128 "), true).expect("a URL");
+        assert_eq!(
+            proxy.map(|url| url.to_string()),
+            Some("http://proxy.example:3128/".to_owned())
+        );
+        let (proxy, environment) = proxy_settings(None, false).expect("nothing to parse");
+        assert!(proxy.is_none());
+        assert_eq!(environment, ProxyEnvironment::default());
+        assert_eq!(
+            proxy_settings(Some("http://[::1"), false).map(|_| ()),
+            Err(ProxyError::NotAUrl)
         );
     }
 
