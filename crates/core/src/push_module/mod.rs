@@ -6,7 +6,7 @@
 //! Unlike fpush, a push service's passing trouble is answered `wait`, never `cancel` (ejabberd
 //! drops a registration on the first `cancel`); a dead token is answered `item-not-found` and
 //! remembered, so a storm of publishes for it stays here; and bursts are coalesced, not
-//! dropped ([`bursts`]).
+//! dropped (`bursts.rs`).
 
 mod bursts;
 mod config;
