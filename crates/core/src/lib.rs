@@ -10,6 +10,7 @@ pub mod bounded_cache;
 pub mod client_link;
 pub mod clock;
 pub mod device;
+pub mod matrix_gateway;
 pub mod metric_handles;
 pub mod provider;
 pub mod push_module;

@@ -16,7 +16,7 @@ use pushgate_core::push_module::{PushModule, PushModules};
 use pushgate_core::trace::DeliveryTrace;
 use pushgate_core::{Clock, EndpointKeyError, PushService, Sleeper, Store, SystemClock, Waker};
 use pushgate_fcm::{FcmConfig, FcmSender, FcmSetupError};
-use pushgate_up_http::{PushEndpointConfig, Rate, RateLimits};
+use pushgate_up_http::{MatrixGatewaySettings, PushEndpointConfig, Rate, RateLimits};
 use pushgate_xmpp::XmppClientLink;
 
 use crate::settings::{RoleName, Settings};
@@ -205,7 +205,8 @@ impl Sleeper for TokioSleeper {
     }
 }
 
-/// The push endpoint's settings from `[http]` and `[unified_push]`.
+/// The push endpoint's settings from `[http]`, `[unified_push]` and `[matrix_gateway]` (the
+/// endpoint exists only when the provider is served).
 pub fn push_endpoint_config(settings: &Settings, public_url: &str) -> PushEndpointConfig {
     let up = &settings.unified_push;
     let rate = |requests: u32, burst: u32| {
@@ -222,5 +223,11 @@ pub fn push_endpoint_config(settings: &Settings, public_url: &str) -> PushEndpoi
             per_client: rate(up.client_rate, up.client_burst),
         },
         trust_forwarded_for: settings.http.trust_forwarded_for,
+        matrix_gateway: settings
+            .matrix_gateway
+            .serves(true)
+            .then(|| MatrixGatewaySettings {
+                ttl_secs: settings.matrix_gateway.ttl_secs(),
+            }),
     }
 }

@@ -25,6 +25,7 @@ use http_body_util::Limited;
 use tower::ServiceExt as _;
 
 use crate::limits::{ServerConfig, declares_too_large, timed_out, too_large};
+use crate::matrix_gateway::NOTIFY_PATH;
 use crate::post_message::accept_push;
 use crate::push::PushEndpoint;
 
@@ -110,6 +111,27 @@ impl App {
         match &self.push {
             Some(endpoint) if is_direct_push(&request) => {
                 self.post_directly(endpoint, request, peer).await
+            }
+            Some(endpoint) if request.uri().path() == NOTIFY_PATH => {
+                match &endpoint.matrix_gateway {
+                    Some(settings) => {
+                        let (parts, body) = request.into_parts();
+                        let answered = crate::matrix_gateway::respond(
+                            endpoint,
+                            settings,
+                            &parts.method,
+                            &parts.headers,
+                            peer,
+                            body,
+                        );
+                        tokio::time::timeout(self.request_timeout, answered)
+                            .await
+                            .unwrap_or_else(|_| timed_out())
+                    }
+                    None => {
+                        crate::errors::json_error(axum::http::StatusCode::NOT_FOUND, "not found")
+                    }
+                }
             }
             _ => {
                 let mut request = request.map(Body::new);

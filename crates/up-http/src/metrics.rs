@@ -22,6 +22,41 @@ pub(crate) fn push_request(status: StatusCode, took: Duration) {
     DURATION.record(took.as_secs_f64());
 }
 
+static NOTIFIES: CounterSet = CounterSet::new(
+    "pushgate_matrix_notifies_total",
+    &[],
+    "outcome",
+    &[
+        "ok",
+        "bad_json",
+        "too_large",
+        "rate_limited",
+        "method_not_allowed",
+    ],
+);
+static REJECTED_PUSHKEYS: CounterSet = CounterSet::new(
+    "pushgate_matrix_rejected_pushkeys_total",
+    &[],
+    "reason",
+    &["foreign", "not_found", "too_large"],
+);
+
+/// The Matrix gateway is served: its counters are served from now on, at 0.
+pub(crate) fn matrix_gateway_served() {
+    NOTIFIES.register_all();
+    REJECTED_PUSHKEYS.register_all();
+}
+
+/// A Matrix `notify` answered with `outcome`.
+pub(crate) fn notify(outcome: &'static str) {
+    NOTIFIES.increment(outcome, 1);
+}
+
+/// A pushkey of a `notify` rejected for `reason`.
+pub(crate) fn rejected_pushkey(reason: &'static str) {
+    REJECTED_PUSHKEYS.increment(reason, 1);
+}
+
 /// A push message's body was read whole: `bytes` long.
 pub(crate) fn push_body(bytes: usize) {
     BODY_SIZE.record(bytes as f64);

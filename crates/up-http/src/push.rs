@@ -14,6 +14,7 @@ use pushgate_core::provider::Provider;
 
 use crate::app::Routes;
 use crate::errors::json_error;
+use crate::matrix_gateway::MatrixGatewaySettings;
 use crate::post_message::post_message;
 use crate::rate_limit::{KeyedLimit, MAX_TRACKED_KEYS, RateLimits};
 
@@ -33,15 +34,19 @@ pub struct PushEndpointConfig {
     /// header says who the client is. Only set it when every request comes through that proxy:
     /// otherwise a client can claim any address.
     pub trust_forwarded_for: bool,
+    /// The Matrix Push Gateway on `/_matrix/push/v1/notify`, when served.
+    pub matrix_gateway: Option<MatrixGatewaySettings>,
 }
 
 impl PushEndpointConfig {
-    /// The defaults for `public_url`: [`RateLimits::default`], the peer address counts.
+    /// The defaults for `public_url`: [`RateLimits::default`], the peer address counts, no
+    /// Matrix gateway.
     pub fn new(public_url: impl Into<String>) -> Self {
         Self {
             public_url: public_url.into(),
             rate_limits: RateLimits::default(),
             trust_forwarded_for: false,
+            matrix_gateway: None,
         }
     }
 }
@@ -67,6 +72,10 @@ pub(crate) struct PushEndpoint {
     pub(crate) provider: Arc<Provider>,
     /// `{public_url}/message/`, checked once to be a valid header value when followed by an id.
     pub(crate) message_url_prefix: String,
+    /// `{public_url}/push/`: what every endpoint URL handed out starts with.
+    pub(crate) push_url_prefix: String,
+    /// The Matrix gateway's settings, when it is served.
+    pub(crate) matrix_gateway: Option<MatrixGatewaySettings>,
     pub(crate) per_endpoint: KeyedLimit<u64>,
     pub(crate) per_client: KeyedLimit<IpAddr>,
     pub(crate) trust_forwarded_for: bool,
@@ -89,6 +98,7 @@ pub fn push_routes(
 ) -> Result<Routes, PushEndpointError> {
     let public_url = config.public_url.trim_end_matches('/');
     let message_url_prefix = format!("{public_url}/message/");
+    let push_url_prefix = format!("{public_url}/push/");
     // The id appended later is hex, so the prefix decides whether every Location is valid.
     HeaderValue::from_str(&message_url_prefix).map_err(|_| PushEndpointError::PublicUrl)?;
     let per_endpoint = config
@@ -105,9 +115,14 @@ pub fn push_routes(
         .ok_or(PushEndpointError::Rate {
             which: "per_client",
         })?;
+    if config.matrix_gateway.is_some() {
+        crate::metrics::matrix_gateway_served();
+    }
     let endpoint = Arc::new(PushEndpoint {
         provider,
         message_url_prefix,
+        push_url_prefix,
+        matrix_gateway: config.matrix_gateway,
         per_endpoint: KeyedLimit::new(per_endpoint, MAX_TRACKED_KEYS),
         per_client: KeyedLimit::new(per_client, MAX_TRACKED_KEYS),
         trust_forwarded_for: config.trust_forwarded_for,

@@ -19,6 +19,7 @@ pub use problems::{Problem, SettingsError};
 use crate::first_run::{DataDir, FirstRun};
 pub use pushgate_apns::ApnsConfig;
 pub use pushgate_core::app_server::AppServerConfig;
+pub use pushgate_core::matrix_gateway::MatrixGatewayConfig;
 pub use pushgate_core::provider::UnifiedPushConfig;
 pub use pushgate_core::push_module::PushModulesConfig;
 pub use pushgate_core::settings::redact_url;
@@ -75,6 +76,10 @@ pub struct Settings {
     /// `[unified_push]`, owned by `pushgate-core`.
     #[serde(default)]
     pub unified_push: UnifiedPushConfig,
+    /// `[matrix_gateway]`, owned by `pushgate-core`: the Matrix Push Gateway beside the
+    /// UnifiedPush endpoints.
+    #[serde(default)]
+    pub matrix_gateway: MatrixGatewayConfig,
     /// `[metrics]`.
     #[serde(default)]
     pub metrics: MetricsSettings,

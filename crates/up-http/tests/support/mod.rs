@@ -16,7 +16,10 @@ use pushgate_core::clock::FixedClock;
 use pushgate_core::provider::{Provider, ProviderConfig};
 pub use pushgate_core::test_support::{MemoryStore, ScriptedClient};
 use pushgate_core::unified_push::{EndpointKey, EndpointKeys};
-use pushgate_up_http::{App, PushEndpointConfig, Rate, RateLimits, ServerConfig, app, push_routes};
+use pushgate_up_http::{
+    App, MatrixGatewaySettings, PushEndpointConfig, Rate, RateLimits, ServerConfig, app,
+    push_routes,
+};
 
 /// 2027-01-15: before the shared vectors' tokens expire (2030).
 pub const NOW: i64 = 1_800_000_000_000;
@@ -122,6 +125,7 @@ pub fn endpoint_config(rate_limits: RateLimits) -> PushEndpointConfig {
         public_url: PUBLIC_URL.into(),
         rate_limits,
         trust_forwarded_for: false,
+        matrix_gateway: Some(MatrixGatewaySettings { ttl_secs: 86_400 }),
     }
 }
 
