@@ -66,7 +66,13 @@ pub struct Load {
     pub body: Bytes,
     /// The `TTL` header: seconds the sender wants an undelivered message kept.
     pub ttl: u32,
+    /// Post these Matrix `notify` bodies (one per endpoint, taken in turn, each naming its
+    /// endpoint as pushkey) to the Matrix gateway instead of `body` to the endpoints.
+    pub matrix_notifies: Option<Arc<Vec<Bytes>>>,
 }
+
+/// The Matrix Push Gateway's path.
+pub const MATRIX_NOTIFY_PATH: &str = "/_matrix/push/v1/notify";
 
 /// Opens `connections` connections that post until `phase` is [`STOPPING`].
 pub fn start(
@@ -125,15 +131,20 @@ async fn post_in_turn(
     let mut result = LoadResult::default();
     let mut next = index;
     while phase.load(Ordering::Acquire) != STOPPING {
-        let path = &load.paths[next % load.paths.len()];
+        let request = match &load.matrix_notifies {
+            None => Request::post(load.paths[next % load.paths.len()].as_str())
+                .header(HOST, host.as_str())
+                .header("ttl", ttl.as_str())
+                .header(CONTENT_ENCODING, "aes128gcm")
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .body(Full::new(load.body.clone())),
+            Some(notifies) => Request::post(MATRIX_NOTIFY_PATH)
+                .header(HOST, host.as_str())
+                .header(CONTENT_TYPE, "application/json")
+                .body(Full::new(notifies[next % notifies.len()].clone())),
+        }
+        .map_err(http_error)?;
         next += stride;
-        let request = Request::post(path.as_str())
-            .header(HOST, host.as_str())
-            .header("ttl", ttl.as_str())
-            .header(CONTENT_ENCODING, "aes128gcm")
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .body(Full::new(load.body.clone()))
-            .map_err(http_error)?;
         let started = Instant::now();
         sender.ready().await.map_err(http_error)?;
         let response = sender.send_request(request).await.map_err(http_error)?;

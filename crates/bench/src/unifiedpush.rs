@@ -4,6 +4,10 @@
 //! Prosody serves `example.test` and the component; pushgate (release) links to it with the
 //! `unified_push` role; one logged-in client registers endpoints and answers every push at
 //! once; keep-alive HTTP connections (1, 16, 64) post 3000-byte bodies to those endpoints.
+//! Then the same through the Matrix Push Gateway (issue "A Matrix push gateway"): each
+//! connection posts `notify` requests naming an endpoint as pushkey, whose relayed
+//! notification is as large as the POSTed bodies; its CPU per push is compared with the
+//! POST's at each level.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -22,11 +26,12 @@ use pushgate_testkit::prosody::{ProsodyInstance, ProsodyOptions};
 use tokio::task::JoinHandle;
 
 use crate::error::BenchError;
-use crate::http_load::{self, Load, MEASURING, STOPPING, WARMING_UP};
+use crate::http_load::{self, Load, LoadResult, MEASURING, STOPPING, WARMING_UP};
 use crate::proc_stats::{self, ClockTick, megabytes};
 use crate::pushgate_process::PushgateProcess;
 use crate::report::{Verdict, print_targets};
 use crate::sampler::Sampler;
+use crate::sampler::Usage;
 
 const DOMAIN: &str = "example.test";
 const COMPONENT: &str = "push.example.test";
@@ -43,6 +48,8 @@ const WARMUP: Duration = Duration::from_secs(1);
 const WINDOW: Duration = Duration::from_secs(5);
 /// Target of the issue: pushgate's CPU per push.
 const CPU_TARGET_US: f64 = 25.0;
+/// Target of the Matrix gateway issue: a notify costs at most this many POSTs of its size.
+const NOTIFY_OVER_POST_TARGET: f64 = 1.5;
 
 /// Runs the benchmark against the binary at `pushgate` and prints the results; with `only`,
 /// just the level with that many connections.
@@ -79,88 +86,74 @@ pub async fn run(pushgate: &Path, only: Option<usize>) -> Result<(), BenchError>
     let body: Bytes = (0..BODY_BYTES)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    let load = Load {
+    let notifies: Vec<Bytes> = paths
+        .iter()
+        .map(|path| matrix_notify(&format!("http://{address}{path}"), BODY_BYTES))
+        .collect();
+    let post_load = Load {
         address,
         paths: Arc::new(paths),
         body,
         ttl: 60,
+        matrix_notifies: None,
     };
-    println!(
-        "unifiedpush: POST ({BODY_BYTES}-byte body) -> IQ via Prosody -> client result -> 201, {ENDPOINTS} endpoints of one client"
-    );
+    let notify_load = Load {
+        matrix_notifies: Some(Arc::new(notifies)),
+        ..post_load.clone()
+    };
     println!(
         "pushgate idle RSS (linked, endpoints registered): {:.1} MB",
         megabytes(idle.rss_kib)
     );
-    println!(
-        "{:>11} {:>9} {:>9} {:>7} {:>7} {:>13} {:>12} {:>9} {:>10} {:>13} {:>13} {:>13} {:>7} {:>11}  other statuses",
-        "connections",
-        "pushes",
-        "pushes/s",
-        "p50 ms",
-        "p99 ms",
-        "pushgate µs",
-        "(stat ticks)",
-        "user µs",
-        "kernel µs",
-        "Prosody CPU",
-        "Prosody µs",
-        "driver µs",
-        "RSS MB",
-        "busy cores"
-    );
-    let mut verdicts = Vec::new();
-    let own_pid = std::process::id();
-    for connections in CONNECTION_LEVELS
+    let pids = [pid, prosody_pid, std::process::id()];
+    let levels: Vec<usize> = CONNECTION_LEVELS
         .into_iter()
         .filter(|connections| only.is_none_or(|only| only == *connections))
-    {
-        process.ensure_running()?;
-        let phase = Arc::new(AtomicU8::new(WARMING_UP));
-        let workers = http_load::start(&load, connections, &phase);
-        tokio::time::sleep(WARMUP).await;
-        let sampler = Sampler::start(&[pid, prosody_pid, own_pid], tick);
-        phase.store(MEASURING, Ordering::Release);
-        tokio::time::sleep(WINDOW).await;
-        phase.store(STOPPING, Ordering::Release);
-        let window = sampler.finish();
-        let mut result = http_load::finish(workers).await?;
-        let [pushgate_usage, prosody_usage, driver_usage] = [0, 1, 2].map(|i| window.process(i));
-        let pushes = result.statuses.get(&201).copied().unwrap_or(0);
-        let others: BTreeMap<u16, u64> = result
-            .statuses
-            .iter()
-            .filter(|(status, _)| **status != 201)
-            .map(|(status, count)| (*status, *count))
-            .collect();
-        println!(
-            "{:>11} {:>9} {:>9.0} {:>7.2} {:>7.2} {:>13.1} {:>12.1} {:>9.1} {:>10.1} {:>12.0}% {:>13.1} {:>13.1} {:>7.1} {:>11.2}  {}",
-            connections,
-            pushes,
-            pushes as f64 / pushgate_usage.wall.as_secs_f64(),
-            result.latencies.percentile_ms(50.0),
-            result.latencies.percentile_ms(99.0),
-            pushgate_usage.cpu_us_per(pushes),
-            pushgate_usage.cpu_ticks.as_secs_f64() * 1e6 / pushes.max(1) as f64,
-            pushgate_usage.cpu_us_per(pushes) * (1.0 - pushgate_usage.system_share()),
-            pushgate_usage.cpu_us_per(pushes) * pushgate_usage.system_share(),
-            prosody_usage.cpu_share() * 100.0,
-            prosody_usage.cpu_us_per(pushes),
-            driver_usage.cpu_us_per(pushes),
-            megabytes(pushgate_usage.max_rss_kib),
-            window.machine_busy_cores,
-            if others.is_empty() {
-                "none".to_owned()
-            } else {
-                format!("{others:?}")
+        .collect();
+    let mut verdicts = Vec::new();
+    let mut post_cpu = Vec::new();
+    for (load, title, ok_status) in [
+        (
+            &post_load,
+            format!(
+                "unifiedpush: POST ({BODY_BYTES}-byte body) -> IQ via Prosody -> client result -> 201, {ENDPOINTS} endpoints of one client"
+            ),
+            201,
+        ),
+        (
+            &notify_load,
+            format!(
+                "unifiedpush, Matrix gateway: POST /_matrix/push/v1/notify (a {BODY_BYTES}-byte notification for one own endpoint) -> IQ via Prosody -> client result -> 200"
+            ),
+            200,
+        ),
+    ] {
+        println!("{title}");
+        print_header();
+        for &connections in &levels {
+            process.ensure_running()?;
+            let (pushes, pushgate_usage) =
+                run_level(load, connections, ok_status, &pids, tick).await?;
+            let cpu = pushgate_usage.cpu_us_per(pushes);
+            if load.matrix_notifies.is_none() {
+                verdicts.push(Verdict::at_most(
+                    format!("pushgate CPU per push at {connections} connections"),
+                    cpu,
+                    CPU_TARGET_US,
+                    "µs",
+                ));
+                post_cpu.push((connections, cpu));
+            } else if let Some((_, post)) = post_cpu.iter().find(|(c, _)| *c == connections) {
+                verdicts.push(Verdict::at_most(
+                    format!(
+                        "notify over POST, CPU per push at {connections} connections ({cpu:.1} / {post:.1} µs)"
+                    ),
+                    cpu / post,
+                    NOTIFY_OVER_POST_TARGET,
+                    "×",
+                ));
             }
-        );
-        verdicts.push(Verdict::at_most(
-            format!("pushgate CPU per push at {connections} connections"),
-            pushgate_usage.cpu_us_per(pushes),
-            CPU_TARGET_US,
-            "µs",
-        ));
+        }
     }
     println!(
         "client answered {} pushes in all (warm-ups included)",
@@ -180,6 +173,99 @@ pub async fn run(pushgate: &Path, only: Option<usize>) -> Result<(), BenchError>
     }
     drop(prosody);
     Ok(())
+}
+
+fn print_header() {
+    println!(
+        "{:>11} {:>9} {:>9} {:>7} {:>7} {:>13} {:>12} {:>9} {:>10} {:>13} {:>13} {:>13} {:>7} {:>11}  other statuses",
+        "connections",
+        "pushes",
+        "pushes/s",
+        "p50 ms",
+        "p99 ms",
+        "pushgate µs",
+        "(stat ticks)",
+        "user µs",
+        "kernel µs",
+        "Prosody CPU",
+        "Prosody µs",
+        "driver µs",
+        "RSS MB",
+        "busy cores"
+    );
+}
+
+/// One level: `connections` post `load` for the window; prints its row and returns the pushes
+/// answered `ok_status` and pushgate's use of the machine.
+async fn run_level(
+    load: &Load,
+    connections: usize,
+    ok_status: u16,
+    pids: &[u32; 3],
+    tick: ClockTick,
+) -> Result<(u64, Usage), BenchError> {
+    let phase = Arc::new(AtomicU8::new(WARMING_UP));
+    let workers = http_load::start(load, connections, &phase);
+    tokio::time::sleep(WARMUP).await;
+    let sampler = Sampler::start(pids, tick);
+    phase.store(MEASURING, Ordering::Release);
+    tokio::time::sleep(WINDOW).await;
+    phase.store(STOPPING, Ordering::Release);
+    let window = sampler.finish();
+    let mut result: LoadResult = http_load::finish(workers).await?;
+    let [pushgate_usage, prosody_usage, driver_usage] = [0, 1, 2].map(|i| window.process(i));
+    let pushes = result.statuses.get(&ok_status).copied().unwrap_or(0);
+    let others: BTreeMap<u16, u64> = result
+        .statuses
+        .iter()
+        .filter(|(status, _)| **status != ok_status)
+        .map(|(status, count)| (*status, *count))
+        .collect();
+    println!(
+        "{:>11} {:>9} {:>9.0} {:>7.2} {:>7.2} {:>13.1} {:>12.1} {:>9.1} {:>10.1} {:>12.0}% {:>13.1} {:>13.1} {:>7.1} {:>11.2}  {}",
+        connections,
+        pushes,
+        pushes as f64 / pushgate_usage.wall.as_secs_f64(),
+        result.latencies.percentile_ms(50.0),
+        result.latencies.percentile_ms(99.0),
+        pushgate_usage.cpu_us_per(pushes),
+        pushgate_usage.cpu_ticks.as_secs_f64() * 1e6 / pushes.max(1) as f64,
+        pushgate_usage.cpu_us_per(pushes) * (1.0 - pushgate_usage.system_share()),
+        pushgate_usage.cpu_us_per(pushes) * pushgate_usage.system_share(),
+        prosody_usage.cpu_share() * 100.0,
+        prosody_usage.cpu_us_per(pushes),
+        driver_usage.cpu_us_per(pushes),
+        megabytes(pushgate_usage.max_rss_kib),
+        window.machine_busy_cores,
+        if others.is_empty() {
+            "none".to_owned()
+        } else {
+            format!("{others:?}")
+        }
+    );
+    Ok((pushes, pushgate_usage))
+}
+
+/// A Matrix `notify` for the endpoint at `pushkey`, `event_id_only` as Element sets its
+/// pusher, with `content` padded so the notification the client receives is `size` bytes.
+fn matrix_notify(pushkey: &str, size: usize) -> Bytes {
+    let notification = |padding: &str| {
+        serde_json::json!({"notification": {
+            "event_id": "$bench-event-0123456789abcdef:example.org",
+            "room_id": "!bench-room:example.org",
+            "counts": {"unread": 1},
+            "prio": "high",
+            "content": {"body": padding},
+        }})
+    };
+    let bare = notification("").to_string().len();
+    let padding = "x".repeat(size.saturating_sub(bare));
+    let mut body = notification(&padding);
+    body["notification"]["devices"] = serde_json::json!([
+        {"app_id": "im.vector.app.android", "pushkey": pushkey,
+         "data": {"url": "https://example.org/_matrix/push/v1/notify", "format": "event_id_only"}}
+    ]);
+    Bytes::from(body.to_string())
 }
 
 /// Back to Prosody's global section (a `VirtualHost` with an option table returns there) to
@@ -323,6 +409,21 @@ fn answer_pushes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_notify_relays_a_notification_of_the_size_asked_for_its_endpoint() {
+        let body = matrix_notify("http://127.0.0.1:1/push/v2.local.abc", 3000);
+        let mut value: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(
+            value["notification"]["devices"][0]["pushkey"],
+            "http://127.0.0.1:1/push/v2.local.abc"
+        );
+        let relayed = value["notification"]
+            .as_object_mut()
+            .map(|notification| notification.remove("devices"));
+        assert!(relayed.is_some());
+        assert_eq!(value.to_string().len(), 3000);
+    }
 
     #[test]
     fn the_endpoint_path_comes_from_a_registered_answer() {

@@ -155,6 +155,7 @@ async fn run_backend(
         paths: Arc::new(paths),
         body,
         ttl: TTL_SECONDS,
+        matrix_notifies: None,
     };
     println!("\n{} ({})", place.kind.name(), place.shown);
     println!(
