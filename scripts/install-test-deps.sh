@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what pushgate's full test suite needs and is missing: Prosody (+ prosody-modules),
 # ejabberd, PostgreSQL and MariaDB, and Prometheus (for `promtool check metrics`), from Debian's
-# packages. Skips apt entirely when all are
+# packages, then Synapse from PyPI (install-synapse.sh). Skips apt entirely when all are
 # present. No service is started by the packages (policy-rc.d answers 101 "not allowed");
 # the tests start their own throwaway servers.
 set -euo pipefail
@@ -14,9 +14,11 @@ for package in "${packages[@]}"; do
     fi
 done
 
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
 if [ ${#missing[@]} -eq 0 ]; then
     echo "test dependencies: all installed (${packages[*]})"
-    exit 0
+    exec bash "$here/install-synapse.sh"
 fi
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -41,3 +43,5 @@ chmod +x "$policy"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq "${missing[@]}"
+
+bash "$here/install-synapse.sh"
