@@ -1,6 +1,10 @@
 //! A `notify` request read as the spec writes it, and what becomes of each device.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::provider::{AcceptOutcome, Urgency};
 
@@ -64,72 +68,93 @@ impl Notify {
     /// Reads a request body: a JSON object whose `notification` is an object with a `devices`
     /// array of objects, each with string `app_id` and `pushkey`; the other fields the spec
     /// names, when present, of the type it gives them.
+    ///
+    /// The notification's fields are kept as the bytes they came as and copied into the
+    /// message as they are: no tree of the (possibly large) `content` is built, and nothing
+    /// is escaped twice.
     pub fn read(body: &[u8]) -> Result<Self, NotifyError> {
-        let value: Value = serde_json::from_slice(body).map_err(|_| NotifyError::NotJson)?;
-        let Value::Object(mut request) = value else {
-            return Err(NotifyError::Shape("the body is not a JSON object"));
-        };
-        let Some(Value::Object(mut notification)) = request.remove("notification") else {
-            return Err(NotifyError::Shape(
+        let request: BTreeMap<Cow<'_, str>, &RawValue> =
+            serde_json::from_slice(body).map_err(|error| {
+                if error.is_data() {
+                    NotifyError::Shape("the body is not a JSON object")
+                } else {
+                    NotifyError::NotJson
+                }
+            })?;
+        let notification = request
+            .get("notification")
+            .and_then(|raw| {
+                serde_json::from_str::<BTreeMap<Cow<'_, str>, &RawValue>>(raw.get()).ok()
+            })
+            .ok_or(NotifyError::Shape(
                 "`notification` is missing or not an object",
-            ));
-        };
-        let Some(Value::Array(devices)) = notification.remove("devices") else {
+            ))?;
+        let Some(devices) = notification.get("devices") else {
             return Err(NotifyError::Shape(
                 "`notification.devices` is missing or not an array",
             ));
         };
+        let devices: Vec<Device<'_>> = serde_json::from_str(devices.get()).map_err(|_| {
+            NotifyError::Shape(
+                "`notification.devices` is not an array of objects with string `app_id` and \
+                 `pushkey` (and `pushkey_ts`, `data` and `tweaks` of the spec's types)",
+            )
+        })?;
         if devices.len() > MAX_DEVICES {
             return Err(NotifyError::TooManyDevices);
         }
-        let pushkeys = devices
-            .iter()
-            .map(device_pushkey)
-            .collect::<Result<Vec<_>, _>>()?;
+        if devices.iter().any(|device| !device.well_typed()) {
+            return Err(NotifyError::Shape(
+                "a device's `data` or `tweaks` is not an object",
+            ));
+        }
         check_fields(&notification)?;
-        let urgency = match notification.get("prio").and_then(Value::as_str) {
+        let urgency = match notification
+            .get("prio")
+            .and_then(|raw| serde_json::from_str::<Cow<'_, str>>(raw.get()).ok())
+            .as_deref()
+        {
             Some("low") => Urgency::Low,
             _ => Urgency::Normal,
         };
-        let message = message(notification);
         Ok(Self {
-            pushkeys,
-            message,
+            pushkeys: devices
+                .into_iter()
+                .map(|device| device.pushkey.into_owned())
+                .collect(),
+            message: message(&notification),
             urgency,
         })
     }
 }
 
-/// The pushkey of one device, checking its shape.
-fn device_pushkey(device: &Value) -> Result<String, NotifyError> {
-    let Value::Object(device) = device else {
-        return Err(NotifyError::Shape("a device is not an object"));
-    };
-    let string = |key| device.get(key).and_then(Value::as_str);
-    if string("app_id").is_none() {
-        return Err(NotifyError::Shape("a device has no string `app_id`"));
+/// A device as the spec writes it (`app_id` and `pushkey` required).
+#[derive(Deserialize)]
+struct Device<'a> {
+    #[serde(borrow)]
+    #[allow(dead_code)] // required by the spec, so checked, but not used
+    app_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pushkey: Cow<'a, str>,
+    #[allow(dead_code)] // typed by the spec, so checked, but not used
+    pushkey_ts: Option<i64>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tweaks: Option<&'a RawValue>,
+}
+
+impl Device<'_> {
+    fn well_typed(&self) -> bool {
+        [self.data, self.tweaks]
+            .into_iter()
+            .flatten()
+            .all(|raw| raw.get().starts_with('{'))
     }
-    let Some(pushkey) = string("pushkey") else {
-        return Err(NotifyError::Shape("a device has no string `pushkey`"));
-    };
-    let typed = [
-        (
-            "pushkey_ts",
-            device.get("pushkey_ts").is_none_or(Value::is_i64),
-        ),
-        ("data", device.get("data").is_none_or(Value::is_object)),
-        ("tweaks", device.get("tweaks").is_none_or(Value::is_object)),
-    ];
-    if let Some((_, _)) = typed.iter().find(|(_, ok)| !ok) {
-        return Err(NotifyError::Shape(
-            "a device's `pushkey_ts`, `data` or `tweaks` is of the wrong type",
-        ));
-    }
-    Ok(pushkey.to_owned())
 }
 
 /// The notification's own fields, when present, are of the spec's types.
-fn check_fields(notification: &Map<String, Value>) -> Result<(), NotifyError> {
+fn check_fields(notification: &BTreeMap<Cow<'_, str>, &RawValue>) -> Result<(), NotifyError> {
     const STRINGS: [&str; 8] = [
         "event_id",
         "room_id",
@@ -140,52 +165,67 @@ fn check_fields(notification: &Map<String, Value>) -> Result<(), NotifyError> {
         "room_alias",
         "prio",
     ];
-    for key in STRINGS {
-        if notification
+    // A raw value is valid JSON, so its first byte says its type.
+    let starts = |key: &str, first: char| {
+        notification
             .get(key)
-            .is_some_and(|value| !value.is_string())
-        {
-            return Err(NotifyError::Shape(
-                "a notification field the spec makes a string is not one",
-            ));
-        }
+            .is_none_or(|raw| raw.get().starts_with(first))
+    };
+    if !STRINGS.iter().all(|key| starts(key, '"')) {
+        return Err(NotifyError::Shape(
+            "a notification field the spec makes a string is not one",
+        ));
     }
     if notification
         .get("user_is_target")
-        .is_some_and(|value| !value.is_boolean())
+        .is_some_and(|raw| !matches!(raw.get(), "true" | "false"))
     {
         return Err(NotifyError::Shape("`user_is_target` is not a boolean"));
     }
-    if notification
-        .get("content")
-        .is_some_and(|value| !value.is_object())
-    {
+    if !starts("content", '{') {
         return Err(NotifyError::Shape("`content` is not an object"));
     }
-    if let Some(counts) = notification.get("counts") {
-        let Value::Object(counts) = counts else {
-            return Err(NotifyError::Shape("`counts` is not an object"));
-        };
-        if counts.values().any(|count| !count.is_i64()) {
-            return Err(NotifyError::Shape("a count is not an integer"));
-        }
+    if let Some(counts) = notification.get("counts")
+        && serde_json::from_str::<BTreeMap<Cow<'_, str>, i64>>(counts.get()).is_err()
+    {
+        return Err(NotifyError::Shape(
+            "`counts` is not an object of integers",
+        ));
     }
     Ok(())
 }
 
-/// `{"notification":{…}}` as the client receives it, within [`MAX_MESSAGE_BYTES`].
-fn message(mut notification: Map<String, Value>) -> Option<Vec<u8>> {
-    let serialise = |notification: &Map<String, Value>| {
-        let mut wrapper = Map::new();
-        wrapper.insert("notification".into(), Value::Object(notification.clone()));
-        serde_json::to_vec(&Value::Object(wrapper)).ok()
+/// `{"notification":{…}}` as the client receives it, within [`MAX_MESSAGE_BYTES`]: every
+/// field but `devices`, else also without `content`, else `None`.
+fn message(notification: &BTreeMap<Cow<'_, str>, &RawValue>) -> Option<Vec<u8>> {
+    let write = |skip_content: bool| {
+        let mut out = Vec::with_capacity(MAX_MESSAGE_BYTES);
+        out.extend_from_slice(b"{\"notification\":{");
+        let mut first = true;
+        for (key, raw) in notification {
+            if key == "devices" || (skip_content && key == "content") {
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            // A key is a plain string; writing it cannot fail.
+            serde_json::to_writer(&mut out, key.as_ref()).ok()?;
+            out.push(b':');
+            out.extend_from_slice(raw.get().as_bytes());
+        }
+        out.extend_from_slice(b"}}");
+        Some(out)
     };
-    let whole = serialise(&notification)?;
+    let whole = write(false)?;
     if whole.len() <= MAX_MESSAGE_BYTES {
         return Some(whole);
     }
-    notification.remove("content")?;
-    serialise(&notification).filter(|trimmed| trimmed.len() <= MAX_MESSAGE_BYTES)
+    if !notification.contains_key("content") {
+        return None;
+    }
+    write(true).filter(|trimmed| trimmed.len() <= MAX_MESSAGE_BYTES)
 }
 
 /// The endpoint token of `pushkey` when it is one of pushgate's endpoints: the pushkey is
@@ -209,7 +249,7 @@ pub fn rejection_of(outcome: &AcceptOutcome) -> Option<Rejection> {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 
