@@ -12,6 +12,7 @@ pub mod free_port;
 pub mod interop;
 pub mod prosody;
 mod server_process;
+pub mod synapse;
 pub mod tcp_relay;
 pub mod xmpp_server;
 

@@ -188,9 +188,7 @@ fn check_fields(notification: &BTreeMap<Cow<'_, str>, &RawValue>) -> Result<(), 
     if let Some(counts) = notification.get("counts")
         && serde_json::from_str::<BTreeMap<Cow<'_, str>, i64>>(counts.get()).is_err()
     {
-        return Err(NotifyError::Shape(
-            "`counts` is not an object of integers",
-        ));
+        return Err(NotifyError::Shape("`counts` is not an object of integers"));
     }
     Ok(())
 }
