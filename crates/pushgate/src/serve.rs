@@ -158,7 +158,9 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
     }
     // The services and the maintenance go through the cache, so their writes update it; the
     // health check pings the database itself.
-    let cached: Arc<dyn Store> = Arc::new(CachingStore::new(store.clone(), cache));
+    let cached: Arc<dyn Store> = Arc::new(
+        CachingStore::new(store.clone(), cache).shared_with_other_instances(&settings.database.url),
+    );
     let store = Arc::new(store);
 
     let listener = TcpListener::bind(settings.http.listen)

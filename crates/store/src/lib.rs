@@ -22,6 +22,7 @@ mod database_config;
 pub mod import;
 mod message_batches;
 mod messages;
+mod metrics;
 mod migrations;
 mod registrations;
 mod revocations;
@@ -31,7 +32,7 @@ mod sqlite;
 mod statements;
 mod stats;
 
-pub use cache::{CacheConfig, CachingStore};
+pub use cache::{CACHE_CHANNEL, CacheConfig, CachingStore};
 pub use database_config::{DatabaseConfig, DatabaseConfigError, MAX_CACHE_TTL};
 pub use setup::{Backend, StoreConfig, StoreSetupError};
 pub use sql_store::SqlStore;

@@ -104,4 +104,9 @@ impl EndpointCache {
     pub(crate) fn len(&self) -> usize {
         self.shelf.len()
     }
+
+    /// Drops every entry.
+    pub(crate) fn clear(&self) {
+        self.shelf.invalidate(super::shelf::Contents::clear);
+    }
 }

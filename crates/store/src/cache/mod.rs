@@ -12,6 +12,7 @@
 //!
 //! Everything else passes straight through.
 
+mod bus;
 mod endpoints;
 mod port;
 mod registrations;
@@ -22,8 +23,14 @@ use std::time::Duration;
 
 use pushgate_core::{Clock, Store, SystemClock};
 
+use crate::setup::Backend;
+use crate::sql_store::SqlStore;
+
+use bus::{CacheBus, Invalidation};
 use endpoints::EndpointCache;
 use registrations::RegistrationCache;
+
+pub use bus::CHANNEL as CACHE_CHANNEL;
 
 /// How much [`CachingStore`] keeps, and for how long.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,8 +71,10 @@ impl Default for CacheConfig {
 pub struct CachingStore<S> {
     inner: S,
     clock: Arc<dyn Clock>,
-    registrations: Option<RegistrationCache>,
-    endpoints: Option<EndpointCache>,
+    registrations: Option<Arc<RegistrationCache>>,
+    endpoints: Option<Arc<EndpointCache>>,
+    /// The other instances on the same PostgreSQL database, when told of them.
+    bus: Option<CacheBus>,
 }
 
 impl<S: Store> CachingStore<S> {
@@ -81,8 +90,17 @@ impl<S: Store> CachingStore<S> {
         Self {
             inner,
             clock,
-            registrations: enabled.then(|| RegistrationCache::new(config.max_entries, ttl_ms)),
-            endpoints: enabled.then(|| EndpointCache::new(config.max_entries, ttl_ms)),
+            registrations: enabled
+                .then(|| Arc::new(RegistrationCache::new(config.max_entries, ttl_ms))),
+            endpoints: enabled.then(|| Arc::new(EndpointCache::new(config.max_entries, ttl_ms))),
+            bus: None,
+        }
+    }
+
+    /// Tells the other instances, if there are any to tell.
+    async fn publish(&self, invalidation: Invalidation) {
+        if let Some(bus) = &self.bus {
+            bus.publish(&invalidation).await;
         }
     }
 
@@ -93,14 +111,36 @@ impl<S: Store> CachingStore<S> {
 
     /// How many registrations are kept now (stale ones included until evicted or swept).
     pub fn cached_registrations(&self) -> usize {
-        self.registrations
-            .as_ref()
-            .map_or(0, RegistrationCache::len)
+        self.registrations.as_ref().map_or(0, |cache| cache.len())
     }
 
     /// How many endpoint answers are kept now (stale ones included until evicted or swept).
     pub fn cached_endpoints(&self) -> usize {
-        self.endpoints.as_ref().map_or(0, EndpointCache::len)
+        self.endpoints.as_ref().map_or(0, |cache| cache.len())
+    }
+}
+
+impl CachingStore<SqlStore> {
+    /// On PostgreSQL, where several instances may share the database: tells the others what
+    /// this one changes, and drops what they change, within a moment rather than after the
+    /// cache's `ttl` (`LISTEN`/`NOTIFY` on [`CACHE_CHANNEL`], see `bus.rs`). `url` is the
+    /// database's, for the listening connection. On SQLite or MySQL, or without caching,
+    /// nothing changes. Needs a tokio runtime.
+    #[must_use]
+    pub fn shared_with_other_instances(mut self, url: &str) -> Self {
+        let postgres = self.inner.backend() == Backend::Postgres;
+        if let (true, Some(registrations), Some(endpoints)) =
+            (postgres, &self.registrations, &self.endpoints)
+        {
+            crate::metrics::cache_bus_started();
+            self.bus = Some(CacheBus::start(
+                url,
+                self.inner.pool.clone(),
+                Arc::clone(registrations),
+                Arc::clone(endpoints),
+            ));
+        }
+        self
     }
 }
 

@@ -9,7 +9,7 @@ use pushgate_core::{
     StoreError, StoredMessage, StoredMessageId, UnixMillis,
 };
 
-use crate::cache::CachingStore;
+use crate::cache::{CachingStore, Invalidation};
 
 #[async_trait]
 impl<S: Store> RegistrationStore for CachingStore<S> {
@@ -26,6 +26,7 @@ impl<S: Store> RegistrationStore for CachingStore<S> {
             let node = stored.as_ref().ok().map(|stored| stored.node.as_str());
             cache.forget_registration(service, &device, node);
         }
+        self.publish(Invalidation::Device(service, device)).await;
         stored
     }
 
@@ -38,6 +39,8 @@ impl<S: Store> RegistrationStore for CachingStore<S> {
         if let Some(cache) = &self.registrations {
             cache.forget_device(service, device);
         }
+        self.publish(Invalidation::Device(service, device.clone()))
+            .await;
         removed
     }
 
@@ -77,6 +80,10 @@ impl<S: Store> RegistrationStore for CachingStore<S> {
         if let Some(cache) = &self.registrations {
             cache.forget_device(service, device);
         }
+        if matches!(marked, Ok(true)) {
+            self.publish(Invalidation::Device(service, device.clone()))
+                .await;
+        }
         marked
     }
 
@@ -105,6 +112,7 @@ impl<S: Store> RevocationStore for CachingStore<S> {
                 Err(_) => cache.forget(endpoint),
             }
         }
+        self.publish(Invalidation::Endpoint(endpoint.clone())).await;
         recorded
     }
 

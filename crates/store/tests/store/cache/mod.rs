@@ -4,6 +4,7 @@
 
 mod registrations;
 mod revocations;
+mod shared;
 
 use std::sync::Arc;
 use std::time::Duration;

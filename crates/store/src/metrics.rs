@@ -1,0 +1,26 @@
+//! The store's metrics (docs/metrics.md).
+
+use pushgate_core::metric_handles::CounterSet;
+
+static CACHE_NOTIFICATIONS: CounterSet = CounterSet::new(
+    "pushgate_cache_notifications_total",
+    &[],
+    "event",
+    &[
+        "sent",
+        "send_failed",
+        "applied",
+        "unreadable",
+        "listener_reconnected",
+    ],
+);
+
+/// The caches of several instances talk: their counters are served from now on, at 0.
+pub(crate) fn cache_bus_started() {
+    CACHE_NOTIFICATIONS.register_all();
+}
+
+/// A cache notification `event`: sent, applied from another instance, and the rest.
+pub(crate) fn cache_notification(event: &'static str) {
+    CACHE_NOTIFICATIONS.increment(event, 1);
+}
