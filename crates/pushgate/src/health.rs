@@ -1,5 +1,5 @@
-//! `GET /health`: 200 when every component link is up and the database answers, else 503; the
-//! body names each link's state either way.
+//! `GET /health`: 200 when every component link is up (or on standby, held by another
+//! instance) and the database answers, else 503; the body names each link's state either way.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,8 @@ use serde::Serialize;
 pub trait LinkHealth: Send + Sync + 'static {
     /// The component JID (a domain: no user data).
     fn jid(&self) -> String;
-    /// `up`, `connecting` or `down`; only `up` is healthy.
+    /// `up`, `standby`, `connecting` or `down`; `up` and `standby` are healthy (a standby
+    /// instance serves HTTP and takes the link over when its holder goes).
     fn state_name(&self) -> &'static str;
 }
 
@@ -73,7 +74,10 @@ async fn health(State(sources): State<HealthSources>) -> Response {
             "unavailable"
         }
     };
-    let healthy = database == "ok" && links.iter().all(|link| link.state == "up");
+    let healthy = database == "ok"
+        && links
+            .iter()
+            .all(|link| matches!(link.state, "up" | "standby"));
     let (status, word) = if healthy {
         (StatusCode::OK, "ok")
     } else {

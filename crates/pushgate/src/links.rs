@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use pushgate_xmpp::{ComponentLink, ConfigError, LinkState, PushRoles, StanzaHandler};
+use pushgate_xmpp::{ComponentLink, ConfigError, LinkMode, LinkState, PushRoles, StanzaHandler};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -26,14 +26,18 @@ pub struct RunningLink {
 /// name. The link with the `unified_push` role carries the provider's pushes. If one link
 /// refuses its settings, the ones already started are stopped (through `shutdown`) and awaited
 /// before the error is returned.
+///
+/// With a PostgreSQL database (`lease_database`), a link in `single` mode is held only while
+/// this instance holds its lease (`pushgate_store::hold_link_lease`).
 pub async fn spawn_links(
     components: &[ComponentSettings],
     services: &Services,
     shutdown: &CancellationToken,
+    lease_database: Option<&str>,
 ) -> Result<Vec<RunningLink>, ConfigError> {
     let mut started: Vec<RunningLink> = Vec::with_capacity(components.len());
     for settings in components {
-        let spawned = spawn_link(settings, services, shutdown);
+        let spawned = spawn_link(settings, services, shutdown, lease_database);
         match spawned {
             Ok(running) => started.push(running),
             Err(error) => {
@@ -54,6 +58,7 @@ fn spawn_link(
     settings: &ComponentSettings,
     services: &Services,
     shutdown: &CancellationToken,
+    lease_database: Option<&str>,
 ) -> Result<RunningLink, ConfigError> {
     let jid = settings
         .domain_jid()
@@ -71,8 +76,24 @@ fn spawn_link(
     let unified_push = settings.roles.contains(&RoleName::UnifiedPush);
     let provider = unified_push.then(|| services.provider.clone()).flatten();
     let roles = Arc::new(PushRoles::serving(jid, app_server, push_modules, provider));
+    let mut config = settings.component_config();
+    if let (Some(url), LinkMode::Single) = (lease_database, settings.mode) {
+        let (gate, gated) = tokio::sync::watch::channel(false);
+        config.gate = Some(gated);
+        let lease = tokio::spawn(pushgate_store::hold_link_lease(
+            url.to_owned(),
+            settings.jid.clone(),
+            gate,
+        ));
+        let shutdown = shutdown.clone();
+        // The lease ends with the process's shutdown; its lock goes with its connection.
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            lease.abort();
+        });
+    }
     let (link, task) = ComponentLink::spawn(
-        settings.component_config(),
+        config,
         Arc::clone(&roles) as Arc<dyn StanzaHandler>,
         shutdown.clone(),
     )?;

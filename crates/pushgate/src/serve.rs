@@ -186,7 +186,14 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
             push_endpoint_config(&settings, public_url),
         )?;
     }
-    let started = crate::links::spawn_links(&settings.component, &services, &shutdown).await?;
+    let postgres = matches!(
+        pushgate_store::Backend::from_url(&settings.database.url),
+        Ok(pushgate_store::Backend::Postgres)
+    );
+    let lease_database = postgres.then_some(settings.database.url.as_str());
+    let started =
+        crate::links::spawn_links(&settings.component, &services, &shutdown, lease_database)
+            .await?;
     let mut tasks: Vec<(String, JoinHandle<()>)> = Vec::new();
     let mut links: Vec<Arc<dyn LinkHealth>> = Vec::new();
     let mut handlers = Vec::new();

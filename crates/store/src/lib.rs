@@ -20,6 +20,7 @@
 mod cache;
 mod database_config;
 pub mod import;
+mod lease;
 mod message_batches;
 mod messages;
 mod metrics;
@@ -34,6 +35,7 @@ mod stats;
 
 pub use cache::{CACHE_CHANNEL, CacheConfig, CachingStore};
 pub use database_config::{DatabaseConfig, DatabaseConfigError, MAX_CACHE_TTL};
+pub use lease::{hold_link_lease, link_lease_key};
 pub use setup::{Backend, StoreConfig, StoreSetupError};
 pub use sql_store::SqlStore;
 pub use stats::{RegistrationCount, StoreStats};

@@ -24,3 +24,8 @@ pub(crate) fn cache_bus_started() {
 pub(crate) fn cache_notification(event: &'static str) {
     CACHE_NOTIFICATIONS.increment(event, 1);
 }
+
+/// The link lease of this instance was `acquired` or `lost`.
+pub(crate) fn link_lease(event: &'static str) {
+    metrics::counter!("pushgate_link_lease_changes_total", "event" => event).increment(1);
+}

@@ -39,6 +39,9 @@ pub struct ComponentConfig {
     /// presence waits. Parsed stanzas are held as trees a few times their wire size, so this
     /// bounds what hostile requests can make the process hold.
     pub max_request_bytes_in_flight: usize,
+    /// When set, the link connects only while it says `true`, and drops its session at once
+    /// when it turns `false` (a lease held elsewhere: one instance of several holds the link).
+    pub gate: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl std::fmt::Debug for ComponentConfig {
@@ -87,6 +90,7 @@ impl ComponentConfig {
             max_queued_iqs: DEFAULT_QUEUED_IQS,
             iq_queue_wait: DEFAULT_IQ_QUEUE_WAIT,
             max_request_bytes_in_flight: DEFAULT_REQUEST_BYTES_IN_FLIGHT,
+            gate: None,
         }
     }
 }

@@ -29,7 +29,7 @@ pub use config::{
 pub use link::error::{IqError, LinkError};
 pub use link::handler::{FastAnswer, FastRequest, IqReply, StanzaHandler, stanza_error};
 pub use link::settings::{
-    ComponentSettings, ComponentSettingsError, RoleName, one_or_many_components,
+    ComponentSettings, ComponentSettingsError, LinkMode, RoleName, one_or_many_components,
 };
 pub use link::state::LinkState;
 pub use link::{ComponentLink, ConfigError};

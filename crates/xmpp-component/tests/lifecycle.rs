@@ -487,3 +487,47 @@ async fn request_uses_the_configured_iq_deadline() {
     );
     assert!(format!("{:?}", running.link).contains("push.example.test"));
 }
+
+#[tokio::test]
+async fn a_gated_link_connects_only_while_its_gate_is_open_and_drops_at_once_when_it_closes() {
+    let server = FakeXmppServer::start(JID, SECRET).await.unwrap();
+    let mut config = config(&server, JID);
+    let (gate, gated) = tokio::sync::watch::channel(false);
+    config.gate = Some(gated);
+    let running = start(config, TestHandler::with_feature("f"));
+    wait_state(&running.link.watch_state(), LinkState::Standby).await;
+    assert_eq!(running.link.state().name(), "standby");
+    assert!(
+        server
+            .next_session(Duration::from_millis(300))
+            .await
+            .is_none(),
+        "no connection while another instance holds the link"
+    );
+    gate.send_replace(true);
+    let mut session = server
+        .next_session(STEP)
+        .await
+        .expect("connects once opened");
+    wait_state(&running.link.watch_state(), LinkState::Connected).await;
+    // The lease is lost: the session is dropped at once, without waiting for anything.
+    let closed_at = Instant::now();
+    gate.send_replace(false);
+    loop {
+        match session.next_event(STEP).await {
+            Some(FromComponent::Closed) => break,
+            Some(_) => {}
+            None => panic!("the session was not dropped"),
+        }
+    }
+    assert!(closed_at.elapsed() < Duration::from_secs(1));
+    wait_state(&running.link.watch_state(), LinkState::Standby).await;
+    assert_eq!(
+        running.link.send(Iq::empty_result(jid("a@b"), "x")).await,
+        Err(LinkError::Down)
+    );
+    // Opened again, it connects again.
+    gate.send_replace(true);
+    server.next_session(STEP).await.expect("connects again");
+    wait_state(&running.link.watch_state(), LinkState::Connected).await;
+}

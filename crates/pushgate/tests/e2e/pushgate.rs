@@ -29,6 +29,8 @@ pub struct PushgateOptions {
     pub metrics: bool,
     /// More settings appended as they are (`[apns]`, `[[app]]`, more `[[component]]`s).
     pub extra: String,
+    /// `[database] url`; a SQLite file in the instance's directory when not set.
+    pub database_url: Option<String>,
 }
 
 impl PushgateOptions {
@@ -44,6 +46,7 @@ impl PushgateOptions {
             http_extra: "",
             metrics: false,
             extra: String::new(),
+            database_url: None,
         }
     }
 }
@@ -138,14 +141,20 @@ impl Pushgate {
         started.elapsed()
     }
 
-    /// Kills the process (SIGKILL: no shutdown at all, as a crash or an OOM kill) and starts it
-    /// again on the same settings and database; returns once the link is up again.
-    pub async fn crash_and_restart(&mut self) -> Duration {
-        let started = Instant::now();
+    /// Kills the process (SIGKILL: no shutdown at all, as a crash or an OOM kill) and leaves
+    /// it dead.
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Kills the process (SIGKILL: no shutdown at all, as a crash or an OOM kill) and starts it
+    /// again on the same settings and database; returns once the link is up again.
+    pub async fn crash_and_restart(&mut self) -> Duration {
+        let started = Instant::now();
+        self.kill();
         self.spawn();
         self.wait_ready(Duration::from_secs(20)).await;
         started.elapsed()
@@ -303,7 +312,7 @@ handshake_timeout = "2s"
 reconnect_max = "300ms"
 
 [database]
-url = "sqlite://{dir}/pushgate.db?mode=rwc"
+url = "{database}"
 
 [http]
 listen = "{http}"
@@ -319,7 +328,10 @@ push_timeout = "{push_timeout}"
 level = "debug"
 "#,
         port = options.component_port,
-        dir = dir.display(),
+        database = options
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}/pushgate.db?mode=rwc", dir.display())),
         push_timeout = options.push_timeout,
         unified_push_extra = options.unified_push_extra,
         http_extra = options.http_extra,

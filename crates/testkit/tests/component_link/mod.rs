@@ -184,7 +184,7 @@ pub async fn link_survives_server_restart(server: &mut impl XmppServer) -> Durat
         match state {
             LinkState::Connected => break,
             LinkState::Down { reason } if !first => failed_attempts.push(reason),
-            LinkState::Down { .. } | LinkState::Connecting => {}
+            LinkState::Down { .. } | LinkState::Connecting | LinkState::Standby => {}
         }
         first = false;
         let left = deadline.saturating_duration_since(Instant::now());

@@ -101,6 +101,23 @@ pub struct ComponentSettings {
     /// `name` of an `[[app]]`; without it, the top-level `[fcm]` and `[apns]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<String>,
+    /// With several instances on one PostgreSQL database: `single` (the default), one
+    /// instance at a time holds this link, by a lease in the database, as Prosody requires;
+    /// `shared`, every instance holds it (ejabberd accepts several connections). Without
+    /// PostgreSQL, the link is simply held.
+    #[serde(default)]
+    pub mode: LinkMode,
+}
+
+/// How the instances sharing a database hold a link.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkMode {
+    /// One instance at a time, by a lease.
+    #[default]
+    Single,
+    /// Every instance.
+    Shared,
 }
 
 /// A push role a component link serves, as the settings name it; the roles themselves are in

@@ -7,6 +7,8 @@ pub enum LinkState {
     Connecting,
     /// The handshake succeeded; stanzas flow.
     Connected,
+    /// Another instance holds the link; this one waits to take over.
+    Standby,
     /// The link is down and waits before the next attempt (or has shut down).
     Down {
         /// Why the link went down, for logs and health output (no secrets).
@@ -15,11 +17,12 @@ pub enum LinkState {
 }
 
 impl LinkState {
-    /// Short name for health output: `connecting`, `up` or `down`.
+    /// Short name for health output: `connecting`, `up`, `standby` or `down`.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Connecting => "connecting",
             Self::Connected => "up",
+            Self::Standby => "standby",
             Self::Down { .. } => "down",
         }
     }

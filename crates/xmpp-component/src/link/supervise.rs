@@ -72,6 +72,19 @@ impl ComponentLink {
     }
 }
 
+/// Ready when `gate` closes (turns `false`); never without a gate.
+async fn closed(gate: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+    match gate {
+        Some(gate) => {
+            // A gate whose sender is gone stays as it last was.
+            if gate.wait_for(|open| !*open).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
+    }
+}
+
 async fn supervise(
     link: ComponentLink,
     config: ComponentConfig,
@@ -85,10 +98,28 @@ async fn supervise(
     let mut backoff = Backoff::new(config.reconnect);
     let component = link.jid().to_string();
     crate::metrics::link_started(&component);
+    let mut gate = config.gate.clone();
     while !shutdown.is_cancelled() {
+        if let Some(gate) = &mut gate
+            && !*gate.borrow_and_update()
+        {
+            link.set_state(LinkState::Standby);
+            tracing::info!(%component, "component link: standby, another instance holds it");
+            let opened = tokio::select! {
+                () = shutdown.cancelled() => break,
+                opened = gate.wait_for(|open| *open) => opened.is_ok(),
+            };
+            if !opened {
+                // The lease's task is gone: nothing will ever open the gate again.
+                break;
+            }
+            tracing::info!(%component, "component link: this instance holds it now");
+            backoff = Backoff::new(config.reconnect);
+        }
         link.set_state(LinkState::Connecting);
         let opened = tokio::select! {
             () = shutdown.cancelled() => break,
+            () = closed(&mut gate) => continue,
             opened = handshake::open(&config) => opened,
         };
         let reason = match opened {
@@ -102,7 +133,16 @@ async fn supervise(
                     budget: &budget,
                     shutdown: &shutdown,
                 };
-                let end = session::run(stream, context).await;
+                // Fencing: a lease lost ends the session at once, the stream dropped unread.
+                let end = tokio::select! {
+                    end = session::run(stream, context) => end,
+                    () = closed(&mut gate) => {
+                        tracing::warn!(%component, "component link: lease lost, link dropped");
+                        link.detach();
+                        link.shared_tracker().fail_all();
+                        continue;
+                    }
+                };
                 backoff.session_ended(started.elapsed());
                 match end {
                     SessionEnd::Shutdown => break,
