@@ -64,6 +64,27 @@ async fn enable(server: &XmppServer, client: &C2sClient, enable: stanza::Element
     );
 }
 
+/// `user` registers through `component` with `command` (p2's `register-push-fcm` or
+/// `-apns`), enables push with what came back, and goes away; the registration.
+async fn register_enable_and_leave(
+    server: &XmppServer,
+    user: &str,
+    component: &str,
+    command: stanza::Element,
+) -> pushgate_testkit::conversations::PushRegistration {
+    let client = server.login(user, "phone").await;
+    let answer = client.iq(command).await.unwrap();
+    let registration = read_push_registration(&answer, component).unwrap();
+    enable(
+        server,
+        &client,
+        push_enable(component, &registration.node, &registration.secret),
+    )
+    .await;
+    client.close().await.unwrap();
+    registration
+}
+
 async fn message_to(sender: &C2sClient, to: &str) {
     sender
         .send(stanza::chat_message(
@@ -163,19 +184,13 @@ async fn p2_apns(kind: ServerKind, test: &str) {
     let pushgate = Pushgate::start(options).await;
 
     // 1. The iPhone registers, enables push on its server, and goes away.
-    let alice = server.login("alice", "iphone").await;
-    let answer = alice
-        .iq(register_push_apns(COMPONENT, ALICE_TOKEN, IPHONE_ID))
-        .await
-        .unwrap();
-    let registration = read_push_registration(&answer, COMPONENT).unwrap();
-    enable(
+    let registration = register_enable_and_leave(
         &server,
-        &alice,
-        push_enable(COMPONENT, &registration.node, &registration.secret),
+        "alice",
+        COMPONENT,
+        register_push_apns(COMPONENT, ALICE_TOKEN, IPHONE_ID),
     )
     .await;
-    alice.close().await.unwrap();
 
     let bob = server.login("bob", "desktop").await;
     message_to(&bob, "alice").await;
@@ -425,40 +440,30 @@ async fn two_apps_behind_one_process_reach_their_own_fcm_project_and_apns_topic(
     let pushgate = Pushgate::start(options).await;
 
     // Each user registers with their app's component, as that app is built to.
-    let register_fcm = async |user: &str, component: &str, token: &str| {
-        let client = server.login(user, "phone").await;
-        let answer = client
-            .iq(register_push_fcm(component, token, "android-1"))
-            .await
-            .unwrap();
-        let registration = read_push_registration(&answer, component).unwrap();
-        enable(
-            &server,
-            &client,
-            push_enable(component, &registration.node, &registration.secret),
-        )
-        .await;
-        client.close().await.unwrap();
-    };
-    register_fcm("alice", COMPONENT, "conversations-fcm-token").await;
-    register_fcm("bob", QUICKSY_COMPONENT, "quicksy-fcm-token").await;
-    let register_apns = async |user: &str, component: &str, token: &str| {
-        let client = server.login(user, "iphone").await;
-        let answer = client
-            .iq(register_push_apns(component, token, IPHONE_ID))
-            .await
-            .unwrap();
-        let registration = read_push_registration(&answer, component).unwrap();
-        enable(
-            &server,
-            &client,
-            push_enable(component, &registration.node, &registration.secret),
-        )
-        .await;
-        client.close().await.unwrap();
-    };
-    register_apns("carol", COMPONENT, CAROL_TOKEN).await;
-    register_apns("dave", QUICKSY_COMPONENT, DAVE_TOKEN).await;
+    for (user, component, command) in [
+        (
+            "alice",
+            COMPONENT,
+            register_push_fcm(COMPONENT, "conversations-fcm-token", "android-1"),
+        ),
+        (
+            "bob",
+            QUICKSY_COMPONENT,
+            register_push_fcm(QUICKSY_COMPONENT, "quicksy-fcm-token", "android-1"),
+        ),
+        (
+            "carol",
+            COMPONENT,
+            register_push_apns(COMPONENT, CAROL_TOKEN, IPHONE_ID),
+        ),
+        (
+            "dave",
+            QUICKSY_COMPONENT,
+            register_push_apns(QUICKSY_COMPONENT, DAVE_TOKEN, IPHONE_ID),
+        ),
+    ] {
+        register_enable_and_leave(&server, user, component, command).await;
+    }
 
     let eve = server.login("eve", "desktop").await;
     for user in ["alice", "bob", "carol", "dave"] {
