@@ -36,6 +36,7 @@ mod stats;
 pub use cache::{CACHE_CHANNEL, CacheConfig, CachingStore};
 pub use database_config::{DatabaseConfig, DatabaseConfigError, MAX_CACHE_TTL};
 pub use lease::{hold_link_lease, link_lease_key};
+pub use metrics::serve_store_metrics;
 pub use setup::{Backend, StoreConfig, StoreSetupError};
 pub use sql_store::SqlStore;
 pub use stats::{RegistrationCount, StoreStats};

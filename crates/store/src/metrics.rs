@@ -15,6 +15,20 @@ static CACHE_NOTIFICATIONS: CounterSet = CounterSet::new(
     ],
 );
 
+static LINK_LEASE: CounterSet = CounterSet::new(
+    "pushgate_link_lease_changes_total",
+    &[],
+    "event",
+    &["acquired", "lost"],
+);
+
+/// The store's counters are served from now on, at 0 until something happens (also where
+/// nothing ever will: one instance on SQLite shares no cache and holds no lease).
+pub fn serve_store_metrics() {
+    CACHE_NOTIFICATIONS.register_all();
+    LINK_LEASE.register_all();
+}
+
 /// The caches of several instances talk: their counters are served from now on, at 0.
 pub(crate) fn cache_bus_started() {
     CACHE_NOTIFICATIONS.register_all();
@@ -27,5 +41,5 @@ pub(crate) fn cache_notification(event: &'static str) {
 
 /// The link lease of this instance was `acquired` or `lost`.
 pub(crate) fn link_lease(event: &'static str) {
-    metrics::counter!("pushgate_link_lease_changes_total", "event" => event).increment(1);
+    LINK_LEASE.increment(event, 1);
 }

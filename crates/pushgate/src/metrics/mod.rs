@@ -65,6 +65,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
     describe_all();
     metrics::gauge!("pushgate_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     pushgate_core::metric_handles::LOAD_SHED.register_all();
+    pushgate_store::serve_store_metrics();
     process::record_start();
     Ok(handle)
 }
