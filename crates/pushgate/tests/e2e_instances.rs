@@ -72,11 +72,12 @@ async fn a_standby_holds_the_prosody_link_within_two_seconds_of_the_holder_s_dea
         options.database_url = Some(url.clone());
         options
     };
+    // Healthy (`/health` 200) as soon as it stands by; the link is up once the lease is taken.
     let mut first = Pushgate::start(options()).await;
-    assert_eq!(link_state(&first).await.as_deref(), Some("up"));
+    wait_for_state(&first, "up", Duration::from_secs(5)).await;
     // The second is healthy on standby: it serves HTTP, and holds no link.
     let second = Pushgate::start(options()).await;
-    assert_eq!(link_state(&second).await.as_deref(), Some("standby"));
+    wait_for_state(&second, "standby", Duration::from_secs(5)).await;
     let conflicts = "Second component attempted to connect";
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(server.log_count(conflicts), 0, "the standby never tried");
