@@ -14,6 +14,9 @@ pub struct UpPush<'a> {
     pub instance: &'a str,
     /// The POST body, unchanged.
     pub body: &'a [u8],
+    /// The endpoint token the message was posted to: what another instance needs to reach the
+    /// client when this one does not hold the link (it opens to the other fields).
+    pub endpoint_token: &'a str,
 }
 
 /// What the client made of a push.

@@ -78,7 +78,7 @@ fn spawn_link(
     let roles = Arc::new(PushRoles::serving(jid, app_server, push_modules, provider));
     let mut config = settings.component_config();
     if let (Some(url), LinkMode::Single) = (lease_database, settings.mode) {
-        let (gate, gated) = tokio::sync::watch::channel(false);
+        let (gate, gated) = tokio::sync::watch::channel(None);
         config.gate = Some(gated);
         let lease = tokio::spawn(pushgate_store::hold_link_lease(
             url.to_owned(),

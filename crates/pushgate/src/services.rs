@@ -11,11 +11,13 @@ use std::time::Duration;
 
 use pushgate_apns::{ApnsConfig, ApnsSender, ApnsSetupError};
 use pushgate_core::app_server::AppServer;
+use pushgate_core::client_link::ClientLink;
 use pushgate_core::provider::Provider;
 use pushgate_core::push_module::{PushModule, PushModules};
 use pushgate_core::trace::DeliveryTrace;
 use pushgate_core::{Clock, EndpointKeyError, PushService, Sleeper, Store, SystemClock, Waker};
 use pushgate_fcm::{FcmConfig, FcmSender, FcmSetupError};
+use pushgate_store::{HandoverTimeouts, HoldsLink, PeerBus, PeerBusError};
 use pushgate_up_http::{MatrixGatewaySettings, PushEndpointConfig, Rate, RateLimits};
 use pushgate_xmpp::XmppClientLink;
 
@@ -33,6 +35,9 @@ pub enum ServicesError {
     /// An endpoint key is unusable (checked earlier; kept for a clear message).
     #[error("unified_push.keys: {0}")]
     Keys(#[from] EndpointKeyError),
+    /// The channel to the other instances could not be set up (a malformed database URL).
+    #[error("cannot reach the other instances through the database: {0}")]
+    Peers(#[source] PeerBusError),
 }
 
 /// The services a set of links serves.
@@ -46,6 +51,9 @@ pub struct Services {
     pub provider: Option<Arc<Provider>>,
     /// The provider's way to clients, attached to the `unified_push` link once it is spawned.
     pub client_link: Option<Arc<XmppClientLink>>,
+    /// The other instances on the same PostgreSQL database, with whom the provider shares its
+    /// kept messages (and its pushes, while another holds a `single` link).
+    pub peers: Option<PeerBus>,
     /// The last deliveries per registration and per UnifiedPush account (`[metrics]
     /// trace_keys`), which both services record in.
     pub trace: Arc<DeliveryTrace>,
@@ -110,15 +118,44 @@ impl Services {
         };
 
         let up = &settings.unified_push;
+        let mut peers = None;
         let (provider, client_link) = match (&settings.http.public_url, up.keys.is_empty()) {
             (Some(public_url), false) if serves(RoleName::UnifiedPush) => {
                 let keys = up.endpoint_keys()?;
                 let client_link = Arc::new(XmppClientLink::new(up.push_timeout));
+                let holds_link: HoldsLink = {
+                    let client_link = Arc::clone(&client_link);
+                    Arc::new(move || client_link.link().is_some_and(|link| link.is_up()))
+                };
+                let mut way_to_clients: Arc<dyn ClientLink> = Arc::clone(&client_link) as _;
+                if let (true, Some(component)) = (
+                    settings.shares_database(),
+                    settings.unified_push_component(),
+                ) {
+                    let timeouts = HandoverTimeouts::new(up.handover_ack_timeout, up.push_timeout);
+                    let bus = PeerBus::start(&settings.database.url, &component.jid, timeouts)
+                        .map_err(ServicesError::Peers)?;
+                    if settings.hands_over_pushes() {
+                        way_to_clients =
+                            Arc::new(bus.client_link(way_to_clients, Arc::clone(&holds_link)));
+                    }
+                    peers = Some((bus, holds_link));
+                }
                 let config = up.provider_config(public_url.clone());
-                let provider =
-                    Provider::new(keys, store, Arc::clone(&client_link) as _, clock, config)
-                        .with_trace(Arc::clone(&trace));
-                (Some(Arc::new(provider)), Some(client_link))
+                let mut provider = Provider::new(keys, store, way_to_clients, clock, config)
+                    .with_trace(Arc::clone(&trace));
+                if let Some((bus, _)) = &peers {
+                    provider = provider.with_peers(Arc::new(bus.clone()));
+                }
+                let provider = Arc::new(provider);
+                if let Some((bus, holds_link)) = &peers {
+                    bus.serve(
+                        Arc::clone(&provider),
+                        Arc::clone(holds_link),
+                        settings.hands_over_pushes(),
+                    );
+                }
+                (Some(provider), Some(client_link))
             }
             _ => {
                 if serves(RoleName::UnifiedPush) {
@@ -134,6 +171,7 @@ impl Services {
             push_modules,
             provider,
             client_link,
+            peers: peers.map(|(bus, _)| bus),
             trace,
         })
     }

@@ -1,7 +1,7 @@
-//! Two instances on one PostgreSQL database in front of a real Prosody, which accepts one
-//! connection per component: one holds the link (its lease is an advisory lock), the other
-//! stands by and serves HTTP; when the holder is killed, the standby holds the link within
-//! two seconds, and Prosody never sees a second component connect.
+//! Instances on one PostgreSQL database in front of a real Prosody, which accepts one
+//! connection per component: one holds the link (its lease is an advisory lock), the others
+//! stand by and serve HTTP, handing their pushes to the holder; when the holder is killed or
+//! hangs, a standby holds the link within two seconds, and no message that got 201 is lost.
 //!
 //! Runs when `PUSHGATE_TEST_POSTGRES_URL` names a PostgreSQL server (CI sets it); skipped
 //! with a printed reason otherwise, and when Prosody is not installed unless
@@ -11,10 +11,18 @@
 
 mod e2e;
 
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use e2e::http::{request, split_url};
 use e2e::{COMPONENT, Pushgate, PushgateOptions, ServerKind, XmppServer};
-use pushgate_testkit::conversations::{read_up_registered, up_hash, up_register};
+use pushgate_testkit::c2s_client::stanza::iq_result_to;
+use pushgate_testkit::conversations::{
+    decode_push_content, read_up_push, read_up_registered, up_hash, up_register,
+};
 use pushgate_testkit::interop::notice;
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection as _, Executor as _};
@@ -117,4 +125,336 @@ fn rand_u64() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_nanos() as u64)
         ^ u64::from(std::process::id()) << 32
+}
+
+/// A schema of a test's own on the shared PostgreSQL server, and the URL that uses it.
+struct Schema {
+    admin: PgConnection,
+    name: String,
+    url: String,
+}
+
+impl Schema {
+    async fn create(server_url: &str) -> Self {
+        let name = format!("pushgate_e2e_{:016x}", rand_u64());
+        let mut admin = PgConnection::connect(server_url).await.unwrap();
+        admin
+            .execute(AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+            .await
+            .unwrap();
+        let separator = if server_url.contains('?') { '&' } else { '?' };
+        let url = format!("{server_url}{separator}options=-c%20search_path%3D{name}");
+        Self { admin, name, url }
+    }
+
+    async fn drop_schema(mut self) {
+        self.admin
+            .execute(AssertSqlSafe(format!("DROP SCHEMA {} CASCADE", self.name)))
+            .await
+            .unwrap();
+    }
+}
+
+fn postgres_or_skip(test: &str) -> Option<String> {
+    let url = std::env::var("PUSHGATE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|url| !url.is_empty());
+    if url.is_none() {
+        notice(&format!(
+            "SKIPPED {test}: PUSHGATE_TEST_POSTGRES_URL is not set"
+        ));
+    }
+    url
+}
+
+/// The instance whose `/health` says the link is up, if exactly one of `candidates` does.
+async fn holder(instances: &[Pushgate], candidates: &[usize]) -> Option<usize> {
+    let mut up = Vec::new();
+    for &index in candidates {
+        if link_state(&instances[index]).await.as_deref() == Some("up") {
+            up.push(index);
+        }
+    }
+    assert!(up.len() <= 1, "two instances hold the link: {up:?}");
+    up.first().copied()
+}
+
+/// Waits until one of `candidates` holds the link; which, and how long it took.
+async fn wait_for_holder(
+    instances: &[Pushgate],
+    candidates: &[usize],
+    within: Duration,
+) -> (usize, Duration) {
+    let started = Instant::now();
+    loop {
+        if let Some(index) = holder(instances, candidates).await {
+            return (index, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < within,
+            "no instance held the link within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What the POSTs got.
+#[derive(Default)]
+struct Posted {
+    /// Bodies answered 201.
+    created: HashSet<String>,
+    /// Status codes other than 201, with a body each.
+    other: Vec<(u16, String)>,
+    /// POSTs whose connection failed (the instance was killed under them).
+    failed: usize,
+    /// Latency of 201s by whether the instance held the link when the POST was sent.
+    holder_latency: Vec<Duration>,
+    standby_latency: Vec<Duration>,
+}
+
+/// Three instances behind Prosody; 200 POSTs a second for 60 s go to random live
+/// instances while the holder is killed five times and frozen once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_on_prosody_lose_no_accepted_message_through_kills_and_a_freeze() {
+    let test = "three_instances_on_prosody_lose_no_accepted_message_through_kills_and_a_freeze";
+    let Some(server_url) = postgres_or_skip(test) else {
+        return;
+    };
+    let Some(server) = XmppServer::start_for_instances(ServerKind::Prosody, test, &["alice"]).await
+    else {
+        return;
+    };
+    let schema = Schema::create(&server_url).await;
+    let options = || {
+        let mut options = PushgateOptions::new(server.component_port());
+        options.database_url = Some(schema.url.clone());
+        options.roles = vec!["unified_push"];
+        options.log_level = "info";
+        // One endpoint takes all the load, from one address: the limits are not under test.
+        options.unified_push_extra = "max_messages_per_owner = 100000\n\
+             endpoint_rate = 2000\nendpoint_burst = 4000\n\
+             client_rate = 4000\nclient_burst = 8000\n";
+        options
+    };
+    let mut instances = vec![Pushgate::start(options()).await];
+    wait_for_state(&instances[0], "up", Duration::from_secs(5)).await;
+    for _ in 0..2 {
+        let standby = Pushgate::start(options()).await;
+        wait_for_state(&standby, "standby", Duration::from_secs(5)).await;
+        instances.push(standby);
+    }
+
+    // The client: registers, then takes every push and answers it.
+    let mut alice = server.login("alice", "phone").await;
+    let answer = alice
+        .iq(up_register(
+            COMPONENT,
+            &up_hash("account", "app"),
+            &up_hash("account", "instance"),
+        ))
+        .await
+        .unwrap();
+    let endpoint = read_up_registered(&answer, COMPONENT).unwrap().endpoint;
+    let (_, path) = split_url(&endpoint);
+    let received: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let client_done = Arc::new(AtomicBool::new(false));
+    let client = {
+        let received = Arc::clone(&received);
+        let done = Arc::clone(&client_done);
+        tokio::spawn(async move {
+            while !done.load(Ordering::SeqCst) {
+                let Ok(stanza) = alice.recv_timeout(Duration::from_millis(200)).await else {
+                    continue;
+                };
+                if let Some(push) = read_up_push(&stanza) {
+                    let body = decode_push_content(&push.content).unwrap();
+                    received
+                        .lock()
+                        .unwrap()
+                        .insert(String::from_utf8(body).unwrap());
+                    alice.send(iq_result_to(&stanza)).await.unwrap();
+                }
+            }
+            alice
+        })
+    };
+
+    // The load: 200 POSTs a second to random instances among those alive (as a load
+    // balancer would), each body unique.
+    let targets: Arc<Mutex<Vec<(SocketAddr, bool)>>> = Arc::new(Mutex::new(
+        instances
+            .iter()
+            .enumerate()
+            .map(|(index, instance)| (instance.http_address(), index == 0))
+            .collect(),
+    ));
+    let posted: Arc<Mutex<Posted>> = Arc::default();
+    let load_done = Arc::new(AtomicBool::new(false));
+    let load = {
+        let targets = Arc::clone(&targets);
+        let posted = Arc::clone(&posted);
+        let done = Arc::clone(&load_done);
+        let path = path.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_millis(5));
+            let mut posts = tokio::task::JoinSet::new();
+            let mut n = 0u64;
+            while !done.load(Ordering::SeqCst) {
+                ticker.tick().await;
+                n += 1;
+                let Some((address, to_holder)) = ({
+                    let targets = targets.lock().unwrap();
+                    (!targets.is_empty())
+                        .then(|| targets[usize::try_from(n).unwrap() % targets.len()])
+                }) else {
+                    continue;
+                };
+                let posted = Arc::clone(&posted);
+                let path = path.clone();
+                posts.spawn(async move {
+                    let body = format!("message {n}");
+                    let sent = Instant::now();
+                    let answer = request(
+                        address,
+                        "POST",
+                        &path,
+                        &[("Content-Encoding", "aes128gcm"), ("TTL", "86400")],
+                        body.as_bytes(),
+                        Duration::from_secs(30),
+                    )
+                    .await;
+                    let took = sent.elapsed();
+                    let mut posted = posted.lock().unwrap();
+                    match answer {
+                        Ok(answer) if answer.status == 201 => {
+                            posted.created.insert(body);
+                            if to_holder {
+                                posted.holder_latency.push(took);
+                            } else {
+                                posted.standby_latency.push(took);
+                            }
+                        }
+                        Ok(answer) => posted.other.push((answer.status, answer.text())),
+                        Err(_) => posted.failed += 1,
+                    }
+                });
+                while posts.try_join_next().is_some() {}
+            }
+            while posts.join_next().await.is_some() {}
+        })
+    };
+
+    let set_targets = |instances: &[Pushgate], live: &[usize], holder: Option<usize>| {
+        *targets.lock().unwrap() = live
+            .iter()
+            .map(|&index| (instances[index].http_address(), Some(index) == holder))
+            .collect();
+    };
+    let all = [0, 1, 2];
+    let started = Instant::now();
+    let mut takeovers = Vec::new();
+    // Five kills, then a freeze, about nine seconds apart.
+    for round in 0..6 {
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        let (leader, _) = wait_for_holder(&instances, &all, Duration::from_secs(2)).await;
+        let others: Vec<usize> = all.iter().copied().filter(|&i| i != leader).collect();
+        set_targets(&instances, &others, None);
+        let freeze = round == 5;
+        let hit = Instant::now();
+        if freeze {
+            instances[leader].freeze(true);
+        } else {
+            instances[leader].kill();
+        }
+        let (new_leader, _) = wait_for_holder(&instances, &others, Duration::from_secs(2)).await;
+        let took = hit.elapsed();
+        notice(&format!(
+            "{test}: {} {leader}: instance {new_leader} held the link after {took:?}",
+            if freeze { "SIGSTOP" } else { "SIGKILL" }
+        ));
+        takeovers.push(took);
+        set_targets(&instances, &others, Some(new_leader));
+        if freeze {
+            // It wakes fenced: it stands by, and never takes the link back.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            instances[leader].freeze(false);
+            wait_for_state(&instances[leader], "standby", Duration::from_secs(3)).await;
+        } else {
+            instances[leader].relaunch().await;
+            wait_for_state(&instances[leader], "standby", Duration::from_secs(3)).await;
+        }
+        set_targets(&instances, &all, Some(new_leader));
+    }
+    let remaining = Duration::from_secs(60).saturating_sub(started.elapsed());
+    tokio::time::sleep(remaining).await;
+    load_done.store(true, Ordering::SeqCst);
+    load.await.unwrap();
+    let holder_now = wait_for_holder(&instances, &all, Duration::from_secs(2))
+        .await
+        .0;
+
+    // Everything that got 201 reaches the client: at once, or from the store.
+    let posted = std::mem::take(&mut *posted.lock().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let missing = posted.created.difference(&received.lock().unwrap()).count();
+        if missing == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} messages answered 201 never reached the client"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    client_done.store(true, Ordering::SeqCst);
+    let alice = client.await.unwrap();
+
+    let server_errors: Vec<_> = posted
+        .other
+        .iter()
+        .filter(|(status, _)| *status >= 500)
+        .collect();
+    assert!(server_errors.is_empty(), "5xx answers: {server_errors:?}");
+    assert!(
+        posted.other.is_empty(),
+        "answers other than 201: {:?}",
+        posted.other
+    );
+    takeovers.sort();
+    notice(&format!(
+        "{test}: {} POSTs answered 201, {} failed to connect (instance killed under them); \
+         takeovers: median {:?}, max {:?}",
+        posted.created.len(),
+        posted.failed,
+        takeovers[takeovers.len() / 2],
+        takeovers[takeovers.len() - 1],
+    ));
+    let median = |mut latencies: Vec<Duration>| {
+        latencies.sort();
+        latencies.get(latencies.len() / 2).copied()
+    };
+    notice(&format!(
+        "{test}: median POST latency to the holder {:?} ({} POSTs), to a standby {:?} ({} POSTs)",
+        median(posted.holder_latency.clone()),
+        posted.holder_latency.len(),
+        median(posted.standby_latency.clone()),
+        posted.standby_latency.len(),
+    ));
+    assert!(posted.created.len() > 10_000, "{}", posted.created.len());
+
+    // Prosody accepted one component per takeover, and never a second beside the first.
+    let authenticated = server.log_count("External component successfully authenticated");
+    assert_eq!(server.log_count("Second component attempted to connect"), 0);
+    assert_eq!(
+        authenticated,
+        1 + takeovers.len(),
+        "Prosody accepted the component {authenticated} times for {} takeovers",
+        takeovers.len()
+    );
+    assert!(holder_now < 3);
+
+    alice.close().await.unwrap();
+    drop(instances);
+    schema.drop_schema().await;
 }

@@ -3,36 +3,45 @@
 //! connection of its own, keyed by the component JID. PostgreSQL is the arbiter; there is no
 //! consensus of our own.
 //!
-//! - A standby asks for the lock four times a second.
-//! - The holder shows it still holds it twice a second (a query on the lock's connection).
-//!   When it cannot, within a second, it closes the gate at once: the link drops its session
-//!   before anyone else can have the lease.
-//! - The lease connection ends its session after 1.5 s without a query
+//! - A standby asks for the lock five times a second.
+//! - The holder shows it still holds it every 300 ms (a query on the lock's connection). A
+//!   check that fails, or takes over 500 ms, closes the gate at once: the link drops its
+//!   session. So the holder stops at most 800 ms after its last good check.
+//! - The lease connection ends its session after 1.2 s without a query
 //!   (`idle_session_timeout`), so a holder that hangs or is cut off loses the lock, and a
-//!   standby can take it; a holder killed outright loses it as soon as its socket closes.
+//!   standby can take it; that is 400 ms after such a holder stopped (fencing). A holder
+//!   killed outright loses the lock as soon as its socket closes.
 
 use std::time::Duration;
 
 use sqlx::Connection as _;
 use sqlx::postgres::PgConnection;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// How often a standby asks for the lock.
-const ACQUIRE_EVERY: Duration = Duration::from_millis(250);
+const ACQUIRE_EVERY: Duration = Duration::from_millis(200);
 /// How often the holder shows it still holds the lock.
-const CHECK_EVERY: Duration = Duration::from_millis(500);
+const CHECK_EVERY: Duration = Duration::from_millis(300);
 /// The longest a check may take before the lease counts as lost.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+const CHECK_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long the database keeps a silent lease session, and its lock.
-const IDLE_SESSION_TIMEOUT: &str = "1500ms";
+const IDLE_SESSION_TIMEOUT: &str = "1200ms";
 /// The pause before connecting again after the database could not be reached.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 
-/// The advisory lock key of `component`'s link: FNV-1a of `pushgate-link:` and the JID, the
-/// same in every instance and every version.
-pub fn link_lease_key(component: &str) -> i64 {
+/// The advisory lock key of `component`'s link in the schema `schema`: FNV-1a of
+/// `pushgate-link:`, the schema and the JID, the same in every instance and every version.
+/// Advisory locks (and notification channels) are the whole database's, so pushgate's in
+/// other schemas of the same database must not share them.
+pub fn link_lease_key(schema: &str, component: &str) -> i64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in b"pushgate-link:".iter().chain(component.as_bytes()) {
+    for byte in b"pushgate-link:"
+        .iter()
+        .chain(schema.as_bytes())
+        .chain(b":")
+        .chain(component.as_bytes())
+    {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
@@ -40,9 +49,10 @@ pub fn link_lease_key(component: &str) -> i64 {
 }
 
 /// Holds `component`'s lease on the PostgreSQL database at `url` whenever it can, saying so
-/// through `gate` (`true` while held). Runs until aborted.
-pub async fn hold_link_lease(url: String, component: String, gate: watch::Sender<bool>) {
-    let key = link_lease_key(&component);
+/// through `gate`: `None` while not held here, and while held, when the last query that showed
+/// it started (the link's fencing needs a check newer than its last session). Runs until
+/// aborted.
+pub async fn hold_link_lease(url: String, component: String, gate: watch::Sender<Option<Instant>>) {
     loop {
         let mut connection = match PgConnection::connect(&url).await {
             Ok(connection) => connection,
@@ -59,15 +69,24 @@ pub async fn hold_link_lease(url: String, component: String, gate: watch::Sender
         {
             tracing::warn!(%component, %error, "link lease: cannot bound the lease session");
         }
-        if !acquire(&mut connection, key).await {
+        let key = match current_schema(&mut connection).await {
+            Ok(schema) => link_lease_key(&schema, &component),
+            Err(error) => {
+                tracing::warn!(%component, %error, "link lease: the database cannot be read");
+                tokio::time::sleep(RECONNECT_PAUSE).await;
+                continue;
+            }
+        };
+        let Some(acquired) = acquire(&mut connection, key).await else {
             tokio::time::sleep(RECONNECT_PAUSE).await;
             continue;
-        }
-        gate.send_replace(true);
+        };
+        gate.send_replace(Some(acquired));
         crate::metrics::link_lease("acquired");
         tracing::info!(%component, "link lease: held by this instance");
         loop {
             tokio::time::sleep(CHECK_EVERY).await;
+            let started = Instant::now();
             let shown = tokio::time::timeout(
                 CHECK_TIMEOUT,
                 sqlx::query("SELECT 1").execute(&mut connection),
@@ -76,8 +95,9 @@ pub async fn hold_link_lease(url: String, component: String, gate: watch::Sender
             if !matches!(shown, Ok(Ok(_))) {
                 break;
             }
+            gate.send_replace(Some(started));
         }
-        gate.send_replace(false);
+        gate.send_replace(None);
         crate::metrics::link_lease("lost");
         tracing::warn!(%component, "link lease: lost; the link is dropped");
         // The lock goes with the session.
@@ -85,17 +105,30 @@ pub async fn hold_link_lease(url: String, component: String, gate: watch::Sender
     }
 }
 
-/// Waits until the lock is this session's; false if the connection failed meanwhile.
-async fn acquire(connection: &mut PgConnection, key: i64) -> bool {
+/// The schema pushgate's tables are in, for this session (its `search_path`).
+pub(crate) async fn current_schema<'c, E>(executor: E) -> Result<String, sqlx::Error>
+where
+    E: sqlx::postgres::PgExecutor<'c>,
+{
+    sqlx::query_scalar::<_, Option<String>>("SELECT current_schema()")
+        .fetch_one(executor)
+        .await
+        .map(Option::unwrap_or_default)
+}
+
+/// Waits until the lock is this session's, and says when the query that took it started;
+/// `None` if the connection failed meanwhile.
+async fn acquire(connection: &mut PgConnection, key: i64) -> Option<Instant> {
     loop {
+        let started = Instant::now();
         let taken: Result<bool, _> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(key)
             .fetch_one(&mut *connection)
             .await;
         match taken {
-            Ok(true) => return true,
+            Ok(true) => return Some(started),
             Ok(false) => tokio::time::sleep(ACQUIRE_EVERY).await,
-            Err(_) => return false,
+            Err(_) => return None,
         }
     }
 }
@@ -105,14 +138,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_key_is_stable_and_differs_by_component() {
+    fn the_key_is_stable_and_differs_by_component_and_schema() {
         assert_eq!(
-            link_lease_key("push.example.org"),
-            link_lease_key("push.example.org")
+            link_lease_key("public", "push.example.org"),
+            link_lease_key("public", "push.example.org")
         );
         assert_ne!(
-            link_lease_key("push.example.org"),
-            link_lease_key("up.example.org")
+            link_lease_key("public", "push.example.org"),
+            link_lease_key("public", "up.example.org")
+        );
+        assert_ne!(
+            link_lease_key("public", "push.example.org"),
+            link_lease_key("other", "push.example.org")
         );
     }
 }

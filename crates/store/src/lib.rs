@@ -25,6 +25,7 @@ mod message_batches;
 mod messages;
 mod metrics;
 mod migrations;
+mod peers;
 mod registrations;
 mod revocations;
 mod setup;
@@ -37,6 +38,9 @@ pub use cache::{CACHE_CHANNEL, CacheConfig, CachingStore};
 pub use database_config::{DatabaseConfig, DatabaseConfigError, MAX_CACHE_TTL};
 pub use lease::{hold_link_lease, link_lease_key};
 pub use metrics::serve_store_metrics;
+pub use peers::{
+    HANDOVER_MARGIN, HandoverLink, HandoverTimeouts, HoldsLink, PeerBus, PeerBusError,
+};
 pub use setup::{Backend, StoreConfig, StoreSetupError};
 pub use sql_store::SqlStore;
 pub use stats::{RegistrationCount, StoreStats};

@@ -22,11 +22,57 @@ static LINK_LEASE: CounterSet = CounterSet::new(
     &["acquired", "lost"],
 );
 
+static HANDOVERS: CounterSet = CounterSet::new(
+    "pushgate_handovers_total",
+    &[],
+    "outcome",
+    &[
+        "delivered",
+        "revoked",
+        "not_delivered",
+        "no_holder",
+        "timeout",
+        "send_failed",
+        "too_large",
+    ],
+);
+
+static PEER_NOTICES: CounterSet = CounterSet::new(
+    "pushgate_peer_notices_total",
+    &[],
+    "event",
+    &[
+        "handover_served",
+        "kept_heard",
+        "send_failed",
+        "unreadable",
+        "listener_reconnected",
+    ],
+);
+
 /// The store's counters are served from now on, at 0 until something happens (also where
 /// nothing ever will: one instance on SQLite shares no cache and holds no lease).
 pub fn serve_store_metrics() {
     CACHE_NOTIFICATIONS.register_all();
     LINK_LEASE.register_all();
+    HANDOVERS.register_all();
+    PEER_NOTICES.register_all();
+}
+
+/// This instance talks to the others of its link: their counters are served from now on.
+pub(crate) fn peers_started() {
+    HANDOVERS.register_all();
+    PEER_NOTICES.register_all();
+}
+
+/// A push this instance handed over ended with `outcome`.
+pub(crate) fn handover(outcome: &'static str) {
+    HANDOVERS.increment(outcome, 1);
+}
+
+/// Something happened on the instances' channels: `event`.
+pub(crate) fn peer_notice(event: &'static str) {
+    PEER_NOTICES.increment(event, 1);
 }
 
 /// The caches of several instances talk: their counters are served from now on, at 0.

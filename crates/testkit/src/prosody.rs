@@ -23,6 +23,9 @@ pub struct ProsodyOptions {
     pub users: Vec<(String, String)>,
     /// Extra Lua appended to the end of the config (e.g. another `Component` section).
     pub extra_config: String,
+    /// Extra Lua for the global section, before any host (e.g.
+    /// `component_conflict_resolve = "kick_old"`).
+    pub global_config: String,
     /// How long to wait for the ports to open.
     pub start_timeout: Duration,
 }
@@ -34,6 +37,7 @@ impl Default for ProsodyOptions {
             components: Vec::new(),
             users: Vec::new(),
             extra_config: String::new(),
+            global_config: String::new(),
             start_timeout: Duration::from_secs(10),
         }
     }
@@ -133,9 +137,11 @@ push_notification_with_sender = false
 push_max_errors = 16
 http_default_host = "{domain}"
 statistics = nil
+{global}
 
 VirtualHost "{domain}"
 "#,
+            global = self.options.global_config,
             c2s = self.c2s_port,
             component = self.component_port,
             http = self.http_port,

@@ -39,9 +39,9 @@ pub struct ComponentConfig {
     /// presence waits. Parsed stanzas are held as trees a few times their wire size, so this
     /// bounds what hostile requests can make the process hold.
     pub max_request_bytes_in_flight: usize,
-    /// When set, the link connects only while it says `true`, and drops its session at once
-    /// when it turns `false` (a lease held elsewhere: one instance of several holds the link).
-    pub gate: Option<tokio::sync::watch::Receiver<bool>>,
+    /// When set, the link connects only while it is open, and drops its session at once when
+    /// it closes (a lease held elsewhere: one instance of several holds the link).
+    pub gate: Option<LinkGate>,
 }
 
 impl std::fmt::Debug for ComponentConfig {
@@ -229,6 +229,12 @@ impl Default for XmlLimits {
         }
     }
 }
+
+/// A lease's say over a link: `None` while the lease is not held here, and while it is, when
+/// the lease holder started the last check that showed it still holds it. After a session
+/// ends, the link connects again only on a check started after that end, so an instance that
+/// was frozen, and lost its lease meanwhile, never reconnects on an answer from before.
+pub type LinkGate = tokio::sync::watch::Receiver<Option<tokio::time::Instant>>;
 
 #[cfg(test)]
 mod tests {

@@ -23,7 +23,7 @@ mod stream;
 
 pub use config::{
     ComponentConfig, DEFAULT_CONCURRENT_IQS, DEFAULT_IQ_QUEUE_WAIT, DEFAULT_QUEUED_IQS,
-    DEFAULT_REQUEST_BYTES_IN_FLIGHT, LinkTimeouts, ReconnectPolicy, XmlLimits,
+    DEFAULT_REQUEST_BYTES_IN_FLIGHT, LinkGate, LinkTimeouts, ReconnectPolicy, XmlLimits,
     generate_instance_id,
 };
 pub use link::error::{IqError, LinkError};

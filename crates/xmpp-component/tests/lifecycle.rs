@@ -492,7 +492,7 @@ async fn request_uses_the_configured_iq_deadline() {
 async fn a_gated_link_connects_only_while_its_gate_is_open_and_drops_at_once_when_it_closes() {
     let server = FakeXmppServer::start(JID, SECRET).await.unwrap();
     let mut config = config(&server, JID);
-    let (gate, gated) = tokio::sync::watch::channel(false);
+    let (gate, gated) = tokio::sync::watch::channel(None);
     config.gate = Some(gated);
     let running = start(config, TestHandler::with_feature("f"));
     wait_state(&running.link.watch_state(), LinkState::Standby).await;
@@ -504,7 +504,7 @@ async fn a_gated_link_connects_only_while_its_gate_is_open_and_drops_at_once_whe
             .is_none(),
         "no connection while another instance holds the link"
     );
-    gate.send_replace(true);
+    gate.send_replace(Some(tokio::time::Instant::now()));
     let mut session = server
         .next_session(STEP)
         .await
@@ -512,7 +512,7 @@ async fn a_gated_link_connects_only_while_its_gate_is_open_and_drops_at_once_whe
     wait_state(&running.link.watch_state(), LinkState::Connected).await;
     // The lease is lost: the session is dropped at once, without waiting for anything.
     let closed_at = Instant::now();
-    gate.send_replace(false);
+    gate.send_replace(None);
     loop {
         match session.next_event(STEP).await {
             Some(FromComponent::Closed) => break,
@@ -527,7 +527,57 @@ async fn a_gated_link_connects_only_while_its_gate_is_open_and_drops_at_once_whe
         Err(LinkError::Down)
     );
     // Opened again, it connects again.
-    gate.send_replace(true);
+    gate.send_replace(Some(tokio::time::Instant::now()));
     server.next_session(STEP).await.expect("connects again");
     wait_state(&running.link.watch_state(), LinkState::Connected).await;
+}
+
+/// A link under a lease (several instances, one holds the link): it stands by while the lease
+/// is held elsewhere, drops its session the moment the lease is lost, and after a session
+/// ends connects again only on a lease check started after that end. An instance frozen
+/// (SIGSTOP) while another took the lease wakes with the old check as its last word: it must
+/// not reconnect on it.
+#[tokio::test]
+async fn a_gated_link_stands_by_is_fenced_and_reconnects_only_on_a_fresh_check() {
+    let server = FakeXmppServer::start(JID, SECRET).await.unwrap();
+    let mut config = config(&server, JID);
+    config.reconnect = ReconnectPolicy {
+        initial: Duration::from_millis(10),
+        max: Duration::from_millis(20),
+        stable_after: Duration::from_secs(30),
+    };
+    let (gate, gated) = tokio::sync::watch::channel(None);
+    config.gate = Some(gated);
+    let running = start(config, TestHandler::with_feature("f"));
+    let states = running.link.watch_state();
+    wait_state(&states, LinkState::Standby).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(server.connections(), 0, "a standby connected");
+
+    // The lease is taken: the link comes up.
+    gate.send_replace(Some(tokio::time::Instant::now()));
+    let session = server.next_session(STEP).await.expect("no session");
+    wait_state(&states, LinkState::Connected).await;
+
+    // The server ends the session (another holder replaced this one). The last check is from
+    // before the end: no reconnection on it.
+    let checked_before = tokio::time::Instant::now();
+    session.drop_connection();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    gate.send_replace(Some(checked_before));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(server.connections(), 1, "reconnected on a stale check");
+
+    // A check started after the end: it may reconnect.
+    gate.send_replace(Some(tokio::time::Instant::now()));
+    let session = server.next_session(STEP).await.expect("no reconnection");
+    wait_state(&states, LinkState::Connected).await;
+    assert_eq!(server.connections(), 2);
+
+    // A check that arrives while the session runs changes nothing.
+    gate.send_replace(Some(tokio::time::Instant::now()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(server.connections(), 2);
+    assert!(running.link.is_up());
+    drop(session);
 }

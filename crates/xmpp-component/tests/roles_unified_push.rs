@@ -107,6 +107,7 @@ fn spawn_push_to(
                 application,
                 instance: INSTANCE,
                 body,
+                endpoint_token: "",
             })
             .await
     })
@@ -375,6 +376,7 @@ async fn no_answer_in_time_or_no_link_is_not_delivered() {
             application: APPLICATION,
             instance: INSTANCE,
             body: b"x",
+            endpoint_token: "",
         })
         .await;
     assert_eq!(

@@ -229,6 +229,7 @@ impl Provider {
                 application: &message.application,
                 instance: &message.instance,
                 body: &message.body,
+                endpoint_token: &message.endpoint_token,
             })
             .await;
         match delivery {

@@ -9,6 +9,7 @@ mod config;
 mod flush;
 pub mod headers;
 mod metrics;
+mod peers;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,7 @@ use crate::unified_push::{EndpointClaims, EndpointKeys, InvalidUpId, SealError, 
 pub use config::{MIN_REGISTRATION_TTL, UnifiedPushConfig, UnifiedPushConfigError};
 pub use flush::FlushReport;
 pub use headers::{HeaderError, Topic, Urgency, parse_ttl};
+pub use peers::PeerInstances;
 
 /// How the provider behaves; built from the `[unified_push]` settings by
 /// [`UnifiedPushConfig::provider_config`].
@@ -134,6 +136,8 @@ pub struct Provider {
     /// after the running one found it was not), so the running one goes round once more.
     flushing: Mutex<HashMap<OwnerKey, bool>>,
     trace: Option<Arc<DeliveryTrace>>,
+    /// The other instances sharing the store, told when this one keeps a message.
+    peers: Option<Arc<dyn PeerInstances>>,
 }
 
 /// Where one message's steps go in the trace, worked out once per message (a keyed hash of
@@ -163,7 +167,15 @@ impl Provider {
             pending_owners: Mutex::new(HashSet::new()),
             flushing: Mutex::new(HashMap::new()),
             trace: None,
+            peers: None,
         }
+    }
+
+    /// Tells `peers` of each message kept, so that whichever instance sees its owner come
+    /// back flushes it.
+    pub fn with_peers(mut self, peers: Arc<dyn PeerInstances>) -> Self {
+        self.peers = Some(peers);
+        self
     }
 
     /// Records what becomes of each message in `trace`, by the owner's bare JID.
@@ -310,6 +322,7 @@ impl Provider {
                 application: claims.application.as_str(),
                 instance: claims.instance.as_str(),
                 body: message.body,
+                endpoint_token: token,
             })
             .await;
         let traced = self.traced(&claims.owner, claims.application.as_str(), trace_id);
@@ -389,6 +402,9 @@ impl Provider {
         {
             Ok(_) => {
                 metrics::delivery("stored", 1);
+                if let Some(peers) = &self.peers {
+                    peers.messages_kept(&owner);
+                }
                 self.mark_pending(owner);
                 AcceptOutcome::Stored {
                     ttl_secs: kept_secs,

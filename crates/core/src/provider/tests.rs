@@ -514,3 +514,120 @@ async fn a_database_failure_is_unavailable() {
         AcceptOutcome::Unavailable
     );
 }
+
+/// Records what the provider announces to the other instances.
+#[derive(Default)]
+struct HeardPeers(Mutex<Vec<OwnerKey>>);
+
+impl PeerInstances for HeardPeers {
+    fn messages_kept(&self, owner: &OwnerKey) {
+        self.0.lock().unwrap().push(owner.clone());
+    }
+}
+
+#[tokio::test]
+async fn a_kept_message_is_announced_to_the_other_instances_and_a_delivered_one_is_not() {
+    let peers = Arc::new(HeardPeers::default());
+    let mut f = fixture();
+    f.provider = f.provider.with_peers(peers.clone());
+    let registration = register_owner(&f);
+    f.client.then(PushDelivery::Delivered);
+    f.provider.accept(token_of(&registration), body("a")).await;
+    assert!(peers.0.lock().unwrap().is_empty());
+    f.client
+        .always(PushDelivery::NotDelivered("offline".into()));
+    f.provider.accept(token_of(&registration), body("b")).await;
+    assert_eq!(*peers.0.lock().unwrap(), vec![OwnerKey::of_jid(OWNER)]);
+}
+
+#[tokio::test]
+async fn an_owner_another_instance_kept_messages_for_is_flushed_here() {
+    let f = fixture();
+    assert!(!f.provider.may_have_messages(OWNER));
+    f.provider.note_pending(OwnerKey::of_jid(OWNER));
+    assert!(f.provider.may_have_messages(OWNER));
+}
+
+#[tokio::test]
+async fn resynchronising_marks_every_owner_with_kept_messages_from_the_store() {
+    let kept_by_another = fixture();
+    let registration = register_owner(&kept_by_another);
+    kept_by_another
+        .client
+        .always(PushDelivery::NotDelivered("offline".into()));
+    for text in ["a", "b"] {
+        kept_by_another
+            .provider
+            .accept(token_of(&registration), body(text))
+            .await;
+    }
+    // A second provider over the same store, which heard nothing.
+    let here = Provider::new(
+        EndpointKeys::single(EndpointKey::generate()),
+        kept_by_another.store.clone(),
+        kept_by_another.client.clone(),
+        kept_by_another.clock.clone(),
+        kept_by_another.provider.config().clone(),
+    );
+    assert!(!here.may_have_messages(OWNER));
+    assert_eq!(here.note_all_pending().await.unwrap(), 2);
+    assert!(here.may_have_messages(OWNER));
+    assert!(!here.may_have_messages("bob@example.test/x"));
+}
+
+#[tokio::test]
+async fn a_relayed_push_reaches_the_token_owner_and_its_answer_comes_back() {
+    let f = fixture();
+    let registration = register_owner(&f);
+    let token = token_of(&registration);
+    f.client.then(PushDelivery::Revoked);
+    assert_eq!(
+        f.provider.relay(token, b"hello").await,
+        Some(PushDelivery::Revoked)
+    );
+    let received = f.client.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].0, OWNER);
+    assert_eq!(received[0].3, b"hello");
+    // Relaying decides nothing: the instance that accepted the message revokes and stores.
+    assert!(f.store.messages_after(0, NOW, 10).await.unwrap().is_empty());
+    assert_eq!(f.provider.relay("v2.local.forged", b"x").await, None);
+    assert_eq!(f.client.received().len(), 1);
+}
+
+#[tokio::test]
+async fn the_link_holder_flushes_what_another_instance_kept_as_soon_as_it_hears() {
+    let kept_by_another = fixture();
+    let registration = register_owner(&kept_by_another);
+    kept_by_another.client.always(PushDelivery::NotDelivered(
+        "no instance holds the link".into(),
+    ));
+    kept_by_another
+        .provider
+        .accept(token_of(&registration), body("kept"))
+        .await;
+    let holder_client = Arc::new(ScriptedClient::default());
+    let holder = Provider::new(
+        kept_by_another.provider.keys.clone(),
+        kept_by_another.store.clone(),
+        holder_client.clone(),
+        kept_by_another.clock.clone(),
+        kept_by_another.provider.config().clone(),
+    );
+    let report = holder.flush_kept_for(OwnerKey::of_jid(OWNER)).await;
+    assert_eq!(report.delivered, 1);
+    assert_eq!(holder_client.received_bodies(), vec![b"kept".to_vec()]);
+    assert!(
+        kept_by_another
+            .store
+            .messages_after(0, NOW, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Nothing kept: nothing sent.
+    let report = holder
+        .flush_kept_for(OwnerKey::of_jid("bob@example.test/x"))
+        .await;
+    assert_eq!(report, FlushReport::default());
+}

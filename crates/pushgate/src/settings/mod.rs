@@ -140,6 +140,30 @@ impl SettingsFile {
 }
 
 impl Settings {
+    /// Whether several instances may share this database (PostgreSQL is the only engine they
+    /// can coordinate through).
+    pub fn shares_database(&self) -> bool {
+        matches!(
+            pushgate_store::Backend::from_url(&self.database.url),
+            Ok(pushgate_store::Backend::Postgres)
+        )
+    }
+
+    /// The `unified_push` link, if one serves the role.
+    pub fn unified_push_component(&self) -> Option<&ComponentSettings> {
+        self.component
+            .iter()
+            .find(|component| component.roles.contains(&RoleName::UnifiedPush))
+    }
+
+    /// Whether an instance without the `unified_push` link hands pushes to the one holding it:
+    /// on PostgreSQL, when the link is `single` (one instance at a time holds it).
+    pub fn hands_over_pushes(&self) -> bool {
+        self.shares_database()
+            && self
+                .unified_push_component()
+                .is_some_and(|component| component.mode == pushgate_xmpp::LinkMode::Single)
+    }
     /// Loads the settings from `file` and the process environment, reads the `*_file`
     /// secrets, and checks everything. Without a file, the first-run defaults of
     /// [`first_run`](crate::first_run) stand in for it, their data directory prepared.

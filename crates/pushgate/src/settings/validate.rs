@@ -407,6 +407,22 @@ fn check_unified_push(settings: &mut Settings, findings: &mut Findings) {
             "only one component may have the unified_push role: clients accept pushes from one JID",
         );
     }
+    if settings.hands_over_pushes() {
+        let up = &settings.unified_push;
+        let longest = up.handover_ack_timeout + up.push_timeout + pushgate_store::HANDOVER_MARGIN;
+        if up.handover_ack_timeout.is_zero() || longest >= settings.http.request_timeout {
+            findings.add(
+                "unified_push.handover_ack_timeout",
+                "unified_push.handover_ack_timeout",
+                format!(
+                    "must be longer than zero, and with push_timeout and {} s for the answer to \
+                     come back, shorter than http.request_timeout: a POST handed to the \
+                     instance that holds the link must be answered before it times out",
+                    pushgate_store::HANDOVER_MARGIN.as_secs()
+                ),
+            );
+        }
+    }
 }
 
 fn check_log(settings: &Settings, findings: &mut Findings) {

@@ -31,6 +31,8 @@ pub struct PushgateOptions {
     pub extra: String,
     /// `[database] url`; a SQLite file in the instance's directory when not set.
     pub database_url: Option<String>,
+    /// `[log] level`.
+    pub log_level: &'static str,
 }
 
 impl PushgateOptions {
@@ -47,6 +49,7 @@ impl PushgateOptions {
             metrics: false,
             extra: String::new(),
             database_url: None,
+            log_level: "debug",
         }
     }
 }
@@ -148,6 +151,26 @@ impl Pushgate {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Freezes the process (SIGSTOP), as a machine that hangs, or lets it go on (SIGCONT); its
+    /// sockets stay open.
+    pub fn freeze(&self, frozen: bool) {
+        let child = self.child.as_ref().expect("pushgate is running");
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let signalled = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .is_ok_and(|status| status.success());
+        assert!(signalled, "pushgate could not be signalled");
+    }
+
+    /// Starts a killed process again on the same settings and database, and waits until it
+    /// is healthy.
+    pub async fn relaunch(&mut self) {
+        self.kill();
+        self.spawn();
+        self.wait_ready(Duration::from_secs(20)).await;
     }
 
     /// Kills the process (SIGKILL: no shutdown at all, as a crash or an OOM kill) and starts it
@@ -325,8 +348,9 @@ push_timeout = "{push_timeout}"
 {unified_push_extra}
 
 [log]
-level = "debug"
+level = "{log_level}"
 "#,
+        log_level = options.log_level,
         port = options.component_port,
         database = options
             .database_url

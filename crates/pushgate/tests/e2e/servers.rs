@@ -81,6 +81,27 @@ impl XmppServer {
         users: &[&str],
         components: &[(&str, &str)],
     ) -> Option<Self> {
+        Self::start_configured(kind, test, users, components, "").await
+    }
+
+    /// [`start`](Self::start) for several pushgate instances: Prosody lets a new component
+    /// connection replace the old one (`component_conflict_resolve = "kick_old"`), so that an
+    /// instance that holds the lease can take the link from one that hangs (docs/several-instances.md).
+    pub async fn start_for_instances(kind: ServerKind, test: &str, users: &[&str]) -> Option<Self> {
+        let global = match kind {
+            ServerKind::Prosody => "component_conflict_resolve = \"kick_old\"",
+            ServerKind::Ejabberd => "",
+        };
+        Self::start_configured(kind, test, users, &[(COMPONENT, COMPONENT_SECRET)], global).await
+    }
+
+    async fn start_configured(
+        kind: ServerKind,
+        test: &str,
+        users: &[&str],
+        components: &[(&str, &str)],
+        prosody_global: &str,
+    ) -> Option<Self> {
         if interop_off(test) {
             return None;
         }
@@ -99,6 +120,7 @@ impl XmppServer {
                 ProsodyInstance::start(ProsodyOptions {
                     users,
                     components,
+                    global_config: prosody_global.to_owned(),
                     ..ProsodyOptions::default()
                 })
                 .await,

@@ -6,6 +6,7 @@
 mod cache;
 mod import;
 mod messages;
+mod peers;
 mod registrations;
 mod revocations;
 mod setup;

@@ -77,6 +77,11 @@ impl ComponentLink {
         self.shared.state.borrow().clone()
     }
 
+    /// Whether stanzas can be sent now (cheaper than [`Self::state`]: nothing is cloned).
+    pub fn is_up(&self) -> bool {
+        self.shared.state.borrow().is_up()
+    }
+
     /// Whether the link was ever up since it was spawned.
     pub fn was_ever_up(&self) -> bool {
         self.shared.ever_up.load(Ordering::Relaxed)

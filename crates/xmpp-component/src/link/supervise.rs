@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use xmpp_parsers::jid::BareJid;
 
-use crate::config::ComponentConfig;
+use crate::config::{ComponentConfig, LinkGate};
 use crate::link::backoff::Backoff;
 use crate::link::budget::RequestBudget;
 use crate::link::component_link::ComponentLink;
@@ -72,12 +72,12 @@ impl ComponentLink {
     }
 }
 
-/// Ready when `gate` closes (turns `false`); never without a gate.
-async fn closed(gate: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+/// Ready when `gate` closes (the lease is no longer held here); never without a gate.
+async fn closed(gate: &mut Option<LinkGate>) {
     match gate {
         Some(gate) => {
             // A gate whose sender is gone stays as it last was.
-            if gate.wait_for(|open| !*open).await.is_err() {
+            if gate.wait_for(Option::is_none).await.is_err() {
                 std::future::pending::<()>().await;
             }
         }
@@ -99,22 +99,36 @@ async fn supervise(
     let component = link.jid().to_string();
     crate::metrics::link_started(&component);
     let mut gate = config.gate.clone();
+    // When the last session ended: a gated link connects again only on a lease check started
+    // after it (fencing). `None` until a session has ended.
+    let mut ended: Option<tokio::time::Instant> = None;
     while !shutdown.is_cancelled() {
-        if let Some(gate) = &mut gate
-            && !*gate.borrow_and_update()
-        {
-            link.set_state(LinkState::Standby);
-            tracing::info!(%component, "component link: standby, another instance holds it");
-            let opened = tokio::select! {
-                () = shutdown.cancelled() => break,
-                opened = gate.wait_for(|open| *open) => opened.is_ok(),
-            };
-            if !opened {
-                // The lease's task is gone: nothing will ever open the gate again.
-                break;
+        if let Some(gate) = &mut gate {
+            if gate.borrow_and_update().is_none() {
+                link.set_state(LinkState::Standby);
+                tracing::info!(%component, "component link: standby, another instance holds it");
+                let opened = tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    opened = gate.wait_for(Option::is_some) => opened.is_ok(),
+                };
+                if !opened {
+                    // The lease's task is gone: nothing will ever open the gate again.
+                    break;
+                }
+                tracing::info!(%component, "component link: this instance holds it now");
+                backoff = Backoff::new(config.reconnect);
+            } else if let Some(ended) = ended {
+                let confirmed = tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    confirmed = gate.wait_for(|held| held.is_none_or(|checked| checked > ended)) => confirmed.is_ok(),
+                };
+                if !confirmed {
+                    break;
+                }
+                if gate.borrow().is_none() {
+                    continue;
+                }
             }
-            tracing::info!(%component, "component link: this instance holds it now");
-            backoff = Backoff::new(config.reconnect);
         }
         link.set_state(LinkState::Connecting);
         let opened = tokio::select! {
@@ -140,16 +154,21 @@ async fn supervise(
                         tracing::warn!(%component, "component link: lease lost, link dropped");
                         link.detach();
                         link.shared_tracker().fail_all();
+                        ended = Some(tokio::time::Instant::now());
                         continue;
                     }
                 };
+                ended = Some(tokio::time::Instant::now());
                 backoff.session_ended(started.elapsed());
                 match end {
                     SessionEnd::Shutdown => break,
                     SessionEnd::Failed(reason) => reason,
                 }
             }
-            Err(reason) => reason,
+            Err(reason) => {
+                ended = Some(tokio::time::Instant::now());
+                reason
+            }
         };
         let delay = backoff.next_delay();
         match &reason {

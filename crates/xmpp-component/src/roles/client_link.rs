@@ -163,6 +163,7 @@ mod tests {
             application: "app",
             instance: "inst",
             body: b"hello-up-payload",
+            endpoint_token: "",
         };
         let component = Jid::new("up.example.test").expect("JID");
         let owner = Jid::new(push.owner).expect("JID");

@@ -129,6 +129,7 @@ mod tests {
                                 application,
                                 instance,
                                 body: &body,
+                                endpoint_token: "",
                             };
                             let fast = push_iq_bytes(component, owner, id, &push)
                                 .expect("plain values take the fast path");
@@ -155,6 +156,7 @@ mod tests {
             application: "app",
             instance: "inst",
             body: b"hello",
+            endpoint_token: "",
         };
         assert!(push_iq_bytes(&component, &owner, "pg1.0", &plain).is_some());
         for bad in ["nul\u{0}", "bell\u{7}", "\u{FFFE}", "\u{FFFF}", "esc\u{1b}"] {

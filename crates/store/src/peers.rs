@@ -1,0 +1,614 @@
+//! The instances that share one PostgreSQL database and serve one UnifiedPush link, reaching
+//! each other through it with `LISTEN`/`NOTIFY` (docs/several-instances.md explains the
+//! choice over HTTP between instances):
+//!
+//! - **Handover.** An instance that does not hold the link (a standby, or one whose link is
+//!   reconnecting) hands each push to the one that does, on the link's channel, and waits for
+//!   the client's answer on its own channel. The holder acknowledges at once and answers once
+//!   the client did; no acknowledgement within `ack_timeout` means that no instance holds the
+//!   link, and the message is kept as for a client that is away.
+//! - **Kept messages.** Each message an instance keeps is announced on the link's channel, so
+//!   that whichever instance sees its owner come back flushes it; the holder of a `single`
+//!   link flushes it at once, since it was kept only because nobody held the link.
+//! - **Lost notifications** only delay: a push whose answer is lost is kept (and may reach
+//!   the client twice, as delivery is at least once), and a listener that reconnects reads
+//!   the owners with kept messages from the database again.
+//!
+//! A handover carries the endpoint token (sealed) and the body; an announcement carries the
+//! owner's key (a hash). No JID crosses, and nothing carried is logged.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use pushgate_core::client_link::{ClientLink, PushDelivery, UpPush};
+use pushgate_core::provider::{PeerInstances, Provider};
+use pushgate_core::store::OwnerKey;
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// PostgreSQL refuses a notification payload of 8000 bytes or more.
+const MAX_PAYLOAD: usize = 7999;
+/// How long the listener waits before connecting again after it failed to.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
+/// Connections for sending notifications: each send holds one for a moment.
+const SEND_CONNECTIONS: u32 = 4;
+
+/// What the holder of the link may take, beyond the client's own deadline, to send back the
+/// client's answer: two notifications and a moment of load.
+pub const HANDOVER_MARGIN: Duration = Duration::from_secs(1);
+
+/// How long a handover may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandoverTimeouts {
+    /// How long the holder has to acknowledge; without an acknowledgement, no instance holds
+    /// the link and the message is kept.
+    pub ack: Duration,
+    /// How long the holder has, after acknowledging, to say what the client answered: the
+    /// client's own deadline and [`HANDOVER_MARGIN`].
+    pub answer: Duration,
+}
+
+impl HandoverTimeouts {
+    /// `ack` to take a push, and the client's `push_timeout` and [`HANDOVER_MARGIN`] to answer.
+    pub fn new(ack: Duration, push_timeout: Duration) -> Self {
+        Self {
+            ack,
+            answer: push_timeout + HANDOVER_MARGIN,
+        }
+    }
+}
+
+/// The database URL does not parse as PostgreSQL's.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct PeerBusError(#[from] sqlx::Error);
+
+/// Whether this instance holds the UnifiedPush link now.
+pub type HoldsLink = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// This instance's end of its link's channel. Cheap to clone.
+#[derive(Clone)]
+pub struct PeerBus(Arc<Inner>);
+
+struct Inner {
+    pool: PgPool,
+    /// Drawn at start; names this instance's own channel.
+    instance: u64,
+    /// The link's JID.
+    component: String,
+    /// Where handovers and announcements for the link go; every instance listens. Named by
+    /// the schema and the link, so known once the listener read the schema.
+    link_channel: OnceLock<String>,
+    /// Where the answers to this instance's handovers come.
+    own_channel: String,
+    timeouts: HandoverTimeouts,
+    next_request: AtomicU64,
+    waiting: Mutex<HashMap<u64, mpsc::Sender<Reply>>>,
+    serving: OnceLock<Serving>,
+    listener: OnceLock<JoinHandle<()>>,
+}
+
+/// What this instance does for the others, once its provider exists.
+struct Serving {
+    provider: Arc<Provider>,
+    holds_link: HoldsLink,
+    /// Whether the link is `single`: then only the holder can reach clients, and a message
+    /// another instance kept is flushed by the holder at once.
+    flush_when_heard: bool,
+}
+
+/// An answer to a handover.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Reply {
+    Ack,
+    Answer(PushDelivery),
+}
+
+/// One notification on either channel.
+#[derive(Debug, PartialEq, Eq)]
+enum Notice<'a> {
+    /// `h {from} {request} {token} {body}`: a push handed over.
+    Handover {
+        from: u64,
+        request: u64,
+        token: &'a str,
+        body: &'a str,
+    },
+    /// `k {from} {owner key}`: a message of this owner was kept.
+    Kept { from: u64, owner: &'a str },
+    /// `a {request}`: the holder took the handover.
+    Ack { request: u64 },
+    /// `r {request} d|v|n`: what the client answered (delivered, revoked, not delivered).
+    Answer { request: u64, delivery: char },
+}
+
+impl<'a> Notice<'a> {
+    fn decode(payload: &'a str) -> Option<Self> {
+        let mut words = payload.split(' ');
+        let notice = match words.next()? {
+            "h" => Self::Handover {
+                from: u64::from_str_radix(words.next()?, 16).ok()?,
+                request: u64::from_str_radix(words.next()?, 16).ok()?,
+                token: words.next()?,
+                body: words.next()?,
+            },
+            "k" => {
+                let from = u64::from_str_radix(words.next()?, 16).ok()?;
+                let owner = words.next()?;
+                if owner.len() != 64 || !owner.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return None;
+                }
+                Self::Kept { from, owner }
+            }
+            "a" => Self::Ack {
+                request: u64::from_str_radix(words.next()?, 16).ok()?,
+            },
+            "r" => {
+                let request = u64::from_str_radix(words.next()?, 16).ok()?;
+                let delivery = match words.next()? {
+                    "d" => 'd',
+                    "v" => 'v',
+                    "n" => 'n',
+                    _ => return None,
+                };
+                Self::Answer { request, delivery }
+            }
+            _ => return None,
+        };
+        words.next().is_none().then_some(notice)
+    }
+}
+
+fn answer_code(delivery: &PushDelivery) -> char {
+    match delivery {
+        PushDelivery::Delivered => 'd',
+        PushDelivery::Revoked => 'v',
+        PushDelivery::NotDelivered(_) => 'n',
+    }
+}
+
+fn delivery_of(code: char) -> PushDelivery {
+    match code {
+        'd' => PushDelivery::Delivered,
+        'v' => PushDelivery::Revoked,
+        _ => PushDelivery::NotDelivered("the instance holding the link could not deliver".into()),
+    }
+}
+
+/// The channel of the UnifiedPush link `component` in `schema`: the same in every instance.
+fn link_channel(schema: &str, component: &str) -> String {
+    format!(
+        "pushgate_up_{:016x}",
+        crate::link_lease_key(schema, component)
+    )
+}
+
+impl PeerBus {
+    /// Joins the instances serving the UnifiedPush link `component` on the PostgreSQL
+    /// database at `url`. Nothing is served for the others until [`Self::serve`].
+    pub fn start(
+        url: &str,
+        component: &str,
+        timeouts: HandoverTimeouts,
+    ) -> Result<Self, PeerBusError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(SEND_CONNECTIONS)
+            .connect_lazy(url)?;
+        let instance: u64 = rand::random();
+        crate::metrics::peers_started();
+        let bus = Self(Arc::new(Inner {
+            pool,
+            instance,
+            component: component.to_owned(),
+            link_channel: OnceLock::new(),
+            own_channel: format!("pushgate_i_{instance:016x}"),
+            timeouts,
+            next_request: AtomicU64::new(0),
+            waiting: Mutex::new(HashMap::new()),
+            serving: OnceLock::new(),
+            listener: OnceLock::new(),
+        }));
+        let listener = tokio::spawn(listen(url.to_owned(), Arc::downgrade(&bus.0)));
+        // Set once, here.
+        let _ = bus.0.listener.set(listener);
+        Ok(bus)
+    }
+
+    /// Serves the others from now on: handovers while `holds_link` says this instance holds
+    /// the link, and announcements of kept messages. The owners with kept messages are read
+    /// from the database once now, for what was announced before.
+    pub fn serve(&self, provider: Arc<Provider>, holds_link: HoldsLink, flush_when_heard: bool) {
+        let serving = Serving {
+            provider: Arc::clone(&provider),
+            holds_link,
+            flush_when_heard,
+        };
+        if self.0.serving.set(serving).is_ok() {
+            tokio::spawn(resync(provider));
+        }
+    }
+
+    /// A [`ClientLink`] that pushes through `local` while this instance holds the link, and
+    /// hands pushes over otherwise.
+    pub fn client_link(&self, local: Arc<dyn ClientLink>, holds_link: HoldsLink) -> HandoverLink {
+        HandoverLink {
+            local,
+            holds_link,
+            bus: self.clone(),
+        }
+    }
+
+    /// Hands `push` to the instance that holds the link and says what its client answered.
+    async fn hand_over(&self, push: UpPush<'_>) -> PushDelivery {
+        let inner = &self.0;
+        let request = inner.next_request.fetch_add(1, Ordering::Relaxed);
+        let payload = format!(
+            "h {:016x} {request:x} {} {}",
+            inner.instance,
+            push.endpoint_token,
+            STANDARD.encode(push.body)
+        );
+        if payload.len() > MAX_PAYLOAD || push.endpoint_token.contains(' ') {
+            crate::metrics::handover("too_large");
+            return PushDelivery::NotDelivered("too large to hand over".into());
+        }
+        let Some(channel) = inner.link_channel.get() else {
+            crate::metrics::handover("send_failed");
+            return PushDelivery::NotDelivered("not yet listening to the other instances".into());
+        };
+        let (replies, mut replied) = mpsc::channel(2);
+        lock(&inner.waiting).insert(request, replies);
+        let _waiting = Waiting { inner, request };
+        if let Err(error) = notify(&inner.pool, channel, &payload).await {
+            crate::metrics::handover("send_failed");
+            tracing::debug!(%error, "handover not sent");
+            return PushDelivery::NotDelivered("the handover could not be sent".into());
+        }
+        match tokio::time::timeout(inner.timeouts.ack, replied.recv()).await {
+            Ok(Some(Reply::Ack)) => {}
+            Ok(Some(Reply::Answer(delivery))) => return answered(delivery),
+            Ok(None) | Err(_) => {
+                crate::metrics::handover("no_holder");
+                return PushDelivery::NotDelivered("no instance holds the link".into());
+            }
+        }
+        match tokio::time::timeout(inner.timeouts.answer, replied.recv()).await {
+            Ok(Some(Reply::Answer(delivery))) => answered(delivery),
+            Ok(Some(Reply::Ack) | None) | Err(_) => {
+                crate::metrics::handover("timeout");
+                PushDelivery::NotDelivered("the instance holding the link did not answer".into())
+            }
+        }
+    }
+}
+
+fn answered(delivery: PushDelivery) -> PushDelivery {
+    crate::metrics::handover(match delivery {
+        PushDelivery::Delivered => "delivered",
+        PushDelivery::Revoked => "revoked",
+        PushDelivery::NotDelivered(_) => "not_delivered",
+    });
+    delivery
+}
+
+/// Removes a handover from the waiting table however it ends.
+struct Waiting<'a> {
+    inner: &'a Inner,
+    request: u64,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        lock(&self.inner.waiting).remove(&self.request);
+    }
+}
+
+impl PeerInstances for PeerBus {
+    fn messages_kept(&self, owner: &OwnerKey) {
+        let inner = Arc::clone(&self.0);
+        let Some(channel) = inner.link_channel.get().cloned() else {
+            // Before the listener read the schema; the others read the store when they
+            // (re)connect.
+            crate::metrics::peer_notice("send_failed");
+            return;
+        };
+        let payload = format!("k {:016x} {}", inner.instance, owner.as_str());
+        tokio::spawn(async move {
+            if let Err(error) = notify(&inner.pool, &channel, &payload).await {
+                crate::metrics::peer_notice("send_failed");
+                tracing::debug!(%error, "announcement of a kept message not sent");
+            }
+        });
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(listener) = self.listener.get() {
+            listener.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for PeerBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerBus")
+            .field("instance", &format_args!("{:016x}", self.0.instance))
+            .field("link_channel", &self.0.link_channel.get())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A [`ClientLink`] that hands pushes over while this instance does not hold the link.
+pub struct HandoverLink {
+    local: Arc<dyn ClientLink>,
+    holds_link: HoldsLink,
+    bus: PeerBus,
+}
+
+#[async_trait]
+impl ClientLink for HandoverLink {
+    async fn push(&self, push: UpPush<'_>) -> PushDelivery {
+        if (self.holds_link)() {
+            self.local.push(push).await
+        } else {
+            self.bus.hand_over(push).await
+        }
+    }
+}
+
+async fn notify(pool: &PgPool, channel: &str, payload: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(channel)
+        .bind(payload)
+        .execute(pool)
+        .await
+        .map(|_| ())
+}
+
+async fn resync(provider: Arc<Provider>) {
+    if let Err(error) = provider.note_all_pending().await {
+        tracing::warn!(%error, "reading the owners with kept messages failed");
+    }
+}
+
+/// The listener: connects, listens on both channels, and acts on what arrives, for as long as
+/// the bus lives.
+async fn listen(url: String, bus: std::sync::Weak<Inner>) {
+    let (component, own_channel) = match bus.upgrade() {
+        Some(inner) => (inner.component.clone(), inner.own_channel.clone()),
+        None => return,
+    };
+    loop {
+        let mut listener = match PgListener::connect(&url).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen to the other instances; retrying");
+                tokio::time::sleep(RECONNECT_PAUSE).await;
+                continue;
+            }
+        };
+        let link_channel = match crate::lease::current_schema(&mut listener).await {
+            Ok(schema) => link_channel(&schema, &component),
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen to the other instances; retrying");
+                tokio::time::sleep(RECONNECT_PAUSE).await;
+                continue;
+            }
+        };
+        match bus.upgrade() {
+            // The schema is the same on every connection to the same URL.
+            Some(inner) => {
+                let _ = inner.link_channel.set(link_channel.clone());
+            }
+            None => return,
+        }
+        if let Err(error) = listener
+            .listen_all([link_channel.as_str(), own_channel.as_str()])
+            .await
+        {
+            tracing::warn!(%error, "cannot listen to the other instances; retrying");
+            tokio::time::sleep(RECONNECT_PAUSE).await;
+            continue;
+        }
+        // What was announced while nobody listened is in the database.
+        if let Some(serving) = bus.upgrade().and_then(|inner| {
+            inner
+                .serving
+                .get()
+                .map(|serving| Arc::clone(&serving.provider))
+        }) {
+            tokio::spawn(resync(serving));
+        }
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(notification)) => {
+                    let Some(inner) = bus.upgrade() else { return };
+                    match Notice::decode(notification.payload()) {
+                        Some(notice) => act(&inner, notice),
+                        None => crate::metrics::peer_notice("unreadable"),
+                    }
+                }
+                Ok(None) => {
+                    crate::metrics::peer_notice("listener_reconnected");
+                    let Some(inner) = bus.upgrade() else { return };
+                    if let Some(serving) = inner.serving.get() {
+                        tokio::spawn(resync(Arc::clone(&serving.provider)));
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "notifications from the other instances lost; listening anew");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(RECONNECT_PAUSE).await;
+    }
+}
+
+fn act(inner: &Arc<Inner>, notice: Notice<'_>) {
+    match notice {
+        Notice::Ack { request } => reply(inner, request, Reply::Ack),
+        Notice::Answer { request, delivery } => {
+            reply(inner, request, Reply::Answer(delivery_of(delivery)));
+        }
+        Notice::Kept { from, .. } if from == inner.instance => {}
+        Notice::Kept { owner, .. } => {
+            let Some(serving) = inner.serving.get() else {
+                return;
+            };
+            crate::metrics::peer_notice("kept_heard");
+            let owner = OwnerKey::from_stored(owner);
+            if serving.flush_when_heard && (serving.holds_link)() {
+                let provider = Arc::clone(&serving.provider);
+                tokio::spawn(async move {
+                    provider.flush_kept_for(owner).await;
+                });
+            } else {
+                serving.provider.note_pending(owner);
+            }
+        }
+        Notice::Handover {
+            from,
+            request,
+            token,
+            body,
+        } => {
+            let Some(serving) = inner.serving.get() else {
+                return;
+            };
+            // Only the holder answers; everyone else hears it too and stays silent.
+            if from == inner.instance || !(serving.holds_link)() {
+                return;
+            }
+            let Ok(body) = STANDARD.decode(body) else {
+                crate::metrics::peer_notice("unreadable");
+                return;
+            };
+            let provider = Arc::clone(&serving.provider);
+            let pool = inner.pool.clone();
+            let token = token.to_owned();
+            let channel = format!("pushgate_i_{from:016x}");
+            tokio::spawn(async move {
+                if notify(&pool, &channel, &format!("a {request:x}"))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                crate::metrics::peer_notice("handover_served");
+                let delivery = provider
+                    .relay(&token, &body)
+                    .await
+                    .unwrap_or_else(|| PushDelivery::NotDelivered("token does not open".into()));
+                let answer = format!("r {request:x} {}", answer_code(&delivery));
+                if let Err(error) = notify(&pool, &channel, &answer).await {
+                    tracing::debug!(%error, "handover answer not sent");
+                }
+            });
+        }
+    }
+}
+
+fn reply(inner: &Inner, request: u64, reply: Reply) {
+    if let Some(waiting) = lock(&inner.waiting).get(&request) {
+        // Two replies at most per request, and the channel holds two.
+        let _ = waiting.try_send(reply);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_read_back_and_nothing_else_does() {
+        assert_eq!(
+            Notice::decode("h 00000000000000ff 1a v2.local.abc aGk="),
+            Some(Notice::Handover {
+                from: 0xff,
+                request: 0x1a,
+                token: "v2.local.abc",
+                body: "aGk="
+            })
+        );
+        assert_eq!(
+            Notice::decode("h 00000000000000ff 1a v2.local.abc "),
+            Some(Notice::Handover {
+                from: 0xff,
+                request: 0x1a,
+                token: "v2.local.abc",
+                body: ""
+            })
+        );
+        let owner = "ab".repeat(32);
+        assert_eq!(
+            Notice::decode(&format!("k 0000000000000001 {owner}")),
+            Some(Notice::Kept {
+                from: 1,
+                owner: &owner
+            })
+        );
+        assert_eq!(Notice::decode("a 7"), Some(Notice::Ack { request: 7 }));
+        assert_eq!(
+            Notice::decode("r 7 v"),
+            Some(Notice::Answer {
+                request: 7,
+                delivery: 'v'
+            })
+        );
+        for foreign in [
+            "",
+            "x 1",
+            "a",
+            "a zz",
+            "a 7 extra",
+            "r 7 q",
+            "k 1 short",
+            "k 1 alice@example.test",
+            "h 1 2 token",
+            "h 1 2 token body extra",
+        ] {
+            assert_eq!(Notice::decode(foreign), None, "{foreign:?}");
+        }
+    }
+
+    #[test]
+    fn every_answer_code_reads_back() {
+        for delivery in [
+            PushDelivery::Delivered,
+            PushDelivery::Revoked,
+            PushDelivery::NotDelivered("x".into()),
+        ] {
+            let code = answer_code(&delivery);
+            assert_eq!(
+                std::mem::discriminant(&delivery_of(code)),
+                std::mem::discriminant(&delivery)
+            );
+        }
+    }
+
+    #[test]
+    fn the_channel_is_a_short_identifier_the_same_everywhere() {
+        let channel = link_channel("public", "up.example.org");
+        assert_eq!(channel, link_channel("public", "up.example.org"));
+        assert_ne!(channel, link_channel("public", "up.example.net"));
+        assert_ne!(channel, link_channel("tenant2", "up.example.org"));
+        assert!(channel.len() < 64);
+        assert!(
+            channel
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        );
+    }
+}

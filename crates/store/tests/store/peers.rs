@@ -1,0 +1,205 @@
+//! Instances on one PostgreSQL database that serve one UnifiedPush link: pushes accepted by an
+//! instance without the link are handed to the one holding it and the client's answer comes
+//! back; with nobody holding it, they are kept, and the holder flushes them once it hears.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use pushgate_core::client_link::{ClientLink, PushDelivery};
+use pushgate_core::provider::{AcceptOutcome, IncomingMessage, Provider, ProviderConfig};
+use pushgate_core::store::MessageStore as _;
+use pushgate_core::test_support::ScriptedClient;
+use pushgate_core::{EndpointKey, EndpointKeys, MessageStoreLimits, SystemClock};
+use pushgate_store::{Backend, HandoverTimeouts, HoldsLink, PeerBus};
+
+use crate::support::TestDb;
+
+const COMPONENT: &str = "up.example.test";
+const OWNER: &str = "alice@example.test/Conversations.x1";
+const APP: &str = "XrfnJea6xD8qkGQ3qnvggAgd54an0S97lkm+R7adbKA=";
+const INSTANCE: &str = "YhKgbKyLUPep9KJmf7gXhyLL9I5eWSIZO11vXZQT0ew=";
+const ACK: Duration = Duration::from_millis(300);
+
+struct Instance {
+    provider: Arc<Provider>,
+    client: Arc<ScriptedClient>,
+    holds: Arc<AtomicBool>,
+    _bus: PeerBus,
+}
+
+async fn instance(db: &TestDb, keys: &EndpointKeys) -> Instance {
+    let client = Arc::new(ScriptedClient::default());
+    let holds = Arc::new(AtomicBool::new(false));
+    let holds_link: HoldsLink = {
+        let holds = Arc::clone(&holds);
+        Arc::new(move || holds.load(Ordering::SeqCst))
+    };
+    let bus = PeerBus::start(
+        &db.url,
+        COMPONENT,
+        HandoverTimeouts::new(ACK, Duration::from_secs(2)),
+    )
+    .unwrap();
+    let config = ProviderConfig {
+        public_url: "https://up.example".into(),
+        registration_ttl_ms: 7 * 86_400_000,
+        max_message_ttl_secs: 86_400,
+        store_limits: MessageStoreLimits {
+            max_per_owner: 100,
+            max_total: 1000,
+        },
+        allowed_domains: None,
+    };
+    let link: Arc<dyn ClientLink> =
+        Arc::new(bus.client_link(Arc::clone(&client) as _, Arc::clone(&holds_link)));
+    let provider = Arc::new(
+        Provider::new(
+            keys.clone(),
+            Arc::new(db.connect().await),
+            link,
+            Arc::new(SystemClock),
+            config,
+        )
+        .with_peers(Arc::new(bus.clone())),
+    );
+    bus.serve(Arc::clone(&provider), holds_link, true);
+    Instance {
+        provider,
+        client,
+        holds,
+        _bus: bus,
+    }
+}
+
+fn token(provider: &Provider) -> String {
+    let registration = provider
+        .register(OWNER, "example.test", APP, INSTANCE)
+        .unwrap();
+    registration
+        .endpoint
+        .strip_prefix("https://up.example/push/")
+        .unwrap()
+        .to_owned()
+}
+
+fn message(text: &str) -> IncomingMessage<'_> {
+    IncomingMessage {
+        body: text.as_bytes(),
+        ..IncomingMessage::default()
+    }
+}
+
+/// Polls until `$seen` holds, for at most a second.
+macro_rules! within_a_second {
+    ($seen:expr) => {{
+        let started = Instant::now();
+        while !$seen {
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "not seen within a second"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        started.elapsed()
+    }};
+}
+
+async fn pushes_reach_the_client_through_whichever_instance_holds_the_link(db: TestDb) {
+    assert_eq!(db.backend, Backend::Postgres);
+    let keys = EndpointKeys::single(EndpointKey::generate());
+    let holder = instance(&db, &keys).await;
+    let standby = instance(&db, &keys).await;
+    holder.holds.store(true, Ordering::SeqCst);
+    // Both listeners connect in the background.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Accepted by the standby, delivered by the holder: 201 as on one instance.
+    let started = Instant::now();
+    let outcome = standby
+        .provider
+        .accept(&token(&standby.provider), message("one"))
+        .await;
+    eprintln!("a handed-over push was answered in {:?}", started.elapsed());
+    assert!(
+        matches!(outcome, AcceptOutcome::Delivered { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(holder.client.received_bodies(), vec![b"one".to_vec()]);
+    assert!(standby.client.received().is_empty());
+    assert_eq!(holder.client.received()[0].0, OWNER);
+
+    // The client revokes through the holder: 404 at the standby, and revoked for both.
+    holder.client.then(PushDelivery::Revoked);
+    let revoked = token(&standby.provider);
+    assert_eq!(
+        standby.provider.accept(&revoked, message("two")).await,
+        AcceptOutcome::NotFound
+    );
+    assert_eq!(holder.provider.open_endpoint(&revoked).await.unwrap(), None);
+
+    // The client is away: kept (by the standby), announced, and flushed by the holder at
+    // once when the client takes it.
+    holder
+        .client
+        .then(PushDelivery::NotDelivered("away".into()));
+    let outcome = standby
+        .provider
+        .accept(&token(&standby.provider), message("three"))
+        .await;
+    assert!(
+        matches!(outcome, AcceptOutcome::Stored { .. }),
+        "{outcome:?}"
+    );
+    let store = db.connect().await;
+    let took = within_a_second!(
+        store
+            .messages_after(0, i64::MAX / 2, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    eprintln!("the holder flushed what the standby kept within {took:?}");
+    assert_eq!(
+        holder.client.received_bodies(),
+        vec![
+            b"one".to_vec(),
+            b"two".to_vec(),
+            b"three".to_vec(),
+            b"three".to_vec()
+        ]
+    );
+
+    // Nobody holds the link: kept after the acknowledgement's timeout, never lost.
+    holder.holds.store(false, Ordering::SeqCst);
+    let started = Instant::now();
+    let outcome = standby
+        .provider
+        .accept(&token(&standby.provider), message("four"))
+        .await;
+    let waited = started.elapsed();
+    assert!(
+        matches!(outcome, AcceptOutcome::Stored { .. }),
+        "{outcome:?}"
+    );
+    assert!(waited >= ACK && waited < ACK * 3, "{waited:?}");
+    // The holder-to-be heard of it, so the owner's presence flushes it there.
+    let heard = within_a_second!(holder.provider.may_have_messages(OWNER));
+    eprintln!("the kept message was heard of after {heard:?}");
+    assert_eq!(holder.client.received_bodies().len(), 4);
+    holder.holds.store(true, Ordering::SeqCst);
+    let report = holder.provider.flush_owner(OWNER).await;
+    assert_eq!(report.delivered, 1);
+    assert_eq!(
+        holder.client.received_bodies().last(),
+        Some(&b"four".to_vec())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_reach_the_client_through_whichever_instance_holds_the_link_postgres() {
+    crate::support::run(Backend::Postgres, |db| {
+        Box::pin(pushes_reach_the_client_through_whichever_instance_holds_the_link(db))
+    })
+    .await;
+}
