@@ -4,7 +4,12 @@
 
 use std::sync::Arc;
 
-use pushgate_xmpp::{ComponentLink, ConfigError, LinkMode, LinkState, PushRoles, StanzaHandler};
+use pushgate_store::PeerBus;
+use pushgate_xmpp::xmpp_parsers::iq::Iq;
+use pushgate_xmpp::xmpp_parsers::minidom::Element;
+use pushgate_xmpp::{
+    ComponentLink, ConfigError, ForeignAnswers, LinkMode, LinkState, PushRoles, StanzaHandler,
+};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -77,12 +82,18 @@ fn spawn_link(
     let provider = unified_push.then(|| services.provider.clone()).flatten();
     let roles = Arc::new(PushRoles::serving(jid, app_server, push_modules, provider));
     let mut config = settings.component_config();
+    config.instance_id = services.instance_id.clone();
+    let peers = services.peers.as_ref().filter(|_| unified_push);
+    if let Some(peers) = peers {
+        config.foreign_answers = Some(Arc::new(AnswerRelay(peers.clone())));
+    }
     if let (Some(url), LinkMode::Single) = (lease_database, settings.mode) {
         let (gate, gated) = tokio::sync::watch::channel(None);
         config.gate = Some(gated);
         let lease = tokio::spawn(pushgate_store::hold_link_lease(
             url.to_owned(),
             settings.jid.clone(),
+            services.instance_id.clone(),
             gate,
         ));
         let shutdown = shutdown.clone();
@@ -103,7 +114,27 @@ fn spawn_link(
             tracing::warn!(jid = %link.jid(), "a second unified_push link is ignored");
         }
     }
+    if let Some(peers) = peers {
+        let link = link.clone();
+        peers.take_answers(Arc::new(move |xml: &str| {
+            xml.parse::<Element>()
+                .ok()
+                .and_then(|element| Iq::try_from(element).ok())
+                .is_some_and(|answer| link.resolve_forwarded(answer))
+        }));
+    }
     Ok(RunningLink { link, task, roles })
+}
+
+/// Hands the answers to other instances' IQs (their ids name them) to those instances: with
+/// several instances on one component JID, ejabberd routes each stanza to any of their links.
+struct AnswerRelay(PeerBus);
+
+impl ForeignAnswers for AnswerRelay {
+    fn forward(&self, instance: &str, answer: Iq) {
+        self.0
+            .forward_answer(instance, String::from(&Element::from(answer)));
+    }
 }
 
 impl LinkHealth for ComponentLink {

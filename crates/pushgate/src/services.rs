@@ -51,6 +51,8 @@ pub struct Services {
     pub provider: Option<Arc<Provider>>,
     /// The provider's way to clients, attached to the `unified_push` link once it is spawned.
     pub client_link: Option<Arc<XmppClientLink>>,
+    /// This process's id among several instances: the first part of its links' IQ ids.
+    pub instance_id: String,
     /// The other instances on the same PostgreSQL database, with whom the provider shares its
     /// kept messages (and its pushes, while another holds a `single` link).
     pub peers: Option<PeerBus>,
@@ -117,6 +119,7 @@ impl Services {
             None
         };
 
+        let instance_id = pushgate_xmpp::generate_instance_id();
         let up = &settings.unified_push;
         let mut peers = None;
         let (provider, client_link) = match (&settings.http.public_url, up.keys.is_empty()) {
@@ -133,8 +136,13 @@ impl Services {
                     settings.unified_push_component(),
                 ) {
                     let timeouts = HandoverTimeouts::new(up.handover_ack_timeout, up.push_timeout);
-                    let bus = PeerBus::start(&settings.database.url, &component.jid, timeouts)
-                        .map_err(ServicesError::Peers)?;
+                    let bus = PeerBus::start(
+                        &settings.database.url,
+                        &component.jid,
+                        &instance_id,
+                        timeouts,
+                    )
+                    .map_err(ServicesError::Peers)?;
                     if settings.hands_over_pushes() {
                         way_to_clients =
                             Arc::new(bus.client_link(way_to_clients, Arc::clone(&holds_link)));
@@ -171,6 +179,7 @@ impl Services {
             push_modules,
             provider,
             client_link,
+            instance_id,
             peers: peers.map(|(bus, _)| bus),
             trace,
         })

@@ -458,3 +458,313 @@ async fn three_instances_on_prosody_lose_no_accepted_message_through_kills_and_a
     drop(instances);
     schema.drop_schema().await;
 }
+
+/// A phone that takes every push (and counts each body), except those for `refused_app`, which
+/// it answers `item-not-found` as Conversations does for an app it no longer knows.
+struct Phone {
+    received: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+    done: Arc<AtomicBool>,
+    presences: tokio::sync::mpsc::UnboundedSender<()>,
+    task: tokio::task::JoinHandle<pushgate_testkit::c2s_client::C2sClient>,
+}
+
+impl Phone {
+    fn answering(mut client: pushgate_testkit::c2s_client::C2sClient, refused_app: String) -> Self {
+        let received: Arc<Mutex<std::collections::HashMap<String, usize>>> = Arc::default();
+        let done = Arc::new(AtomicBool::new(false));
+        let (presences, mut presence_asked) = tokio::sync::mpsc::unbounded_channel();
+        let task = {
+            let received = Arc::clone(&received);
+            let done = Arc::clone(&done);
+            tokio::spawn(async move {
+                while !done.load(Ordering::SeqCst) {
+                    while presence_asked.try_recv().is_ok() {
+                        client
+                            .send(pushgate_testkit::conversations::directed_presence(
+                                COMPONENT,
+                            ))
+                            .await
+                            .unwrap();
+                    }
+                    let Ok(stanza) = client.recv_timeout(Duration::from_millis(100)).await else {
+                        continue;
+                    };
+                    let Some(push) = read_up_push(&stanza) else {
+                        continue;
+                    };
+                    if push.application == refused_app {
+                        client
+                            .send(pushgate_testkit::conversations::iq_error_to(
+                                &stanza,
+                                "cancel",
+                                "item-not-found",
+                            ))
+                            .await
+                            .unwrap();
+                        continue;
+                    }
+                    let body = decode_push_content(&push.content).unwrap();
+                    *received
+                        .lock()
+                        .unwrap()
+                        .entry(String::from_utf8(body).unwrap())
+                        .or_default() += 1;
+                    client.send(iq_result_to(&stanza)).await.unwrap();
+                }
+                client
+            })
+        };
+        Self {
+            received,
+            done,
+            presences,
+            task,
+        }
+    }
+
+    /// Sends available presence to the component, as Conversations does when it connects.
+    fn send_presence(&self) {
+        self.presences.send(()).unwrap();
+    }
+
+    fn count(&self, body: &str) -> usize {
+        self.received
+            .lock()
+            .unwrap()
+            .get(body)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    async fn hang_up(self) -> pushgate_testkit::c2s_client::C2sClient {
+        self.done.store(true, Ordering::SeqCst);
+        self.task.await.unwrap()
+    }
+}
+
+/// One counter's value in a `/metrics` text.
+fn counter(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn scrape(pushgate: &Pushgate) -> String {
+    let address = pushgate.metrics_address().unwrap();
+    request(address, "GET", "/metrics", &[], b"", Duration::from_secs(5))
+        .await
+        .unwrap()
+        .text()
+}
+
+async fn post(address: SocketAddr, path: &str, body: &str) -> (u16, Duration) {
+    let sent = Instant::now();
+    let answer = request(
+        address,
+        "POST",
+        path,
+        &[("Content-Encoding", "aes128gcm"), ("TTL", "86400")],
+        body.as_bytes(),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    (answer.status, sent.elapsed())
+}
+
+/// Three instances, each with its own link to ejabberd (`mode = "shared"`), which routes each
+/// stanza to any of them: POSTs to any instance are answered as on one, though the client's
+/// answers land on random instances; kept messages are flushed once; and an instance killed
+/// under load loses nothing that got 201.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_share_the_ejabberd_link_and_answer_as_one() {
+    let test = "three_instances_share_the_ejabberd_link_and_answer_as_one";
+    let Some(server_url) = postgres_or_skip(test) else {
+        return;
+    };
+    let Some(server) =
+        XmppServer::start_for_instances(ServerKind::Ejabberd, test, &["alice"]).await
+    else {
+        return;
+    };
+    let schema = Schema::create(&server_url).await;
+    let options = || {
+        let mut options = PushgateOptions::new(server.component_port());
+        options.database_url = Some(schema.url.clone());
+        options.roles = vec!["unified_push"];
+        options.component_extra = "mode = \"shared\"";
+        options.metrics = true;
+        options.log_level = "info";
+        options.unified_push_extra = "max_messages_per_owner = 100000\n\
+             endpoint_rate = 2000\nendpoint_burst = 4000\n\
+             client_rate = 4000\nclient_burst = 8000\n";
+        options
+    };
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        let instance = Pushgate::start(options()).await;
+        wait_for_state(&instance, "up", Duration::from_secs(5)).await;
+        instances.push(instance);
+    }
+    let addresses: Vec<SocketAddr> = instances.iter().map(Pushgate::http_address).collect();
+
+    let alice = server.login("alice", "phone").await;
+    let register = |app: &str| {
+        up_register(
+            COMPONENT,
+            &up_hash("account", app),
+            &up_hash("account", "instance"),
+        )
+    };
+    let answer = alice.iq(register("app")).await.unwrap();
+    let (_, path) = split_url(&read_up_registered(&answer, COMPONENT).unwrap().endpoint);
+    let answer = alice.iq(register("gone")).await.unwrap();
+    let (_, gone_path) = split_url(&read_up_registered(&answer, COMPONENT).unwrap().endpoint);
+    let phone = Phone::answering(alice, up_hash("account", "gone"));
+
+    // 1. Every POST, to any instance, is delivered at once: the client's answer found the
+    // instance that asked, wherever ejabberd routed it.
+    for n in 0..60 {
+        let body = format!("online {n}");
+        let (status, took) = post(addresses[n % 3], &path, &body).await;
+        assert_eq!(status, 201, "{body}");
+        assert!(
+            took < Duration::from_secs(2),
+            "{body} took {took:?}: kept, not delivered"
+        );
+        assert_eq!(phone.count(&body), 1, "{body}");
+    }
+    let mut forwarded = 0.0;
+    for instance in &instances {
+        let metrics = scrape(instance).await;
+        forwarded += counter(
+            &metrics,
+            "pushgate_forwarded_answers_total{event=\"resolved\"}",
+        );
+        assert_eq!(
+            counter(
+                &metrics,
+                "pushgate_forwarded_answers_total{event=\"unknown\"}"
+            ),
+            0.0
+        );
+    }
+    notice(&format!(
+        "{test}: {forwarded} of 60 answers reached another instance and were forwarded"
+    ));
+    assert!(forwarded >= 10.0, "{forwarded}");
+
+    // 2. An endpoint the client revoked is 404 at every instance, whichever took the answer.
+    let (status, _) = post(addresses[0], &gone_path, "to a revoked app").await;
+    assert_eq!(status, 404);
+    for &address in &addresses {
+        let (status, _) = post(address, &gone_path, "again").await;
+        assert_eq!(status, 404);
+    }
+
+    // 3. Offline: kept by whichever instance took the POST, flushed once when it comes back,
+    // though its presence reaches several instances.
+    let alice = phone.hang_up().await;
+    alice.close().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for n in 0..30 {
+        let (status, _) = post(addresses[n % 3], &path, &format!("kept {n}")).await;
+        assert_eq!(status, 201);
+    }
+    let alice = server.login("alice", "phone").await;
+    let phone = Phone::answering(alice, up_hash("account", "gone"));
+    // Each presence is routed to one instance; three of them likely reach several.
+    for _ in 0..3 {
+        phone.send_presence();
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while (0..30).any(|n| phone.count(&format!("kept {n}")) == 0) {
+        assert!(Instant::now() < deadline, "kept messages not flushed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for n in 0..30 {
+        assert_eq!(phone.count(&format!("kept {n}")), 1, "kept {n}");
+    }
+
+    // 4. Under load, an instance is killed: nothing that got 201 is lost.
+    let created: Arc<Mutex<Vec<String>>> = Arc::default();
+    let live = Arc::new(Mutex::new(addresses.clone()));
+    let load = {
+        let created = Arc::clone(&created);
+        let live = Arc::clone(&live);
+        let path = path.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_millis(10));
+            let mut posts = tokio::task::JoinSet::new();
+            for n in 0..1000usize {
+                ticker.tick().await;
+                let address = {
+                    let live = live.lock().unwrap();
+                    live[n % live.len()]
+                };
+                let created = Arc::clone(&created);
+                let path = path.clone();
+                posts.spawn(async move {
+                    let body = format!("load {n}");
+                    let answer = request(
+                        address,
+                        "POST",
+                        &path,
+                        &[("Content-Encoding", "aes128gcm"), ("TTL", "86400")],
+                        body.as_bytes(),
+                        Duration::from_secs(30),
+                    )
+                    .await;
+                    match answer {
+                        Ok(answer) if answer.status == 201 => created.lock().unwrap().push(body),
+                        Ok(answer) => {
+                            assert!(answer.status < 500, "{body}: {}", answer.status);
+                        }
+                        // Killed under it: no answer, no promise.
+                        Err(_) => {}
+                    }
+                });
+            }
+            while posts.join_next().await.is_some() {}
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    live.lock()
+        .unwrap()
+        .retain(|address| *address != addresses[2]);
+    instances[2].kill();
+    load.await.unwrap();
+    let created = std::mem::take(&mut *created.lock().unwrap());
+    assert!(created.len() > 900, "{}", created.len());
+    // The pushes whose answers were routed to the dead instance were kept by the instance
+    // that asked (after its push timeout): the client's next presence brings them.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    phone.send_presence();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let missing: Vec<&String> = created
+            .iter()
+            .filter(|body| phone.count(body) == 0)
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} messages answered 201 never reached the client: {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    notice(&format!(
+        "{test}: {} POSTs answered 201 while an instance was killed; all reached the client",
+        created.len()
+    ));
+
+    phone.hang_up().await.close().await.unwrap();
+    drop(instances);
+    schema.drop_schema().await;
+}

@@ -15,7 +15,9 @@
 use std::time::Duration;
 
 use sqlx::Connection as _;
-use sqlx::postgres::PgConnection;
+use std::str::FromStr as _;
+
+use sqlx::postgres::{PgConnectOptions, PgConnection};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -52,9 +54,21 @@ pub fn link_lease_key(schema: &str, component: &str) -> i64 {
 /// through `gate`: `None` while not held here, and while held, when the last query that showed
 /// it started (the link's fencing needs a check newer than its last session). Runs until
 /// aborted.
-pub async fn hold_link_lease(url: String, component: String, gate: watch::Sender<Option<Instant>>) {
+pub async fn hold_link_lease(
+    url: String,
+    component: String,
+    instance: String,
+    gate: watch::Sender<Option<Instant>>,
+) {
     loop {
-        let mut connection = match PgConnection::connect(&url).await {
+        let options = match PgConnectOptions::from_str(&url) {
+            Ok(options) => options.application_name(&crate::peers::application_name(&instance)),
+            Err(error) => {
+                tracing::error!(%component, %error, "link lease: the database URL is not PostgreSQL's");
+                return;
+            }
+        };
+        let mut connection = match PgConnection::connect_with(&options).await {
             Ok(connection) => connection,
             Err(error) => {
                 tracing::warn!(%component, %error, "link lease: the database cannot be reached");

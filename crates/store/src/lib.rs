@@ -39,7 +39,8 @@ pub use database_config::{DatabaseConfig, DatabaseConfigError, MAX_CACHE_TTL};
 pub use lease::{hold_link_lease, link_lease_key};
 pub use metrics::serve_store_metrics;
 pub use peers::{
-    HANDOVER_MARGIN, HandoverLink, HandoverTimeouts, HoldsLink, PeerBus, PeerBusError,
+    APPLICATION_NAME_PREFIX, AnswerSink, HANDOVER_MARGIN, HandoverLink, HandoverTimeouts,
+    HoldsLink, PeerBus, PeerBusError, live_instances,
 };
 pub use setup::{Backend, StoreConfig, StoreSetupError};
 pub use sql_store::SqlStore;

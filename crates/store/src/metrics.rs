@@ -44,9 +44,27 @@ static PEER_NOTICES: CounterSet = CounterSet::new(
     &[
         "handover_served",
         "kept_heard",
+        "flush_left_to_another",
+        "flush_lock_failed",
         "send_failed",
         "unreadable",
         "listener_reconnected",
+    ],
+);
+
+static FORWARDED_ANSWERS: CounterSet = CounterSet::new(
+    "pushgate_forwarded_answers_total",
+    &[],
+    "event",
+    &[
+        "forwarded",
+        "owner_gone",
+        "too_large",
+        "send_failed",
+        "unreadable",
+        "received",
+        "resolved",
+        "unknown",
     ],
 );
 
@@ -57,12 +75,19 @@ pub fn serve_store_metrics() {
     LINK_LEASE.register_all();
     HANDOVERS.register_all();
     PEER_NOTICES.register_all();
+    FORWARDED_ANSWERS.register_all();
 }
 
 /// This instance talks to the others of its link: their counters are served from now on.
 pub(crate) fn peers_started() {
     HANDOVERS.register_all();
     PEER_NOTICES.register_all();
+    FORWARDED_ANSWERS.register_all();
+}
+
+/// An IQ answer for another instance, or from another instance: `event`.
+pub(crate) fn forwarded_answer(event: &'static str) {
+    FORWARDED_ANSWERS.increment(event, 1);
 }
 
 /// A push this instance handed over ended with `outcome`.

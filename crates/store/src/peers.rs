@@ -17,7 +17,8 @@
 //! A handover carries the endpoint token (sealed) and the body; an announcement carries the
 //! owner's key (a hash). No JID crosses, and nothing carried is logged.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
@@ -26,9 +27,11 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use pushgate_core::client_link::{ClientLink, PushDelivery, UpPush};
-use pushgate_core::provider::{PeerInstances, Provider};
+use pushgate_core::provider::{OwnerFlush, PeerInstances, Provider};
 use pushgate_core::store::OwnerKey;
-use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::Postgres;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -38,6 +41,12 @@ const MAX_PAYLOAD: usize = 7999;
 const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
 /// Connections for sending notifications: each send holds one for a moment.
 const SEND_CONNECTIONS: u32 = 4;
+/// Connections for owners' flush locks: each is held while its flush runs.
+const LOCK_CONNECTIONS: u32 = 16;
+/// How long a flush waits for a lock connection before it goes ahead without the lock.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+/// How often the instances alive are read.
+const LIVE_EVERY: Duration = Duration::from_secs(1);
 
 /// What the holder of the link may take, beyond the client's own deadline, to send back the
 /// client's answer: two notifications and a moment of load.
@@ -78,8 +87,16 @@ pub struct PeerBus(Arc<Inner>);
 
 struct Inner {
     pool: PgPool,
-    /// Drawn at start; names this instance's own channel.
-    instance: u64,
+    /// This process's instance id (the first part of its IQ ids); names its own channel.
+    instance: String,
+    /// The schema, read by the listener; scopes the owners' flush locks.
+    schema: OnceLock<String>,
+    /// Connections for the owners' flush locks, each held while its flush runs.
+    locks: PgPool,
+    /// The instances seen alive lately (their sessions' `application_name`).
+    live: Mutex<Option<HashSet<String>>>,
+    /// Where answers to this instance's IQs that reached another instance go.
+    answers: OnceLock<AnswerSink>,
     /// The link's JID.
     component: String,
     /// Where handovers and announcements for the link go; every instance listens. Named by
@@ -91,8 +108,13 @@ struct Inner {
     next_request: AtomicU64,
     waiting: Mutex<HashMap<u64, mpsc::Sender<Reply>>>,
     serving: OnceLock<Serving>,
-    listener: OnceLock<JoinHandle<()>>,
+    /// The listener and the watcher of live instances.
+    listener: OnceLock<(JoinHandle<()>, JoinHandle<()>)>,
 }
+
+/// Completes this instance's IQ request with an answer another instance forwarded (its XML);
+/// whether it answered one.
+pub type AnswerSink = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// What this instance does for the others, once its provider exists.
 struct Serving {
@@ -115,13 +137,15 @@ enum Reply {
 enum Notice<'a> {
     /// `h {from} {request} {token} {body}`: a push handed over.
     Handover {
-        from: u64,
+        from: &'a str,
         request: u64,
         token: &'a str,
         body: &'a str,
     },
     /// `k {from} {owner key}`: a message of this owner was kept.
-    Kept { from: u64, owner: &'a str },
+    Kept { from: &'a str, owner: &'a str },
+    /// `x {iq}`: an answer to one of this instance's IQs that reached another instance.
+    Answered { iq: &'a str },
     /// `a {request}`: the holder took the handover.
     Ack { request: u64 },
     /// `r {request} d|v|n`: what the client answered (delivered, revoked, not delivered).
@@ -130,16 +154,19 @@ enum Notice<'a> {
 
 impl<'a> Notice<'a> {
     fn decode(payload: &'a str) -> Option<Self> {
+        if let Some(iq) = payload.strip_prefix("x ") {
+            return iq.starts_with("<iq").then_some(Self::Answered { iq });
+        }
         let mut words = payload.split(' ');
         let notice = match words.next()? {
             "h" => Self::Handover {
-                from: u64::from_str_radix(words.next()?, 16).ok()?,
+                from: instance_id(words.next()?)?,
                 request: u64::from_str_radix(words.next()?, 16).ok()?,
                 token: words.next()?,
                 body: words.next()?,
             },
             "k" => {
-                let from = u64::from_str_radix(words.next()?, 16).ok()?;
+                let from = instance_id(words.next()?)?;
                 let owner = words.next()?;
                 if owner.len() != 64 || !owner.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return None;
@@ -164,6 +191,20 @@ impl<'a> Notice<'a> {
         words.next().is_none().then_some(notice)
     }
 }
+
+/// An instance id: 1 to 32 ASCII letters or digits.
+fn instance_id(word: &str) -> Option<&str> {
+    (!word.is_empty() && word.len() <= 32 && word.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .then_some(word)
+}
+
+/// The `application_name` of this instance's sessions, by which the others see it alive.
+pub(crate) fn application_name(instance: &str) -> String {
+    format!("{APPLICATION_NAME_PREFIX}{instance}")
+}
+
+/// What every instance's `application_name` starts with.
+pub const APPLICATION_NAME_PREFIX: &str = "pushgate-instance ";
 
 fn answer_code(delivery: &PushDelivery) -> char {
     match delivery {
@@ -191,32 +232,44 @@ fn link_channel(schema: &str, component: &str) -> String {
 
 impl PeerBus {
     /// Joins the instances serving the UnifiedPush link `component` on the PostgreSQL
-    /// database at `url`. Nothing is served for the others until [`Self::serve`].
+    /// database at `url`, as `instance` (the id its IQ ids start with). Nothing is served for
+    /// the others until [`Self::serve`].
     pub fn start(
         url: &str,
         component: &str,
+        instance: &str,
         timeouts: HandoverTimeouts,
     ) -> Result<Self, PeerBusError> {
+        let options =
+            PgConnectOptions::from_str(url)?.application_name(&application_name(instance));
         let pool = PgPoolOptions::new()
             .max_connections(SEND_CONNECTIONS)
-            .connect_lazy(url)?;
-        let instance: u64 = rand::random();
+            .connect_lazy_with(options.clone());
+        let locks = PgPoolOptions::new()
+            .max_connections(LOCK_CONNECTIONS)
+            .acquire_timeout(LOCK_WAIT)
+            .connect_lazy_with(options.clone());
         crate::metrics::peers_started();
         let bus = Self(Arc::new(Inner {
             pool,
-            instance,
+            locks,
+            instance: instance.to_owned(),
+            schema: OnceLock::new(),
+            live: Mutex::new(None),
+            answers: OnceLock::new(),
             component: component.to_owned(),
             link_channel: OnceLock::new(),
-            own_channel: format!("pushgate_i_{instance:016x}"),
+            own_channel: own_channel(instance),
             timeouts,
             next_request: AtomicU64::new(0),
             waiting: Mutex::new(HashMap::new()),
             serving: OnceLock::new(),
             listener: OnceLock::new(),
         }));
-        let listener = tokio::spawn(listen(url.to_owned(), Arc::downgrade(&bus.0)));
+        let listener = tokio::spawn(listen(options, Arc::downgrade(&bus.0)));
+        let watcher = tokio::spawn(watch_live(Arc::downgrade(&bus.0)));
         // Set once, here.
-        let _ = bus.0.listener.set(listener);
+        let _ = bus.0.listener.set((listener, watcher));
         Ok(bus)
     }
 
@@ -234,6 +287,60 @@ impl PeerBus {
         }
     }
 
+    /// Completes this instance's IQ requests with the answers other instances forward, through
+    /// `sink`.
+    pub fn take_answers(&self, sink: AnswerSink) {
+        let _ = self.0.answers.set(sink);
+    }
+
+    /// Forwards `answer` (an IQ result or error, as XML) to `instance`, whose IQ it answers.
+    /// Dropped, and counted, when that instance is gone or the answer is too large.
+    pub fn forward_answer(&self, instance: &str, answer: String) {
+        let inner = &self.0;
+        if instance_id(instance).is_none() {
+            crate::metrics::forwarded_answer("unreadable");
+            return;
+        }
+        let payload = format!("x {answer}");
+        if payload.len() > MAX_PAYLOAD {
+            crate::metrics::forwarded_answer("too_large");
+            return;
+        }
+        let seen_alive = lock(&inner.live)
+            .as_ref()
+            .is_none_or(|live| live.contains(instance));
+        let inner = Arc::clone(inner);
+        let instance = instance.to_owned();
+        tokio::spawn(async move {
+            // Not among those alive a moment ago: it may have started since; ask again.
+            if !seen_alive {
+                match live_instances(&inner.pool).await {
+                    Ok(live) => {
+                        let gone = !live.contains(&instance);
+                        *lock(&inner.live) = Some(live);
+                        if gone {
+                            crate::metrics::forwarded_answer("owner_gone");
+                            return;
+                        }
+                    }
+                    Err(error) => tracing::debug!(%error, "the instances alive cannot be read"),
+                }
+            }
+            match notify(&inner.pool, &own_channel(&instance), &payload).await {
+                Ok(()) => crate::metrics::forwarded_answer("forwarded"),
+                Err(error) => {
+                    crate::metrics::forwarded_answer("send_failed");
+                    tracing::debug!(%error, "IQ answer not forwarded");
+                }
+            }
+        });
+    }
+
+    /// This instance's id.
+    pub fn instance(&self) -> &str {
+        &self.0.instance
+    }
+
     /// A [`ClientLink`] that pushes through `local` while this instance holds the link, and
     /// hands pushes over otherwise.
     pub fn client_link(&self, local: Arc<dyn ClientLink>, holds_link: HoldsLink) -> HandoverLink {
@@ -249,7 +356,7 @@ impl PeerBus {
         let inner = &self.0;
         let request = inner.next_request.fetch_add(1, Ordering::Relaxed);
         let payload = format!(
-            "h {:016x} {request:x} {} {}",
+            "h {} {request:x} {} {}",
             inner.instance,
             push.endpoint_token,
             STANDARD.encode(push.body)
@@ -288,6 +395,10 @@ impl PeerBus {
     }
 }
 
+fn own_channel(instance: &str) -> String {
+    format!("pushgate_i_{instance}")
+}
+
 fn answered(delivery: PushDelivery) -> PushDelivery {
     crate::metrics::handover(match delivery {
         PushDelivery::Delivered => "delivered",
@@ -309,6 +420,33 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// An owner's flush lock (a session-level advisory lock), given back when dropped.
+struct OwnerLock {
+    connection: Option<PoolConnection<Postgres>>,
+    key: i64,
+}
+
+impl Drop for OwnerLock {
+    fn drop(&mut self) {
+        let Some(mut connection) = self.connection.take() else {
+            return;
+        };
+        let key = self.key;
+        tokio::spawn(async move {
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(key)
+                .execute(&mut *connection)
+                .await;
+            if unlocked.is_err() {
+                // Never back into the pool holding the lock: the session ends, and the lock
+                // with it.
+                let _ = connection.close().await;
+            }
+        });
+    }
+}
+
+#[async_trait]
 impl PeerInstances for PeerBus {
     fn messages_kept(&self, owner: &OwnerKey) {
         let inner = Arc::clone(&self.0);
@@ -318,7 +456,7 @@ impl PeerInstances for PeerBus {
             crate::metrics::peer_notice("send_failed");
             return;
         };
-        let payload = format!("k {:016x} {}", inner.instance, owner.as_str());
+        let payload = format!("k {} {}", inner.instance, owner.as_str());
         tokio::spawn(async move {
             if let Err(error) = notify(&inner.pool, &channel, &payload).await {
                 crate::metrics::peer_notice("send_failed");
@@ -326,12 +464,53 @@ impl PeerInstances for PeerBus {
             }
         });
     }
+
+    async fn flush_owner(&self, owner: &OwnerKey) -> OwnerFlush {
+        let inner = &self.0;
+        let Some(schema) = inner.schema.get() else {
+            return OwnerFlush::Granted(Box::new(()));
+        };
+        let key = owner_lock_key(schema, owner);
+        let mut connection = match inner.locks.acquire().await {
+            Ok(connection) => connection,
+            Err(error) => {
+                crate::metrics::peer_notice("flush_lock_failed");
+                tracing::debug!(%error, "an owner's flush lock could not be asked for");
+                return OwnerFlush::Granted(Box::new(()));
+            }
+        };
+        let taken: Result<bool, _> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut *connection)
+            .await;
+        match taken {
+            Ok(true) => OwnerFlush::Granted(Box::new(OwnerLock {
+                connection: Some(connection),
+                key,
+            })),
+            Ok(false) => {
+                crate::metrics::peer_notice("flush_left_to_another");
+                OwnerFlush::Busy
+            }
+            Err(error) => {
+                crate::metrics::peer_notice("flush_lock_failed");
+                tracing::debug!(%error, "an owner's flush lock could not be asked for");
+                OwnerFlush::Granted(Box::new(()))
+            }
+        }
+    }
+}
+
+/// The advisory lock key of `owner`'s flush in `schema`.
+fn owner_lock_key(schema: &str, owner: &OwnerKey) -> i64 {
+    crate::link_lease_key(schema, &format!("owner:{}", owner.as_str()))
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(listener) = self.listener.get() {
+        if let Some((listener, watcher)) = self.listener.get() {
             listener.abort();
+            watcher.abort();
         }
     }
 }
@@ -339,7 +518,7 @@ impl Drop for Inner {
 impl std::fmt::Debug for PeerBus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PeerBus")
-            .field("instance", &format_args!("{:016x}", self.0.instance))
+            .field("instance", &self.0.instance)
             .field("link_channel", &self.0.link_channel.get())
             .finish_non_exhaustive()
     }
@@ -378,15 +557,53 @@ async fn resync(provider: Arc<Provider>) {
     }
 }
 
+/// The instances alive: those with a session on the database (a killed one's sessions end
+/// with its sockets), read every [`LIVE_EVERY`].
+async fn watch_live(bus: std::sync::Weak<Inner>) {
+    loop {
+        let Some(inner) = bus.upgrade() else { return };
+        let pool = inner.pool.clone();
+        drop(inner);
+        let live = live_instances(&pool).await;
+        let Some(inner) = bus.upgrade() else { return };
+        match live {
+            Ok(live) => *lock(&inner.live) = Some(live),
+            // Unknown: nothing is dropped as gone meanwhile.
+            Err(_) => *lock(&inner.live) = None,
+        }
+        drop(inner);
+        tokio::time::sleep(LIVE_EVERY).await;
+    }
+}
+
+/// The ids of the instances with a session on the database `pool` reaches.
+pub async fn live_instances(pool: &PgPool) -> Result<HashSet<String>, sqlx::Error> {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT application_name FROM pg_stat_activity \
+         WHERE datname = current_database() AND starts_with(application_name, $1)",
+    )
+    .bind(APPLICATION_NAME_PREFIX)
+    .fetch_all(pool)
+    .await?;
+    Ok(names
+        .iter()
+        .filter_map(|name| name.strip_prefix(APPLICATION_NAME_PREFIX))
+        .map(str::to_owned)
+        .collect())
+}
+
 /// The listener: connects, listens on both channels, and acts on what arrives, for as long as
 /// the bus lives.
-async fn listen(url: String, bus: std::sync::Weak<Inner>) {
+async fn listen(options: PgConnectOptions, bus: std::sync::Weak<Inner>) {
     let (component, own_channel) = match bus.upgrade() {
         Some(inner) => (inner.component.clone(), inner.own_channel.clone()),
         None => return,
     };
     loop {
-        let mut listener = match PgListener::connect(&url).await {
+        let connected = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(options.clone());
+        let mut listener = match PgListener::connect_with(&connected).await {
             Ok(listener) => listener,
             Err(error) => {
                 tracing::warn!(%error, "cannot listen to the other instances; retrying");
@@ -394,18 +611,20 @@ async fn listen(url: String, bus: std::sync::Weak<Inner>) {
                 continue;
             }
         };
-        let link_channel = match crate::lease::current_schema(&mut listener).await {
-            Ok(schema) => link_channel(&schema, &component),
+        let schema = match crate::lease::current_schema(&mut listener).await {
+            Ok(schema) => schema,
             Err(error) => {
                 tracing::warn!(%error, "cannot listen to the other instances; retrying");
                 tokio::time::sleep(RECONNECT_PAUSE).await;
                 continue;
             }
         };
+        let link_channel = link_channel(&schema, &component);
         match bus.upgrade() {
             // The schema is the same on every connection to the same URL.
             Some(inner) => {
                 let _ = inner.link_channel.set(link_channel.clone());
+                let _ = inner.schema.set(schema);
             }
             None => return,
         }
@@ -458,6 +677,12 @@ fn act(inner: &Arc<Inner>, notice: Notice<'_>) {
         Notice::Answer { request, delivery } => {
             reply(inner, request, Reply::Answer(delivery_of(delivery)));
         }
+        Notice::Answered { iq } => {
+            crate::metrics::forwarded_answer("received");
+            let resolved = inner.answers.get().is_some_and(|sink| sink(iq));
+            // Unknown: the request timed out meanwhile, or the sender was not the one asked.
+            crate::metrics::forwarded_answer(if resolved { "resolved" } else { "unknown" });
+        }
         Notice::Kept { from, .. } if from == inner.instance => {}
         Notice::Kept { owner, .. } => {
             let Some(serving) = inner.serving.get() else {
@@ -494,7 +719,7 @@ fn act(inner: &Arc<Inner>, notice: Notice<'_>) {
             let provider = Arc::clone(&serving.provider);
             let pool = inner.pool.clone();
             let token = token.to_owned();
-            let channel = format!("pushgate_i_{from:016x}");
+            let channel = own_channel(from);
             tokio::spawn(async move {
                 if notify(&pool, &channel, &format!("a {request:x}"))
                     .await
@@ -534,18 +759,18 @@ mod tests {
     #[test]
     fn notices_read_back_and_nothing_else_does() {
         assert_eq!(
-            Notice::decode("h 00000000000000ff 1a v2.local.abc aGk="),
+            Notice::decode("h 0a1b2c3d 1a v2.local.abc aGk="),
             Some(Notice::Handover {
-                from: 0xff,
+                from: "0a1b2c3d",
                 request: 0x1a,
                 token: "v2.local.abc",
                 body: "aGk="
             })
         );
         assert_eq!(
-            Notice::decode("h 00000000000000ff 1a v2.local.abc "),
+            Notice::decode("h 0a1b2c3d 1a v2.local.abc "),
             Some(Notice::Handover {
-                from: 0xff,
+                from: "0a1b2c3d",
                 request: 0x1a,
                 token: "v2.local.abc",
                 body: ""
@@ -553,10 +778,16 @@ mod tests {
         );
         let owner = "ab".repeat(32);
         assert_eq!(
-            Notice::decode(&format!("k 0000000000000001 {owner}")),
+            Notice::decode(&format!("k 0a1b2c3d {owner}")),
             Some(Notice::Kept {
-                from: 1,
+                from: "0a1b2c3d",
                 owner: &owner
+            })
+        );
+        assert_eq!(
+            Notice::decode("x <iq type='result' id='0a1b2c3d.7'/>"),
+            Some(Notice::Answered {
+                iq: "<iq type='result' id='0a1b2c3d.7'/>"
             })
         );
         assert_eq!(Notice::decode("a 7"), Some(Notice::Ack { request: 7 }));
@@ -578,6 +809,8 @@ mod tests {
             "k 1 alice@example.test",
             "h 1 2 token",
             "h 1 2 token body extra",
+            "h no-dash 2 token body",
+            "k 1 short",
         ] {
             assert_eq!(Notice::decode(foreign), None, "{foreign:?}");
         }

@@ -42,6 +42,16 @@ pub struct ComponentConfig {
     /// When set, the link connects only while it is open, and drops its session at once when
     /// it closes (a lease held elsewhere: one instance of several holds the link).
     pub gate: Option<LinkGate>,
+    /// Where an answer to another instance's IQ goes (its id names that instance): several
+    /// instances share this component JID (ejabberd spreads its stanzas over their links).
+    /// Without it, such answers are dropped as unsolicited.
+    pub foreign_answers: Option<std::sync::Arc<dyn ForeignAnswers>>,
+}
+
+/// Takes the answers to other instances' IQs, to hand them to their instance.
+pub trait ForeignAnswers: Send + Sync + 'static {
+    /// `answer` (a result or an error) is for the IQ that `instance` sent.
+    fn forward(&self, instance: &str, answer: xmpp_parsers::iq::Iq);
 }
 
 impl std::fmt::Debug for ComponentConfig {
@@ -91,6 +101,7 @@ impl ComponentConfig {
             iq_queue_wait: DEFAULT_IQ_QUEUE_WAIT,
             max_request_bytes_in_flight: DEFAULT_REQUEST_BYTES_IN_FLIGHT,
             gate: None,
+            foreign_answers: None,
         }
     }
 }

@@ -23,8 +23,8 @@ mod stream;
 
 pub use config::{
     ComponentConfig, DEFAULT_CONCURRENT_IQS, DEFAULT_IQ_QUEUE_WAIT, DEFAULT_QUEUED_IQS,
-    DEFAULT_REQUEST_BYTES_IN_FLIGHT, LinkGate, LinkTimeouts, ReconnectPolicy, XmlLimits,
-    generate_instance_id,
+    DEFAULT_REQUEST_BYTES_IN_FLIGHT, ForeignAnswers, LinkGate, LinkTimeouts, ReconnectPolicy,
+    XmlLimits, generate_instance_id,
 };
 pub use link::error::{IqError, LinkError};
 pub use link::handler::{FastAnswer, FastRequest, IqReply, StanzaHandler, stanza_error};

@@ -83,6 +83,14 @@ impl Provider {
             provider: self,
             owner: key.clone(),
         };
+        // Across instances: one flushes, the others leave it to that one.
+        let _across = match &self.peers {
+            Some(peers) => match peers.flush_owner(&key).await {
+                super::OwnerFlush::Granted(guard) => Some(guard),
+                super::OwnerFlush::Busy => return FlushReport::default(),
+            },
+            None => None,
+        };
         let mut report = FlushReport::default();
         loop {
             report.add(self.flush_owner_once(owner, &key, (cause, trace_id)).await);

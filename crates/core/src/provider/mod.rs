@@ -30,7 +30,7 @@ use crate::unified_push::{EndpointClaims, EndpointKeys, InvalidUpId, SealError, 
 pub use config::{MIN_REGISTRATION_TTL, UnifiedPushConfig, UnifiedPushConfigError};
 pub use flush::FlushReport;
 pub use headers::{HeaderError, Topic, Urgency, parse_ttl};
-pub use peers::PeerInstances;
+pub use peers::{OwnerFlush, PeerInstances};
 
 /// How the provider behaves; built from the `[unified_push]` settings by
 /// [`UnifiedPushConfig::provider_config`].

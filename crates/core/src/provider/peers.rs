@@ -6,6 +6,10 @@
 //!   and an announcement heard marks the owner here ([`Provider::note_pending`]).
 //! - An instance without the link hands a push to the one that holds it; that one sends it
 //!   with [`Provider::relay`] and says what the client answered.
+//! - An owner's kept messages are flushed by one instance at a time ([`OwnerFlush`]): its
+//!   presence may reach several, and each message should reach the client once.
+
+use async_trait::async_trait;
 
 use super::{FlushReport, Provider, lock};
 use crate::client_link::{PushDelivery, UpPush};
@@ -13,10 +17,23 @@ use crate::store::{OwnerKey, StoreError};
 use crate::trace::Hop;
 
 /// The other instances sharing the store.
+#[async_trait]
 pub trait PeerInstances: Send + Sync + 'static {
     /// A message of `owner` was kept. Must not wait: an announcement that cannot be made is
     /// made up for when the others resynchronise ([`Provider::note_all_pending`]).
     fn messages_kept(&self, owner: &OwnerKey);
+
+    /// Asks to flush `owner`'s kept messages, which one instance at a time may do.
+    async fn flush_owner(&self, owner: &OwnerKey) -> OwnerFlush;
+}
+
+/// Whether this instance may flush an owner's kept messages now.
+pub enum OwnerFlush {
+    /// Yes, until the guard is dropped. When the others cannot be asked (the database is
+    /// away), the answer is yes too: a message sent twice is better than one not sent.
+    Granted(Box<dyn Send>),
+    /// Another instance is flushing them now.
+    Busy,
 }
 
 /// How many stored messages are read per query while resynchronising.

@@ -519,10 +519,44 @@ async fn a_database_failure_is_unavailable() {
 #[derive(Default)]
 struct HeardPeers(Mutex<Vec<OwnerKey>>);
 
+#[async_trait]
 impl PeerInstances for HeardPeers {
     fn messages_kept(&self, owner: &OwnerKey) {
         self.0.lock().unwrap().push(owner.clone());
     }
+
+    async fn flush_owner(&self, _owner: &OwnerKey) -> OwnerFlush {
+        OwnerFlush::Granted(Box::new(()))
+    }
+}
+
+/// Another instance is always flushing.
+struct FlushingElsewhere;
+
+#[async_trait]
+impl PeerInstances for FlushingElsewhere {
+    fn messages_kept(&self, _owner: &OwnerKey) {}
+
+    async fn flush_owner(&self, _owner: &OwnerKey) -> OwnerFlush {
+        OwnerFlush::Busy
+    }
+}
+
+#[tokio::test]
+async fn an_owner_another_instance_is_flushing_is_left_to_it() {
+    let mut f = fixture();
+    f.provider = f.provider.with_peers(Arc::new(FlushingElsewhere));
+    let registration = register_owner(&f);
+    f.client.then(PushDelivery::NotDelivered("away".into()));
+    f.provider
+        .accept(token_of(&registration), body("kept"))
+        .await;
+    f.client.clear_received();
+    assert_eq!(f.provider.flush_owner(OWNER).await, FlushReport::default());
+    assert!(f.client.received().is_empty());
+    assert_eq!(f.store.messages_after(0, NOW, 10).await.unwrap().len(), 1);
+    // Still marked: the owner's next presence asks again.
+    assert!(f.provider.may_have_messages(OWNER));
 }
 
 #[tokio::test]

@@ -33,6 +33,8 @@ pub struct PushgateOptions {
     pub database_url: Option<String>,
     /// `[log] level`.
     pub log_level: &'static str,
+    /// More keys of the `[[component]]` table (`mode = "shared"`).
+    pub component_extra: &'static str,
 }
 
 impl PushgateOptions {
@@ -50,6 +52,7 @@ impl PushgateOptions {
             extra: String::new(),
             database_url: None,
             log_level: "debug",
+            component_extra: "",
         }
     }
 }
@@ -333,6 +336,7 @@ roles = [{roles}]
 connect_timeout = "2s"
 handshake_timeout = "2s"
 reconnect_max = "300ms"
+{component_extra}
 
 [database]
 url = "{database}"
@@ -351,6 +355,7 @@ push_timeout = "{push_timeout}"
 level = "{log_level}"
 "#,
         log_level = options.log_level,
+        component_extra = options.component_extra,
         port = options.component_port,
         database = options
             .database_url

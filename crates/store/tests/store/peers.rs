@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use pushgate_core::client_link::{ClientLink, PushDelivery};
-use pushgate_core::provider::{AcceptOutcome, IncomingMessage, Provider, ProviderConfig};
+use pushgate_core::provider::{
+    AcceptOutcome, IncomingMessage, OwnerFlush, PeerInstances as _, Provider, ProviderConfig,
+};
 use pushgate_core::store::MessageStore as _;
 use pushgate_core::test_support::ScriptedClient;
 use pushgate_core::{EndpointKey, EndpointKeys, MessageStoreLimits, SystemClock};
@@ -25,7 +27,7 @@ struct Instance {
     provider: Arc<Provider>,
     client: Arc<ScriptedClient>,
     holds: Arc<AtomicBool>,
-    _bus: PeerBus,
+    bus: PeerBus,
 }
 
 async fn instance(db: &TestDb, keys: &EndpointKeys) -> Instance {
@@ -38,6 +40,7 @@ async fn instance(db: &TestDb, keys: &EndpointKeys) -> Instance {
     let bus = PeerBus::start(
         &db.url,
         COMPONENT,
+        &format!("{:08x}", rand::random::<u32>()),
         HandoverTimeouts::new(ACK, Duration::from_secs(2)),
     )
     .unwrap();
@@ -68,7 +71,7 @@ async fn instance(db: &TestDb, keys: &EndpointKeys) -> Instance {
         provider,
         client,
         holds,
-        _bus: bus,
+        bus,
     }
 }
 
@@ -200,6 +203,65 @@ async fn pushes_reach_the_client_through_whichever_instance_holds_the_link(db: T
 async fn pushes_reach_the_client_through_whichever_instance_holds_the_link_postgres() {
     crate::support::run(Backend::Postgres, |db| {
         Box::pin(pushes_reach_the_client_through_whichever_instance_holds_the_link(db))
+    })
+    .await;
+}
+
+async fn answers_and_flushes_are_routed_between_instances(db: TestDb) {
+    assert_eq!(db.backend, Backend::Postgres);
+    let keys = EndpointKeys::single(EndpointKey::generate());
+    let a = instance(&db, &keys).await;
+    let b = instance(&db, &keys).await;
+    let heard: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    {
+        let heard = Arc::clone(&heard);
+        b.bus.take_answers(Arc::new(move |xml: &str| {
+            heard.lock().unwrap().push(xml.to_owned());
+            true
+        }));
+    }
+    // The listeners connect, and each instance has seen the other alive.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pool = sqlx::postgres::PgPool::connect(&db.url).await.unwrap();
+    let live = pushgate_store::live_instances(&pool).await.unwrap();
+    assert!(live.contains(a.bus.instance()), "{live:?}");
+    assert!(live.contains(b.bus.instance()), "{live:?}");
+
+    // An answer to B's IQ that reached A goes to B.
+    let answer = format!("<iq type='result' id='{}.7'/>", b.bus.instance());
+    a.bus.forward_answer(b.bus.instance(), answer.clone());
+    let took = within_a_second!(!heard.lock().unwrap().is_empty());
+    eprintln!("an answer was forwarded in {took:?}");
+    assert_eq!(*heard.lock().unwrap(), vec![answer]);
+    // One for an instance that is gone is dropped.
+    a.bus
+        .forward_answer("deadbeef", "<iq type='result' id='deadbeef.1'/>".into());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(heard.lock().unwrap().len(), 1);
+
+    // An owner's kept messages are flushed by one instance at a time.
+    let owner = pushgate_core::store::OwnerKey::of_jid(OWNER);
+    let granted = match a.bus.flush_owner(&owner).await {
+        OwnerFlush::Granted(guard) => guard,
+        OwnerFlush::Busy => panic!("nobody flushes yet"),
+    };
+    assert!(matches!(b.bus.flush_owner(&owner).await, OwnerFlush::Busy));
+    let other = pushgate_core::store::OwnerKey::of_jid("bob@example.test/x");
+    assert!(matches!(
+        b.bus.flush_owner(&other).await,
+        OwnerFlush::Granted(_)
+    ));
+    drop(granted);
+    within_a_second!(matches!(
+        b.bus.flush_owner(&owner).await,
+        OwnerFlush::Granted(_)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_and_flushes_are_routed_between_instances_postgres() {
+    crate::support::run(Backend::Postgres, |db| {
+        Box::pin(answers_and_flushes_are_routed_between_instances(db))
     })
     .await;
 }

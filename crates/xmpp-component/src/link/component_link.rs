@@ -77,6 +77,22 @@ impl ComponentLink {
         self.shared.state.borrow().clone()
     }
 
+    /// Completes this instance's request with an answer that reached another instance's link
+    /// (several instances share the component JID) and was handed over; the answer counts
+    /// only on the same terms as one read here (its id pending, its sender the one asked).
+    /// Whether it answered a request.
+    pub fn resolve_forwarded(&self, answer: Iq) -> bool {
+        if !matches!(answer, Iq::Result { .. } | Iq::Error { .. }) {
+            return false;
+        }
+        self.shared.tracker.resolve(answer) == crate::link::iq_tracker::Resolution::Answered
+    }
+
+    /// This process's instance id, the first part of its IQ ids.
+    pub fn instance_id(&self) -> &str {
+        self.shared.tracker.instance_id()
+    }
+
     /// Whether stanzas can be sent now (cheaper than [`Self::state`]: nothing is cloned).
     pub fn is_up(&self) -> bool {
         self.shared.state.borrow().is_up()

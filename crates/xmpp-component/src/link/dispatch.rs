@@ -13,7 +13,7 @@ use xmpp_parsers::stanza::Stanza;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType};
 use xmpp_parsers::stream_error::DefinedCondition as StreamCondition;
 
-use crate::config::ComponentConfig;
+use crate::config::{ComponentConfig, ForeignAnswers};
 use crate::link::budget::{Admission, Held, RequestBudget};
 use crate::link::builtin;
 use crate::link::component_link::ComponentLink;
@@ -31,6 +31,7 @@ pub(crate) struct Dispatcher {
     budget: RequestBudget,
     keepalive_timeout: Duration,
     ping_targets: Vec<Jid>,
+    foreign_answers: Option<Arc<dyn ForeignAnswers>>,
 }
 
 /// Where keepalive pings go: the component's own JID, which both Prosody and ejabberd route
@@ -63,6 +64,7 @@ impl Dispatcher {
             budget: budget.clone(),
             keepalive_timeout: config.timeouts.keepalive_timeout,
             ping_targets: ping_targets(link),
+            foreign_answers: config.foreign_answers.clone(),
         }
     }
 
@@ -138,11 +140,33 @@ impl Dispatcher {
                 // push registration (docs/protocol.md A.2).
                 self.reply(IqHeader { from, to, id }, busy()).await;
             }
-            Stanza::Iq(answer) => {
-                self.link.shared_tracker().resolve(answer);
-            }
+            Stanza::Iq(answer) => self.on_answer(answer),
             Stanza::Message(_) | Stanza::Presence(_) => {
                 tracing::debug!("shutting down: dropping an incoming message or presence");
+            }
+        }
+    }
+
+    /// A result or error: for one of this instance's requests, or, when its id names another
+    /// instance that shares the component JID, for that one.
+    fn on_answer(&self, answer: Iq) {
+        let tracker = self.link.shared_tracker();
+        if let Some(forward) = &self.foreign_answers
+            && let Some((instance, _)) = answer.id().split_once('.')
+            && instance != tracker.instance_id()
+        {
+            let instance = instance.to_owned();
+            forward.forward(&instance, answer);
+            return;
+        }
+        match tracker.resolve(answer) {
+            Resolution::Answered => (),
+            Resolution::Unsolicited => {
+                tracing::debug!("dropping an IQ answer nobody asked for");
+            }
+            Resolution::WrongSender => {
+                tracing::warn!("dropping an IQ answer from a sender that was not asked");
+                count_rejected("spoofed_answer");
             }
         }
     }
@@ -162,16 +186,7 @@ impl Dispatcher {
                 payload,
             } => (IqHeader { from, to, id }, IqRequestPayload::Set(payload)),
             answer @ (Iq::Result { .. } | Iq::Error { .. }) => {
-                match self.link.shared_tracker().resolve(answer) {
-                    Resolution::Answered => (),
-                    Resolution::Unsolicited => {
-                        tracing::debug!("dropping an IQ answer nobody asked for");
-                    }
-                    Resolution::WrongSender => {
-                        tracing::warn!("dropping an IQ answer from a sender that was not asked");
-                        count_rejected("spoofed_answer");
-                    }
-                }
+                self.on_answer(answer);
                 return;
             }
         };

@@ -108,6 +108,11 @@ impl IqTracker {
         (guard, rx)
     }
 
+    /// This instance's id, the first part of its IQ ids.
+    pub(crate) fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
     /// Hands an incoming result or error to whoever waits for it.
     pub(crate) fn resolve(&self, iq: Iq) -> Resolution {
         let mut table = self.table();
