@@ -581,3 +581,65 @@ async fn a_gated_link_stands_by_is_fenced_and_reconnects_only_on_a_fresh_check()
     assert!(running.link.is_up());
     drop(session);
 }
+
+/// Records the answers to other instances' IQs.
+#[derive(Default)]
+struct ForeignRecorder(std::sync::Mutex<Vec<(String, String)>>);
+
+impl pushgate_xmpp::ForeignAnswers for ForeignRecorder {
+    fn forward(&self, instance: &str, answer: Iq) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((instance.to_owned(), answer.id().to_owned()));
+    }
+}
+
+/// Several instances on one component JID (ejabberd routes each stanza to any of their links):
+/// an answer whose id names another instance is handed to it, one for this instance is
+/// resolved here, and one handed over from another instance completes the request it answers.
+#[tokio::test]
+async fn answers_to_another_instance_s_iqs_are_handed_to_it() {
+    let server = FakeXmppServer::start(JID, SECRET).await.unwrap();
+    let mut config = config(&server, JID);
+    let recorder = std::sync::Arc::new(ForeignRecorder::default());
+    config.foreign_answers = Some(recorder.clone());
+    let running = start(config, TestHandler::with_feature("f"));
+    let mut session = server.next_session(STEP).await.expect("no session");
+    wait_state(&running.link.watch_state(), LinkState::Connected).await;
+    assert_eq!(running.link.instance_id(), "t1");
+
+    let alice = jid("alice@example.test/phone");
+    session.send(Iq::empty_result(jid(JID), "b7.12").with_from(alice.clone()));
+    tokio::time::timeout(STEP, async {
+        while recorder.0.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("not handed over");
+    assert_eq!(
+        *recorder.0.lock().unwrap(),
+        vec![("b7".to_owned(), "b7.12".to_owned())]
+    );
+
+    // This instance's own request, answered on another instance's link and handed here.
+    let link = running.link.clone();
+    let asked = tokio::spawn(async move { link.send_iq(user_ping(), STEP).await });
+    let request = session.recv_iq(STEP).await.expect("IQ not sent");
+    let id = request.id().to_owned();
+    assert!(id.starts_with("t1."), "{id}");
+    // From someone else than the one asked: refused, as on this link.
+    let spoofed = Iq::empty_result(jid(JID), id.clone()).with_from(jid("mallory@example.test/x"));
+    assert!(!running.link.resolve_forwarded(spoofed));
+    // A request is not an answer.
+    assert!(
+        !running
+            .link
+            .resolve_forwarded(user_ping().with_id(id.clone()))
+    );
+    let answer = Iq::empty_result(jid(JID), id).with_from(alice);
+    assert!(running.link.resolve_forwarded(answer));
+    assert!(matches!(asked.await.unwrap(), Ok(Iq::Result { .. })));
+    assert_eq!(recorder.0.lock().unwrap().len(), 1);
+}

@@ -129,6 +129,7 @@ pub fn config(server: &FakeXmppServer, jid: &str) -> ComponentConfig {
         iq_queue_wait: pushgate_xmpp::DEFAULT_IQ_QUEUE_WAIT,
         max_request_bytes_in_flight: pushgate_xmpp::DEFAULT_REQUEST_BYTES_IN_FLIGHT,
         gate: None,
+        foreign_answers: None,
     }
 }
 
