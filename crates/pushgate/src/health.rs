@@ -20,11 +20,15 @@ pub trait LinkHealth: Send + Sync + 'static {
     /// `up`, `standby`, `connecting` or `down`; `up` and `standby` are healthy (a standby
     /// instance serves HTTP and takes the link over when its holder goes).
     fn state_name(&self) -> &'static str;
+    /// `single` (one instance at a time holds the link) or `shared` (each holds its own).
+    fn mode(&self) -> &'static str;
 }
 
 /// The links and the database `/health` reports on.
 #[derive(Clone)]
 pub struct HealthSources {
+    /// This process's instance id (the first part of its IQ ids), to tell instances apart.
+    pub instance: String,
     /// Every configured link, in settings order.
     pub links: Vec<Arc<dyn LinkHealth>>,
     /// The store, pinged on every request.
@@ -44,6 +48,7 @@ pub fn health_routes(sources: HealthSources) -> Router {
 #[derive(Debug, Serialize)]
 struct HealthReport {
     status: &'static str,
+    instance: String,
     links: Vec<LinkReport>,
     database: &'static str,
 }
@@ -52,6 +57,7 @@ struct HealthReport {
 struct LinkReport {
     jid: String,
     state: &'static str,
+    mode: &'static str,
 }
 
 async fn health(State(sources): State<HealthSources>) -> Response {
@@ -61,6 +67,7 @@ async fn health(State(sources): State<HealthSources>) -> Response {
         .map(|link| LinkReport {
             jid: link.jid(),
             state: link.state_name(),
+            mode: link.mode(),
         })
         .collect();
     let database = match tokio::time::timeout(sources.ping_timeout, sources.store.ping()).await {
@@ -87,6 +94,7 @@ async fn health(State(sources): State<HealthSources>) -> Response {
         status,
         Json(HealthReport {
             status: word,
+            instance: sources.instance.clone(),
             links,
             database,
         }),

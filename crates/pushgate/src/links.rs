@@ -21,6 +21,8 @@ use crate::settings::{ComponentSettings, RoleName};
 pub struct RunningLink {
     /// The link.
     pub link: ComponentLink,
+    /// Its mode, as `/health` names it.
+    pub mode: LinkMode,
     /// Its task; ends after the link closed its stream on shutdown.
     pub task: JoinHandle<()>,
     /// Its handler; [`PushRoles::close_and_wait`] awaits its flushes.
@@ -123,7 +125,12 @@ fn spawn_link(
                 .is_some_and(|answer| link.resolve_forwarded(answer))
         }));
     }
-    Ok(RunningLink { link, task, roles })
+    Ok(RunningLink {
+        link,
+        mode: settings.mode,
+        task,
+        roles,
+    })
 }
 
 /// Hands the answers to other instances' IQs (their ids name them) to those instances: with
@@ -137,17 +144,41 @@ impl ForeignAnswers for AnswerRelay {
     }
 }
 
-impl LinkHealth for ComponentLink {
+impl RunningLink {
+    /// How `/health` sees the link.
+    pub fn reported(&self) -> ReportedLink {
+        ReportedLink {
+            link: self.link.clone(),
+            mode: match self.mode {
+                LinkMode::Single => "single",
+                LinkMode::Shared => "shared",
+            },
+        }
+    }
+}
+
+/// A link as `/health` reports it.
+pub struct ReportedLink {
+    link: ComponentLink,
+    mode: &'static str,
+}
+
+impl LinkHealth for ReportedLink {
     fn jid(&self) -> String {
-        ComponentLink::jid(self).to_string()
+        self.link.jid().to_string()
+    }
+
+    fn mode(&self) -> &'static str {
+        self.mode
     }
 
     fn state_name(&self) -> &'static str {
-        match self.state() {
+        let link = &self.link;
+        match link.state() {
             // Between the attempts of a link that never came up (the XMPP server is not there
             // yet, or does not know the component): still connecting, as far as the operator
             // is concerned. `down` is for a link that was up and was lost.
-            LinkState::Down { .. } if !self.was_ever_up() => "connecting",
+            LinkState::Down { .. } if !link.was_ever_up() => "connecting",
             state => state.name(),
         }
     }

@@ -199,14 +199,19 @@ pub async fn serve(settings: Settings, shutdown: CancellationToken) -> Result<()
     let mut handlers = Vec::new();
     for running in started {
         tracing::info!(jid = %running.link.jid(), "component link started");
+        links.push(Arc::new(running.reported()) as Arc<dyn LinkHealth>);
         tasks.push((
             format!("component link {}", running.link.jid()),
             running.task,
         ));
-        links.push(Arc::new(running.link));
         handlers.push(running.roles);
     }
-    let routes = routes.merge(health_routes_for(&settings, &store, links));
+    let routes = routes.merge(health_routes_for(
+        &settings,
+        &store,
+        &services.instance_id,
+        links,
+    ));
     tasks.push((
         "maintenance".to_owned(),
         tokio::spawn(maintenance(
@@ -318,9 +323,11 @@ async fn state_gauges(store: Arc<SqlStore>, shutdown: CancellationToken) {
 fn health_routes_for(
     settings: &Settings,
     store: &Arc<SqlStore>,
+    instance: &str,
     links: Vec<Arc<dyn LinkHealth>>,
 ) -> axum::Router {
     health_routes(HealthSources {
+        instance: instance.to_owned(),
         links,
         store: Arc::clone(store) as Arc<dyn Store>,
         ping_timeout: settings.database.acquire_timeout + Duration::from_secs(1),

@@ -27,6 +27,14 @@ use pushgate_testkit::interop::notice;
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection as _, Executor as _};
 
+/// The instance id in a `/health` body, which also says the link is `single`.
+async fn instance_of(pushgate: &Pushgate) -> String {
+    let (_, body) = pushgate.health().await.unwrap();
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["links"][0]["mode"], "single");
+    health["instance"].as_str().unwrap().to_owned()
+}
+
 /// The link's state in a `/health` body.
 async fn link_state(pushgate: &Pushgate) -> Option<String> {
     let (_, body) = pushgate.health().await?;
@@ -89,6 +97,41 @@ async fn a_standby_holds_the_prosody_link_within_two_seconds_of_the_holder_s_dea
     let conflicts = "Second component attempted to connect";
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(server.log_count(conflicts), 0, "the standby never tried");
+
+    // `pushgate stats` lists both, and which one holds the link; `/health` names each.
+    let (first_id, second_id) = (instance_of(&first).await, instance_of(&second).await);
+    assert_ne!(first_id, second_id);
+    let stats = std::process::Command::new(env!("CARGO_BIN_EXE_pushgate"))
+        .args(["stats", "--json", "--config"])
+        .arg(first.config_path())
+        .output()
+        .unwrap();
+    assert!(stats.status.success(), "{stats:?}");
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    let instances = stats["instances"].as_array().unwrap();
+    let listed = |id: &str| {
+        instances
+            .iter()
+            .find(|instance| instance["id"] == id)
+            .unwrap_or_else(|| panic!("{id} not listed: {stats}"))
+            .clone()
+    };
+    assert_eq!(instances.len(), 2, "{stats}");
+    assert_eq!(listed(&first_id)["holds"], serde_json::json!([COMPONENT]));
+    assert_eq!(listed(&second_id)["holds"], serde_json::json!([]));
+    assert_eq!(listed(&first_id)["address"], "127.0.0.1");
+    let text = std::process::Command::new(env!("CARGO_BIN_EXE_pushgate"))
+        .args(["stats", "--config"])
+        .arg(second.config_path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains("instances running: 2"), "{text}");
+    assert!(
+        text.lines()
+            .any(|line| line.contains(&first_id) && line.ends_with(&format!("holds {COMPONENT}"))),
+        "{text}"
+    );
 
     // The holder dies without a word: the standby holds the link within two seconds.
     first.kill();

@@ -38,6 +38,14 @@ impl LinkHealth for Link {
     fn state_name(&self) -> &'static str {
         *self.state.lock().expect("lock")
     }
+
+    fn mode(&self) -> &'static str {
+        if self.jid.starts_with("shared") {
+            "shared"
+        } else {
+            "single"
+        }
+    }
 }
 
 fn router(links: Vec<Arc<Link>>, store: Arc<MemoryStore>) -> App {
@@ -67,6 +75,7 @@ fn router(links: Vec<Arc<Link>>, store: Arc<MemoryStore>) -> App {
     )
     .expect("push routes");
     let routes = push.merge(health_routes(HealthSources {
+        instance: "a1b2c3d4".to_owned(),
         links,
         store,
         ping_timeout: Duration::from_secs(1),
@@ -99,9 +108,10 @@ async fn all_links_up_and_the_database_answering_is_200() {
         body,
         json!({
             "status": "ok",
+            "instance": "a1b2c3d4",
             "links": [
-                {"jid": "p2.example.test", "state": "up"},
-                {"jid": "up.example.test", "state": "up"},
+                {"jid": "p2.example.test", "state": "up", "mode": "single"},
+                {"jid": "up.example.test", "state": "up", "mode": "single"},
             ],
             "database": "ok",
         })
@@ -118,7 +128,7 @@ async fn a_link_that_is_not_up_makes_it_503_and_is_named() {
     assert_eq!(body["status"], "unavailable");
     assert_eq!(
         body["links"][1],
-        json!({"jid": "up.example.test", "state": "connecting"})
+        json!({"jid": "up.example.test", "state": "connecting", "mode": "single"})
     );
     assert_eq!(body["database"], "ok");
 
@@ -136,6 +146,26 @@ async fn a_link_that_is_not_up_makes_it_503_and_is_named() {
     );
 }
 
+/// Several instances: the one holding a `single` link reports it `up`, the others `standby`
+/// (healthy: they serve HTTP); a `shared` link is up at every instance.
+#[tokio::test]
+async fn each_instance_says_which_links_it_holds_and_how() {
+    let links = vec![
+        Link::new("p2.example.test", "standby"),
+        Link::new("shared.example.test", "up"),
+    ];
+    let (status, body) = get(router(links, Arc::new(MemoryStore::new())), "/health").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["instance"], "a1b2c3d4");
+    assert_eq!(
+        body["links"],
+        json!([
+            {"jid": "p2.example.test", "state": "standby", "mode": "single"},
+            {"jid": "shared.example.test", "state": "up", "mode": "shared"},
+        ])
+    );
+}
+
 #[tokio::test]
 async fn a_database_that_does_not_answer_makes_it_503() {
     let store = Arc::new(MemoryStore::new());
@@ -150,7 +180,8 @@ async fn a_database_that_does_not_answer_makes_it_503() {
         body,
         json!({
             "status": "unavailable",
-            "links": [{"jid": "push.example.test", "state": "up"}],
+            "instance": "a1b2c3d4",
+            "links": [{"jid": "push.example.test", "state": "up", "mode": "single"}],
             "database": "unavailable",
         })
     );

@@ -44,4 +44,4 @@ pub use peers::{
 };
 pub use setup::{Backend, StoreConfig, StoreSetupError};
 pub use sql_store::SqlStore;
-pub use stats::{RegistrationCount, StoreStats};
+pub use stats::{InstanceInfo, RegistrationCount, StoreStats};

@@ -32,6 +32,22 @@ pub struct StoreStats {
     pub owners_with_messages: u64,
     /// Endpoints revoked and not yet past their expiry.
     pub revocations: u64,
+    /// On PostgreSQL, the instances with a session on the database, oldest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instances: Option<Vec<InstanceInfo>>,
+}
+
+/// One running instance, as the database sees it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct InstanceInfo {
+    /// Its instance id (the first part of its IQ ids, and `instance` in its `/health`).
+    pub id: String,
+    /// When its oldest session on the database began, in epoch seconds.
+    pub since: i64,
+    /// The address its sessions come from (`local` over a Unix socket).
+    pub address: String,
+    /// The links (of those asked about) whose lease it holds.
+    pub holds: Vec<String>,
 }
 
 /// Plain SQL every backend reads alike; `COUNT` of a column counts its non-null values.
@@ -41,6 +57,18 @@ const REGISTRATIONS: &str = "SELECT service, domain, COUNT(*) - COUNT(dead_since
 const MESSAGES: &str =
     "SELECT COUNT(*) AS stored, COUNT(DISTINCT owner) AS owners FROM stored_messages";
 const REVOCATIONS: &str = "SELECT COUNT(*) AS revoked FROM revocations";
+/// The instances' sessions, named by their `application_name`.
+const INSTANCES: &str = "SELECT substr(application_name, length($1) + 1) AS instance, \
+     CAST(EXTRACT(EPOCH FROM MIN(backend_start)) AS BIGINT) AS since, \
+     COALESCE(MIN(host(client_addr)), 'local') AS address \
+     FROM pg_stat_activity WHERE datname = current_database() \
+     AND starts_with(application_name, $1) GROUP BY application_name ORDER BY since";
+/// The advisory locks the instances' sessions hold: a bigint key is `classid << 32 | objid`.
+const LEASES: &str = "SELECT substr(a.application_name, length($1) + 1) AS instance, \
+     CAST(l.classid AS BIGINT) AS high, CAST(l.objid AS BIGINT) AS low \
+     FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+     AND starts_with(a.application_name, $1)";
 
 impl SqlStore {
     /// Counts what the database holds. Expired messages and revocations not yet purged are
@@ -76,6 +104,59 @@ impl SqlStore {
             stored_messages: count(&messages, "stored")?,
             owners_with_messages: count(&messages, "owners")?,
             revocations: count(&revocations, "revoked")?,
+            instances: None,
         })
+    }
+
+    /// The instances running on this PostgreSQL database, and which of the `links` (component
+    /// JIDs) each holds the lease of; `None` on SQLite and MySQL, where one instance runs.
+    pub async fn instances(
+        &self,
+        links: &[String],
+    ) -> Result<Option<Vec<InstanceInfo>>, StoreError> {
+        if self.backend() != crate::Backend::Postgres {
+            return Ok(None);
+        }
+        let schema: String = sqlx::query_scalar("SELECT CAST(current_schema() AS TEXT)")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        let rows = sqlx::query(INSTANCES)
+            .bind(crate::APPLICATION_NAME_PREFIX)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        let mut instances = Vec::with_capacity(rows.len());
+        for row in &rows {
+            instances.push(InstanceInfo {
+                id: row.try_get("instance").map_err(store_error)?,
+                since: row.try_get("since").map_err(store_error)?,
+                address: row.try_get("address").map_err(store_error)?,
+                holds: Vec::new(),
+            });
+        }
+        let keys: Vec<(i64, &String)> = links
+            .iter()
+            .map(|link| (crate::link_lease_key(&schema, link), link))
+            .collect();
+        let locks = sqlx::query(LEASES)
+            .bind(crate::APPLICATION_NAME_PREFIX)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        for lock in &locks {
+            let holder: String = lock.try_get("instance").map_err(store_error)?;
+            let high: i64 = lock.try_get("high").map_err(store_error)?;
+            let low: i64 = lock.try_get("low").map_err(store_error)?;
+            let key = (high << 32) | (low & 0xffff_ffff);
+            let held = keys.iter().find(|(lease, _)| *lease == key);
+            if let (Some((_, link)), Some(instance)) = (
+                held,
+                instances.iter_mut().find(|instance| instance.id == holder),
+            ) {
+                instance.holds.push((*link).clone());
+            }
+        }
+        Ok(Some(instances))
     }
 }

@@ -30,6 +30,15 @@ pub(crate) fn component_connected(component: &str, connected: bool) {
     });
 }
 
+/// The link is held by another instance of several (1) or not (0).
+pub(crate) fn component_standby(component: &str, standby: bool) {
+    gauge!("pushgate_component_standby", "jid" => component.to_owned()).set(if standby {
+        1.0
+    } else {
+        0.0
+    });
+}
+
 /// A link starts: its counters are served from now on, at 0 until something happens.
 pub(crate) fn link_started(component: &str) {
     counter!("pushgate_component_reconnects_total", "jid" => component.to_owned()).increment(0);

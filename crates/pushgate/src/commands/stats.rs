@@ -1,9 +1,11 @@
 //! `pushgate stats`: what the database holds, in counts: registrations by service and domain
-//! (live and dead), kept messages, revocations. Domains are printed; no token, secret, node or
+//! (live and dead), kept messages, revocations; and on PostgreSQL, the instances running and
+//! the links each holds. Domains are printed; no token, secret, node or
 //! JID is in any of it.
 
 use std::process::ExitCode;
 
+use pushgate_core::unified_push::iso8601_utc;
 use pushgate_store::StoreStats;
 
 use super::{StoreCommandError, on_store};
@@ -37,7 +39,16 @@ pub fn run(file: &SettingsFile, args: &StatsArgs) -> ExitCode {
 
 fn count(file: &SettingsFile) -> Result<StoreStats, StoreCommandError> {
     let settings = Settings::load(file)?;
-    on_store(&settings, async |store| Ok(store.stats().await?))
+    let links: Vec<String> = settings
+        .component
+        .iter()
+        .map(|component| component.jid.clone())
+        .collect();
+    on_store(&settings, async |store| {
+        let mut stats = store.stats().await?;
+        stats.instances = store.instances(&links).await?;
+        Ok(stats)
+    })
 }
 
 fn text(stats: &StoreStats) -> String {
@@ -60,5 +71,20 @@ fn text(stats: &StoreStats) -> String {
         "stored messages: {} for {} client(s)\nrevoked endpoints: {}\n",
         stats.stored_messages, stats.owners_with_messages, stats.revocations
     ));
+    if let Some(instances) = &stats.instances {
+        out.push_str(&format!("instances running: {}\n", instances.len()));
+        for instance in instances {
+            let since = iso8601_utc(instance.since.saturating_mul(1000));
+            let holds = if instance.holds.is_empty() {
+                "-".to_owned()
+            } else {
+                instance.holds.join(", ")
+            };
+            out.push_str(&format!(
+                "  {:<10} since {since}  from {:<15}  holds {holds}\n",
+                instance.id, instance.address
+            ));
+        }
+    }
     out
 }

@@ -249,7 +249,9 @@ impl ComponentLink {
         if state.is_up() {
             self.shared.ever_up.store(true, Ordering::Relaxed);
         }
-        crate::metrics::component_connected(&self.jid().to_string(), state.is_up());
+        let component = self.jid().to_string();
+        crate::metrics::component_connected(&component, state.is_up());
+        crate::metrics::component_standby(&component, state == LinkState::Standby);
         self.shared.state.send_replace(state);
     }
 }
