@@ -2,8 +2,10 @@
 -- /etc/prosody/conf.d/pushgate.cfg.lua, then `prosodyctl reload`.
 --
 -- The component JID and secret must equal [component] jid and secret in pushgate.toml.
--- Prosody accepts one connection per component JID: run one pushgate per JID (or a standby
--- that takes over), not two at once.
+-- Prosody accepts one connection per component JID. Several pushgate instances on one
+-- PostgreSQL database take turns (`mode = "single"`: one holds the link, the others stand by);
+-- for them, also set `component_conflict_resolve = "kick_old"` in the global section, so a
+-- new holder can replace the connection of one that hangs (docs/several-instances.md).
 
 -- Listen for components on loopback only (the default port is 5347).
 component_ports = { 5347 }

@@ -50,13 +50,17 @@ const BENCHMARKS: &[(&str, &str)] = &[
         "RFC 8030 POST -> IQ -> client -> 201 through a real Prosody at 1/16/64 connections",
     ),
     (
+        "instances",
+        "RFC 8030 POSTs through two instances on PostgreSQL and a real Prosody: to the link's holder, then to a standby that hands each push over, at 1/16 connections",
+    ),
+    (
         "store",
         "RFC 8030 POSTs stored for an offline client (4 KB) at 16/64/256 connections, empty and with 100k stored, on SQLite/PostgreSQL/MariaDB (fake XMPP server)",
     ),
 ];
 
 const USAGE: &str =
-    "usage: cargo xtask <ci | deb | interop | bench [wakeup | unifiedpush | store]>";
+    "usage: cargo xtask <ci | deb | interop | bench [wakeup | unifiedpush | instances | store]>";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

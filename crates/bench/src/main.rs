@@ -4,16 +4,19 @@
 //!
 //! - `wakeup`: XEP-0357 publishes from a fake XMPP server, FCM wake-ups to a fake FCM.
 //! - `unifiedpush`: RFC 8030 POSTs through pushgate and a real Prosody to a client.
+//! - `instances`: the same through two instances on PostgreSQL, to the one holding the link
+//!   and to a standby that hands each push over.
 //! - `store`: RFC 8030 POSTs for a client that is offline, so every message is stored, on
 //!   SQLite, PostgreSQL and MariaDB (fake XMPP server).
 //!
-//! Usage: `pushgate-bench <wakeup|unifiedpush|store> [--pushgate PATH] [--only LEVEL]
+//! Usage: `pushgate-bench <wakeup|unifiedpush|instances|store> [--pushgate PATH] [--only LEVEL]
 //! [--backend NAME]`; the default path is the workspace's `target/release/pushgate`; `--only`
 //! runs one load level (e.g. to attach a profiler to pushgate while it runs); `--backend`
 //! runs `store` on one database (`sqlite`, `postgresql` or `mariadb`).
 
 mod error;
 mod http_load;
+mod instances;
 mod latency;
 mod proc_stats;
 mod pushgate_process;
@@ -27,7 +30,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-const USAGE: &str = "usage: pushgate-bench <wakeup|unifiedpush|store> [--pushgate PATH] [--only LEVEL] [--backend sqlite|postgresql|mariadb]";
+const USAGE: &str = "usage: pushgate-bench <wakeup|unifiedpush|instances|store> [--pushgate PATH] [--only LEVEL] [--backend sqlite|postgresql|mariadb]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -65,6 +68,7 @@ fn main() -> ExitCode {
         match name.as_str() {
             "wakeup" => wakeup::run(&pushgate, only).await,
             "unifiedpush" => unifiedpush::run(&pushgate, only).await,
+            "instances" => instances::run(&pushgate, only).await,
             "store" => store::run(&pushgate, only, backend.as_deref()).await,
             _ => Err(error::BenchError::Protocol(format!(
                 "unknown benchmark `{name}`\n{USAGE}"

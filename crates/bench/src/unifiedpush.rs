@@ -33,11 +33,11 @@ use crate::report::{Verdict, print_targets};
 use crate::sampler::Sampler;
 use crate::sampler::Usage;
 
-const DOMAIN: &str = "example.test";
-const COMPONENT: &str = "push.example.test";
-const COMPONENT_SECRET: &str = "bench-component-secret";
-const USER: &str = "alice";
-const PASSWORD: &str = "alicepass";
+pub(crate) const DOMAIN: &str = "example.test";
+pub(crate) const COMPONENT: &str = "push.example.test";
+pub(crate) const COMPONENT_SECRET: &str = "bench-component-secret";
+pub(crate) const USER: &str = "alice";
+pub(crate) const PASSWORD: &str = "alicepass";
 /// The namespace of UnifiedPush over XMPP (docs/protocol.md A.3).
 pub(crate) const UNIFIED_PUSH: &str = "http://gultsch.de/xmpp/drafts/unified-push";
 /// Endpoints the client registers; the connections post to them in turn.
@@ -270,7 +270,7 @@ fn matrix_notify(pushkey: &str, size: usize) -> Bytes {
 
 /// Back to Prosody's global section (a `VirtualHost` with an option table returns there) to
 /// log warnings only: its default debug log would cost more than the routing measured here.
-const QUIET_PROSODY: &str = r#"
+pub(crate) const QUIET_PROSODY: &str = r#"
 VirtualHost "example.test" { }
 log = { warn = "*console" }
 "#;
@@ -309,7 +309,7 @@ level = "warn"
 }
 
 /// Prosody's process id from its pidfile (written at start when it does not daemonize).
-async fn prosody_pid(dir: &Path) -> Result<u32, BenchError> {
+pub(crate) async fn prosody_pid(dir: &Path) -> Result<u32, BenchError> {
     let pidfile = dir.join("prosody.pid");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -331,7 +331,7 @@ async fn prosody_pid(dir: &Path) -> Result<u32, BenchError> {
 
 /// Registers [`ENDPOINTS`] endpoints (docs/protocol.md A.3) and returns their paths. Retries
 /// while pushgate is still linking up (Prosody answers for a missing component itself).
-async fn register_endpoints(
+pub(crate) async fn register_endpoints(
     client: &C2sClient,
     process: &mut PushgateProcess,
 ) -> Result<Vec<String>, BenchError> {
@@ -379,7 +379,7 @@ pub(crate) fn endpoint_path(answer: &Element) -> Option<String> {
 
 /// Answers every `<push/>` with an empty result at once; returns the client when told to stop
 /// or when the stream ends.
-fn answer_pushes(
+pub(crate) fn answer_pushes(
     mut client: C2sClient,
     answered: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,

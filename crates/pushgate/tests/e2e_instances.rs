@@ -811,3 +811,201 @@ async fn three_instances_share_the_ejabberd_link_and_answer_as_one() {
     drop(instances);
     schema.drop_schema().await;
 }
+
+/// The XEP-0357 app server across instances: a registration made through one instance wakes
+/// the phone through another, and a token FCM called dead at one instance is honoured by the
+/// others (no more requests to FCM for it), though they had the registration cached.
+async fn app_server_across_instances(kind: ServerKind, test: &str) {
+    use pushgate_testkit::conversations::register_push_fcm;
+    use pushgate_testkit::fake_fcm::{Answer, FakeFcm, FcmErrorCode};
+
+    let Some(server_url) = postgres_or_skip(test) else {
+        return;
+    };
+    let Some(server) = XmppServer::start_for_instances(kind, test, &["alice", "bob"]).await else {
+        return;
+    };
+    let schema = Schema::create(&server_url).await;
+    let fcm = FakeFcm::start().await.unwrap();
+    let service_account = fcm.write_service_account().unwrap();
+    let options = || {
+        let mut options = PushgateOptions::new(server.component_port());
+        options.database_url = Some(schema.url.clone());
+        options.roles = vec!["app_server"];
+        options.fcm = Some((fcm.api_url(), service_account.path().to_owned()));
+        options.metrics = true;
+        options.log_level = "info";
+        options.component_extra = match kind {
+            ServerKind::Prosody => "mode = \"single\"",
+            ServerKind::Ejabberd => "mode = \"shared\"",
+        };
+        options
+    };
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        instances.push(Pushgate::start(options()).await);
+    }
+    let all = [0, 1, 2];
+    if kind == ServerKind::Prosody {
+        wait_for_holder(&instances, &all, Duration::from_secs(5)).await;
+    }
+
+    // Registered through whichever instance takes the command.
+    let token = "fcm-token-across";
+    let alice = server.login("alice", "phone").await;
+    let registration = e2e::register_and_enable(&alice, token, "5a5a5a5a5a5a5a5a").await;
+    alice.close().await.unwrap();
+    let bob = server.login("bob", "desktop").await;
+    let message = || {
+        bob.send(pushgate_testkit::c2s_client::stanza::chat_message(
+            &format!("alice@{}", e2e::DOMAIN),
+            "are you there?",
+        ))
+    };
+
+    // Woken through another instance: on Prosody the holder that took the registration is
+    // killed first; on ejabberd each publish goes to any instance.
+    let mut woken_by = 0;
+    if kind == ServerKind::Prosody {
+        let (holder, _) = wait_for_holder(&instances, &all, Duration::from_secs(2)).await;
+        instances[holder].kill();
+        let others: Vec<usize> = all.iter().copied().filter(|&i| i != holder).collect();
+        wait_for_holder(&instances, &others, Duration::from_secs(2)).await;
+        message().await.unwrap();
+        assert!(
+            e2e::wait_until(Duration::from_secs(10), || fcm.accepted_count() >= 1)
+                .await
+                .is_some(),
+            "no wake-up through the new holder"
+        );
+        instances[holder].relaunch().await;
+    } else {
+        for n in 1..=9 {
+            message().await.unwrap();
+            assert!(
+                e2e::wait_until(Duration::from_secs(10), || fcm.accepted_count() >= n)
+                    .await
+                    .is_some(),
+                "wake-up {n} missing"
+            );
+        }
+        for instance in &instances {
+            let woken = counter(
+                &scrape(instance).await,
+                "pushgate_xmpp_publishes_total{outcome=\"woken\"}",
+            );
+            if woken > 0.0 {
+                woken_by += 1;
+            }
+        }
+        notice(&format!(
+            "{test}: 9 wake-ups went out through {woken_by} instances"
+        ));
+        assert!(woken_by >= 2, "every publish reached one instance");
+    }
+    assert_eq!(fcm.messages()[0].token, token);
+
+    // FCM calls the token dead: the instance that hears it answers item-not-found, and the
+    // server drops the registration.
+    fcm.set_default_answer(Answer::error(FcmErrorCode::Unregistered));
+    let dead_marker = match kind {
+        ServerKind::Prosody => "Got error <cancel:item-not-found",
+        ServerKind::Ejabberd => "disabling push: item-not-found",
+    };
+    let before = server.log_count(dead_marker);
+    message().await.unwrap();
+    assert!(
+        e2e::wait_until(Duration::from_secs(10), || server.log_count(dead_marker)
+            > before)
+        .await
+        .is_some(),
+        "the dead token was not reported\n{}",
+        server.log_tail(40)
+    );
+    let sends_when_dead = fcm.sends_to(token);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Within a second every instance knows: the phone enables push again with the same node
+    // (its app still runs), and publishes reaching any instance are answered item-not-found
+    // from the store, never sent to FCM again.
+    for round in 0..6 {
+        let alice = server.login("alice", "phone").await;
+        let enabled = alice
+            .iq(pushgate_testkit::conversations::push_enable(
+                COMPONENT,
+                &registration.node,
+                &registration.secret,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            pushgate_testkit::c2s_client::stanza::stanza_type(&enabled),
+            "result"
+        );
+        alice.close().await.unwrap();
+        let before = server.log_count(dead_marker);
+        message().await.unwrap();
+        assert!(
+            e2e::wait_until(Duration::from_secs(10), || server.log_count(dead_marker)
+                > before)
+            .await
+            .is_some(),
+            "round {round}: the dead registration was not refused"
+        );
+        if kind == ServerKind::Prosody && round == 2 {
+            // And through another holder.
+            let (holder, _) = wait_for_holder(&instances, &all, Duration::from_secs(2)).await;
+            instances[holder].kill();
+            let others: Vec<usize> = all.iter().copied().filter(|&i| i != holder).collect();
+            wait_for_holder(&instances, &others, Duration::from_secs(2)).await;
+        }
+    }
+    assert_eq!(
+        fcm.sends_to(token),
+        sends_when_dead,
+        "an instance woke a token another had called dead"
+    );
+    // Registering again makes it live: a fresh token reaches FCM.
+    fcm.set_default_answer(Answer::success());
+    let alice = server.login("alice", "phone").await;
+    alice
+        .iq(register_push_fcm(
+            COMPONENT,
+            "fcm-token-fresh",
+            "5a5a5a5a5a5a5a5a",
+        ))
+        .await
+        .unwrap();
+    let again = e2e::register_and_enable(&alice, "fcm-token-fresh", "5a5a5a5a5a5a5a5a").await;
+    assert_eq!(again.node, registration.node);
+    alice.close().await.unwrap();
+    message().await.unwrap();
+    assert!(
+        e2e::wait_until(Duration::from_secs(10), || fcm.sends_to("fcm-token-fresh")
+            >= 1)
+        .await
+        .is_some(),
+        "the fresh token was not woken"
+    );
+    bob.close().await.unwrap();
+    drop(instances);
+    schema.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_server_works_across_instances_on_prosody() {
+    app_server_across_instances(
+        ServerKind::Prosody,
+        "the_app_server_works_across_instances_on_prosody",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_server_works_across_instances_on_ejabberd() {
+    app_server_across_instances(
+        ServerKind::Ejabberd,
+        "the_app_server_works_across_instances_on_ejabberd",
+    )
+    .await;
+}
