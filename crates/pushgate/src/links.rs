@@ -92,11 +92,16 @@ fn spawn_link(
     if let (Some(url), LinkMode::Single) = (lease_database, settings.mode) {
         let (gate, gated) = tokio::sync::watch::channel(None);
         config.gate = Some(gated);
+        let (holder, holder_known) = tokio::sync::watch::channel(None);
+        if let Some(peers) = peers {
+            peers.follow_holder(holder_known);
+        }
         let lease = tokio::spawn(pushgate_store::hold_link_lease(
             url.to_owned(),
             settings.jid.clone(),
             services.instance_id.clone(),
             gate,
+            holder,
         ));
         let shutdown = shutdown.clone();
         // The lease ends with the process's shutdown; its lock goes with its connection.

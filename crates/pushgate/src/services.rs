@@ -135,7 +135,7 @@ impl Services {
                     settings.shares_database(),
                     settings.unified_push_component(),
                 ) {
-                    let timeouts = HandoverTimeouts::new(up.handover_ack_timeout, up.push_timeout);
+                    let timeouts = HandoverTimeouts::new(up.push_timeout);
                     let bus = PeerBus::start(
                         &settings.database.url,
                         &component.jid,

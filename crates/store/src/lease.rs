@@ -54,11 +54,16 @@ pub fn link_lease_key(schema: &str, component: &str) -> i64 {
 /// through `gate`: `None` while not held here, and while held, when the last query that showed
 /// it started (the link's fencing needs a check newer than its last session). Runs until
 /// aborted.
+///
+/// Meanwhile `holder` says which instance holds the lease (its id; this one's while held
+/// here), read from the database each time the lock is asked for: where the pushes this
+/// instance accepts are handed.
 pub async fn hold_link_lease(
     url: String,
     component: String,
     instance: String,
     gate: watch::Sender<Option<Instant>>,
+    holder: watch::Sender<Option<String>>,
 ) {
     loop {
         let options = match PgConnectOptions::from_str(&url) {
@@ -91,10 +96,12 @@ pub async fn hold_link_lease(
                 continue;
             }
         };
-        let Some(acquired) = acquire(&mut connection, key).await else {
+        let Some(acquired) = acquire(&mut connection, key, &holder).await else {
+            holder.send_replace(None);
             tokio::time::sleep(RECONNECT_PAUSE).await;
             continue;
         };
+        holder.send_replace(Some(instance.clone()));
         gate.send_replace(Some(acquired));
         crate::metrics::link_lease("acquired");
         tracing::info!(%component, "link lease: held by this instance");
@@ -112,6 +119,7 @@ pub async fn hold_link_lease(
             gate.send_replace(Some(started));
         }
         gate.send_replace(None);
+        holder.send_replace(None);
         crate::metrics::link_lease("lost");
         tracing::warn!(%component, "link lease: lost; the link is dropped");
         // The lock goes with the session.
@@ -131,8 +139,13 @@ where
 }
 
 /// Waits until the lock is this session's, and says when the query that took it started;
-/// `None` if the connection failed meanwhile.
-async fn acquire(connection: &mut PgConnection, key: i64) -> Option<Instant> {
+/// `None` if the connection failed meanwhile. While another session holds it, `holder` says
+/// whose it is.
+async fn acquire(
+    connection: &mut PgConnection,
+    key: i64,
+    holder: &watch::Sender<Option<String>>,
+) -> Option<Instant> {
     loop {
         let started = Instant::now();
         let taken: Result<bool, _> = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
@@ -141,10 +154,43 @@ async fn acquire(connection: &mut PgConnection, key: i64) -> Option<Instant> {
             .await;
         match taken {
             Ok(true) => return Some(started),
-            Ok(false) => tokio::time::sleep(ACQUIRE_EVERY).await,
+            Ok(false) => {
+                let held_by = lease_holder(&mut *connection, key).await.ok().flatten();
+                holder.send_if_modified(|known| {
+                    let changed = *known != held_by;
+                    if changed {
+                        known.clone_from(&held_by);
+                    }
+                    changed
+                });
+                tokio::time::sleep(ACQUIRE_EVERY).await;
+            }
             Err(_) => return None,
         }
     }
+}
+
+/// The id of the instance whose session holds the advisory lock `key`, if one does (a bigint
+/// key is the lock's `classid` and `objid`, high and low 32 bits).
+async fn lease_holder(
+    connection: &mut PgConnection,
+    key: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    let bits = u64::from_ne_bytes(key.to_ne_bytes());
+    let high = i64::from((bits >> 32) as u32);
+    let low = i64::from(bits as u32);
+    sqlx::query_scalar(
+        "SELECT substr(a.application_name, length($3) + 1) FROM pg_locks l \
+         JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+         AND l.classid = CAST($1 AS oid) AND l.objid = CAST($2 AS oid) \
+         AND starts_with(a.application_name, $3) LIMIT 1",
+    )
+    .bind(high)
+    .bind(low)
+    .bind(crate::APPLICATION_NAME_PREFIX)
+    .fetch_optional(connection)
+    .await
 }
 
 #[cfg(test)]

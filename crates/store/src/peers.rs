@@ -2,11 +2,12 @@
 //! each other through it with `LISTEN`/`NOTIFY` (docs/several-instances.md explains the
 //! choice over HTTP between instances):
 //!
-//! - **Handover.** An instance that does not hold the link (a standby, or one whose link is
-//!   reconnecting) hands each push to the one that does, on the link's channel, and waits for
-//!   the client's answer on its own channel. The holder acknowledges at once and answers once
-//!   the client did; no acknowledgement within `ack_timeout` means that no instance holds the
-//!   link, and the message is kept as for a client that is away.
+//! - **Handover.** An instance that does not hold the link (a standby) hands each push to the
+//!   instance that holds the link's lease (the database says which: [`crate::hold_link_lease`]
+//!   reads it), on that instance's own channel, and waits for the client's answer on its own.
+//!   When no instance holds the lease, or the holder's link is not up, or no answer comes
+//!   within the client's deadline and a margin, the message is kept as for a client that is
+//!   away.
 //! - **Kept messages.** Each message an instance keeps is announced on the link's channel, so
 //!   that whichever instance sees its owner come back flushes it; the holder of a `single`
 //!   link flushes it at once, since it was kept only because nobody held the link.
@@ -32,7 +33,7 @@ use pushgate_core::store::OwnerKey;
 use sqlx::Postgres;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use tokio::sync::mpsc;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// PostgreSQL refuses a notification payload of 8000 bytes or more.
@@ -55,19 +56,15 @@ pub const HANDOVER_MARGIN: Duration = Duration::from_secs(1);
 /// How long a handover may take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HandoverTimeouts {
-    /// How long the holder has to acknowledge; without an acknowledgement, no instance holds
-    /// the link and the message is kept.
-    pub ack: Duration,
-    /// How long the holder has, after acknowledging, to say what the client answered: the
-    /// client's own deadline and [`HANDOVER_MARGIN`].
+    /// How long the holder has to say what the client answered: the client's own deadline and
+    /// [`HANDOVER_MARGIN`].
     pub answer: Duration,
 }
 
 impl HandoverTimeouts {
-    /// `ack` to take a push, and the client's `push_timeout` and [`HANDOVER_MARGIN`] to answer.
-    pub fn new(ack: Duration, push_timeout: Duration) -> Self {
+    /// The client's `push_timeout` and [`HANDOVER_MARGIN`].
+    pub fn new(push_timeout: Duration) -> Self {
         Self {
-            ack,
             answer: push_timeout + HANDOVER_MARGIN,
         }
     }
@@ -97,6 +94,8 @@ struct Inner {
     live: Mutex<Option<HashSet<String>>>,
     /// Where answers to this instance's IQs that reached another instance go.
     answers: OnceLock<AnswerSink>,
+    /// Which instance holds the link's lease, as the lease task last read it.
+    holder: OnceLock<watch::Receiver<Option<String>>>,
     /// The link's JID.
     component: String,
     /// Where handovers and announcements for the link go; every instance listens. Named by
@@ -106,7 +105,7 @@ struct Inner {
     own_channel: String,
     timeouts: HandoverTimeouts,
     next_request: AtomicU64,
-    waiting: Mutex<HashMap<u64, mpsc::Sender<Reply>>>,
+    waiting: Mutex<HashMap<u64, oneshot::Sender<PushDelivery>>>,
     serving: OnceLock<Serving>,
     /// The listener and the watcher of live instances.
     listener: OnceLock<(JoinHandle<()>, JoinHandle<()>)>,
@@ -125,13 +124,6 @@ struct Serving {
     flush_when_heard: bool,
 }
 
-/// An answer to a handover.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Reply {
-    Ack,
-    Answer(PushDelivery),
-}
-
 /// One notification on either channel.
 #[derive(Debug, PartialEq, Eq)]
 enum Notice<'a> {
@@ -146,8 +138,6 @@ enum Notice<'a> {
     Kept { from: &'a str, owner: &'a str },
     /// `x {iq}`: an answer to one of this instance's IQs that reached another instance.
     Answered { iq: &'a str },
-    /// `a {request}`: the holder took the handover.
-    Ack { request: u64 },
     /// `r {request} d|v|n`: what the client answered (delivered, revoked, not delivered).
     Answer { request: u64, delivery: char },
 }
@@ -173,9 +163,6 @@ impl<'a> Notice<'a> {
                 }
                 Self::Kept { from, owner }
             }
-            "a" => Self::Ack {
-                request: u64::from_str_radix(words.next()?, 16).ok()?,
-            },
             "r" => {
                 let request = u64::from_str_radix(words.next()?, 16).ok()?;
                 let delivery = match words.next()? {
@@ -242,9 +229,11 @@ impl PeerBus {
     ) -> Result<Self, PeerBusError> {
         let options =
             PgConnectOptions::from_str(url)?.application_name(&application_name(instance));
+        // A notification need not survive a crash of the database (a lost one only delays),
+        // so its transaction's commit does not wait for the WAL to reach the disk.
         let pool = PgPoolOptions::new()
             .max_connections(SEND_CONNECTIONS)
-            .connect_lazy_with(options.clone());
+            .connect_lazy_with(options.clone().options([("synchronous_commit", "off")]));
         let locks = PgPoolOptions::new()
             .max_connections(LOCK_CONNECTIONS)
             .acquire_timeout(LOCK_WAIT)
@@ -257,6 +246,7 @@ impl PeerBus {
             schema: OnceLock::new(),
             live: Mutex::new(None),
             answers: OnceLock::new(),
+            holder: OnceLock::new(),
             component: component.to_owned(),
             link_channel: OnceLock::new(),
             own_channel: own_channel(instance),
@@ -354,6 +344,15 @@ impl PeerBus {
     /// Hands `push` to the instance that holds the link and says what its client answered.
     async fn hand_over(&self, push: UpPush<'_>) -> PushDelivery {
         let inner = &self.0;
+        let holder = inner
+            .holder
+            .get()
+            .and_then(|holder| holder.borrow().clone())
+            .filter(|holder| *holder != inner.instance);
+        let Some(holder) = holder else {
+            crate::metrics::handover("no_holder");
+            return PushDelivery::NotDelivered("no other instance holds the link".into());
+        };
         let request = inner.next_request.fetch_add(1, Ordering::Relaxed);
         let payload = format!(
             "h {} {request:x} {} {}",
@@ -365,33 +364,27 @@ impl PeerBus {
             crate::metrics::handover("too_large");
             return PushDelivery::NotDelivered("too large to hand over".into());
         }
-        let Some(channel) = inner.link_channel.get() else {
-            crate::metrics::handover("send_failed");
-            return PushDelivery::NotDelivered("not yet listening to the other instances".into());
-        };
-        let (replies, mut replied) = mpsc::channel(2);
-        lock(&inner.waiting).insert(request, replies);
+        let (answer, answered_by) = oneshot::channel();
+        lock(&inner.waiting).insert(request, answer);
         let _waiting = Waiting { inner, request };
-        if let Err(error) = notify(&inner.pool, channel, &payload).await {
+        if let Err(error) = notify(&inner.pool, &own_channel(&holder), &payload).await {
             crate::metrics::handover("send_failed");
             tracing::debug!(%error, "handover not sent");
             return PushDelivery::NotDelivered("the handover could not be sent".into());
         }
-        match tokio::time::timeout(inner.timeouts.ack, replied.recv()).await {
-            Ok(Some(Reply::Ack)) => {}
-            Ok(Some(Reply::Answer(delivery))) => return answered(delivery),
-            Ok(None) | Err(_) => {
-                crate::metrics::handover("no_holder");
-                return PushDelivery::NotDelivered("no instance holds the link".into());
-            }
-        }
-        match tokio::time::timeout(inner.timeouts.answer, replied.recv()).await {
-            Ok(Some(Reply::Answer(delivery))) => answered(delivery),
-            Ok(Some(Reply::Ack) | None) | Err(_) => {
+        match tokio::time::timeout(inner.timeouts.answer, answered_by).await {
+            Ok(Ok(delivery)) => answered(delivery),
+            Ok(Err(_)) | Err(_) => {
                 crate::metrics::handover("timeout");
                 PushDelivery::NotDelivered("the instance holding the link did not answer".into())
             }
         }
+    }
+
+    /// Hands pushes, from now on, to the instance `holder` names: the holder of the link's
+    /// lease, as the lease task reads it from the database.
+    pub fn follow_holder(&self, holder: watch::Receiver<Option<String>>) {
+        let _ = self.0.holder.set(holder);
     }
 }
 
@@ -673,9 +666,11 @@ async fn listen(options: PgConnectOptions, bus: std::sync::Weak<Inner>) {
 
 fn act(inner: &Arc<Inner>, notice: Notice<'_>) {
     match notice {
-        Notice::Ack { request } => reply(inner, request, Reply::Ack),
         Notice::Answer { request, delivery } => {
-            reply(inner, request, Reply::Answer(delivery_of(delivery)));
+            if let Some(waiting) = lock(&inner.waiting).remove(&request) {
+                // The asker may have given up meanwhile.
+                let _ = waiting.send(delivery_of(delivery));
+            }
         }
         Notice::Answered { iq } => {
             crate::metrics::forwarded_answer("received");
@@ -708,43 +703,32 @@ fn act(inner: &Arc<Inner>, notice: Notice<'_>) {
             let Some(serving) = inner.serving.get() else {
                 return;
             };
-            // Only the holder answers; everyone else hears it too and stays silent.
-            if from == inner.instance || !(serving.holds_link)() {
+            if from == inner.instance {
                 return;
             }
-            let Ok(body) = STANDARD.decode(body) else {
-                crate::metrics::peer_notice("unreadable");
-                return;
-            };
             let provider = Arc::clone(&serving.provider);
+            let holds_link = (serving.holds_link)();
             let pool = inner.pool.clone();
             let token = token.to_owned();
+            let body = STANDARD.decode(body);
             let channel = own_channel(from);
             tokio::spawn(async move {
-                if notify(&pool, &channel, &format!("a {request:x}"))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
                 crate::metrics::peer_notice("handover_served");
-                let delivery = provider
-                    .relay(&token, &body)
-                    .await
-                    .unwrap_or_else(|| PushDelivery::NotDelivered("token does not open".into()));
+                // Not up here (the link is reconnecting, or the lease was just lost): said at
+                // once, so the asker keeps the message without waiting.
+                let delivery = match (holds_link, body) {
+                    (true, Ok(body)) => provider.relay(&token, &body).await.unwrap_or_else(|| {
+                        PushDelivery::NotDelivered("token does not open".into())
+                    }),
+                    (false, _) => PushDelivery::NotDelivered("link not up".into()),
+                    (true, Err(_)) => PushDelivery::NotDelivered("unreadable body".into()),
+                };
                 let answer = format!("r {request:x} {}", answer_code(&delivery));
                 if let Err(error) = notify(&pool, &channel, &answer).await {
                     tracing::debug!(%error, "handover answer not sent");
                 }
             });
         }
-    }
-}
-
-fn reply(inner: &Inner, request: u64, reply: Reply) {
-    if let Some(waiting) = lock(&inner.waiting).get(&request) {
-        // Two replies at most per request, and the channel holds two.
-        let _ = waiting.try_send(reply);
     }
 }
 
@@ -790,7 +774,6 @@ mod tests {
                 iq: "<iq type='result' id='0a1b2c3d.7'/>"
             })
         );
-        assert_eq!(Notice::decode("a 7"), Some(Notice::Ack { request: 7 }));
         assert_eq!(
             Notice::decode("r 7 v"),
             Some(Notice::Answer {

@@ -46,11 +46,6 @@ pub struct UnifiedPushConfig {
     /// is kept for later). Must stay below `http.request_timeout`.
     #[serde(with = "human_duration")]
     pub push_timeout: Duration,
-    /// With several instances on PostgreSQL: how long the instance holding the link has to
-    /// take a push another instance hands it; without its word in time, nobody holds the link
-    /// and the message is kept. A POST may then take this long before its 201.
-    #[serde(with = "human_duration")]
-    pub handover_ack_timeout: Duration,
     /// Sustained POSTs per second to one endpoint.
     pub endpoint_rate: u32,
     /// POSTs one endpoint may send in a burst.
@@ -73,7 +68,6 @@ impl Default for UnifiedPushConfig {
             max_messages_total: 100_000,
             allowed_domains: Vec::new(),
             push_timeout: Duration::from_secs(5),
-            handover_ack_timeout: Duration::from_secs(1),
             endpoint_rate: 10,
             endpoint_burst: 50,
             client_rate: 100,

@@ -409,14 +409,13 @@ fn check_unified_push(settings: &mut Settings, findings: &mut Findings) {
     }
     if settings.hands_over_pushes() {
         let up = &settings.unified_push;
-        let longest = up.handover_ack_timeout + up.push_timeout + pushgate_store::HANDOVER_MARGIN;
-        if up.handover_ack_timeout.is_zero() || longest >= settings.http.request_timeout {
+        if up.push_timeout + pushgate_store::HANDOVER_MARGIN >= settings.http.request_timeout {
             findings.add(
-                "unified_push.handover_ack_timeout",
-                "unified_push.handover_ack_timeout",
+                "unified_push.push_timeout",
+                "unified_push.push_timeout",
                 format!(
-                    "must be longer than zero, and with push_timeout and {} s for the answer to \
-                     come back, shorter than http.request_timeout: a POST handed to the \
+                    "with {} s for a handed-over push's answer to come back, must be shorter \
+                     than http.request_timeout: with several instances, a POST handed to the \
                      instance that holds the link must be answered before it times out",
                     pushgate_store::HANDOVER_MARGIN.as_secs()
                 ),

@@ -21,12 +21,13 @@ const COMPONENT: &str = "up.example.test";
 const OWNER: &str = "alice@example.test/Conversations.x1";
 const APP: &str = "XrfnJea6xD8qkGQ3qnvggAgd54an0S97lkm+R7adbKA=";
 const INSTANCE: &str = "YhKgbKyLUPep9KJmf7gXhyLL9I5eWSIZO11vXZQT0ew=";
-const ACK: Duration = Duration::from_millis(300);
-
 struct Instance {
     provider: Arc<Provider>,
     client: Arc<ScriptedClient>,
+    /// Whether this instance's link is up.
     holds: Arc<AtomicBool>,
+    /// Which instance holds the lease, as its lease task would say.
+    lease_holder: tokio::sync::watch::Sender<Option<String>>,
     bus: PeerBus,
 }
 
@@ -41,7 +42,7 @@ async fn instance(db: &TestDb, keys: &EndpointKeys) -> Instance {
         &db.url,
         COMPONENT,
         &format!("{:08x}", rand::random::<u32>()),
-        HandoverTimeouts::new(ACK, Duration::from_secs(2)),
+        HandoverTimeouts::new(Duration::from_secs(2)),
     )
     .unwrap();
     let config = ProviderConfig {
@@ -67,10 +68,13 @@ async fn instance(db: &TestDb, keys: &EndpointKeys) -> Instance {
         .with_peers(Arc::new(bus.clone())),
     );
     bus.serve(Arc::clone(&provider), holds_link, true);
+    let (lease_holder, known) = tokio::sync::watch::channel(None);
+    bus.follow_holder(known);
     Instance {
         provider,
         client,
         holds,
+        lease_holder,
         bus,
     }
 }
@@ -114,6 +118,11 @@ async fn pushes_reach_the_client_through_whichever_instance_holds_the_link(db: T
     let holder = instance(&db, &keys).await;
     let standby = instance(&db, &keys).await;
     holder.holds.store(true, Ordering::SeqCst);
+    for instance in [&holder, &standby] {
+        instance
+            .lease_holder
+            .send_replace(Some(holder.bus.instance().to_owned()));
+    }
     // Both listeners connect in the background.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -173,7 +182,8 @@ async fn pushes_reach_the_client_through_whichever_instance_holds_the_link(db: T
         ]
     );
 
-    // Nobody holds the link: kept after the acknowledgement's timeout, never lost.
+    // The holder of the lease has no link up (it is reconnecting): it says so at once, and
+    // the message is kept, never lost.
     holder.holds.store(false, Ordering::SeqCst);
     let started = Instant::now();
     let outcome = standby
@@ -185,17 +195,29 @@ async fn pushes_reach_the_client_through_whichever_instance_holds_the_link(db: T
         matches!(outcome, AcceptOutcome::Stored { .. }),
         "{outcome:?}"
     );
-    assert!(waited >= ACK && waited < ACK * 3, "{waited:?}");
+    assert!(waited < Duration::from_millis(500), "{waited:?}");
+    // Nobody holds the lease: kept without a word to anyone.
+    standby.lease_holder.send_replace(None);
+    let started = Instant::now();
+    let outcome = standby
+        .provider
+        .accept(&token(&standby.provider), message("five"))
+        .await;
+    assert!(
+        matches!(outcome, AcceptOutcome::Stored { .. }),
+        "{outcome:?}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(200));
     // The holder-to-be heard of it, so the owner's presence flushes it there.
     let heard = within_a_second!(holder.provider.may_have_messages(OWNER));
     eprintln!("the kept message was heard of after {heard:?}");
     assert_eq!(holder.client.received_bodies().len(), 4);
     holder.holds.store(true, Ordering::SeqCst);
     let report = holder.provider.flush_owner(OWNER).await;
-    assert_eq!(report.delivered, 1);
+    assert_eq!(report.delivered, 2);
     assert_eq!(
-        holder.client.received_bodies().last(),
-        Some(&b"four".to_vec())
+        holder.client.received_bodies()[4..],
+        [b"four".to_vec(), b"five".to_vec()]
     );
 }
 
