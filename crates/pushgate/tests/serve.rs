@@ -180,12 +180,20 @@ async fn serve_and_stop(worker_threads: Option<usize>) {
     assert_eq!(server.rejected_handshakes(), 0);
 
     let body = tokio::task::block_in_place(|| wait_healthy(address, &mut child));
-    let health: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let mut health: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    // A fresh id each run: 8 hex digits, the first part of the instance's IQ ids.
+    let instance = health["instance"].take();
+    let instance = instance.as_str().expect("an instance id");
+    assert!(
+        instance.len() == 8 && instance.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{instance}"
+    );
     assert_eq!(
         health,
         serde_json::json!({
             "status": "ok",
-            "links": [{"jid": "push.example.test", "state": "up"}],
+            "instance": null,
+            "links": [{"jid": "push.example.test", "state": "up", "mode": "single"}],
             "database": "ok",
         })
     );

@@ -81,9 +81,8 @@ pub struct ImportReport {
     pub read: u64,
     /// Rows stored as new registrations.
     pub imported: u64,
-    /// Of those, APNs registrations: kept, though pushgate has no APNs sender yet, so a
-    /// publish to them is answered `wait` (the user's server keeps the registration) until
-    /// it has one.
+    /// Of those, APNs registrations: woken through `[apns]`; while that is not set, a publish
+    /// to them is answered `wait` (the user's server keeps the registration).
     pub imported_apns: u64,
     /// Rows whose (service, device) pushgate already had; left as they are.
     pub already_present: u64,
@@ -125,7 +124,7 @@ impl ImportReport {
         text.push_str(&format!("  imported:        {}\n", self.imported));
         if self.imported_apns > 0 {
             text.push_str(&format!(
-                "    of which APNs: {} (kept; pushgate has no APNs sender yet, so publishes to \
+                "    of which APNs: {} (woken through [apns]; while it is not set, publishes to \
                  them are answered `wait` and the servers keep the registrations)\n",
                 self.imported_apns
             ));
