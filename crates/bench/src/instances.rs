@@ -14,8 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use pushgate_testkit::c2s_client::{C2sClient, C2sConfig};
 use pushgate_testkit::free_port::free_loopback_port;
@@ -30,7 +28,7 @@ use crate::pushgate_process::PushgateProcess;
 use crate::sampler::Sampler;
 use crate::unifiedpush::{
     COMPONENT, COMPONENT_SECRET, DOMAIN, PASSWORD, QUIET_PROSODY, USER, answer_pushes, prosody_pid,
-    register_endpoints,
+    register_endpoints, settings,
 };
 
 const BODY_BYTES: usize = 3000;
@@ -314,36 +312,4 @@ async fn health(address: SocketAddr) -> Option<String> {
         .ok()?
         .ok()?;
     String::from_utf8(answer).ok()
-}
-
-fn settings(url: &str, component_port: u16, address: SocketAddr) -> String {
-    let key = STANDARD.encode([7u8; 32]);
-    format!(
-        r#"[component]
-jid = "{COMPONENT}"
-host = "127.0.0.1"
-port = {component_port}
-secret = "{COMPONENT_SECRET}"
-max_concurrent_iqs = 4096
-roles = ["unified_push"]
-
-[database]
-url = "{url}"
-
-[http]
-listen = "{address}"
-public_url = "http://{address}"
-
-[unified_push]
-keys = ["{key}"]
-push_timeout = "5s"
-endpoint_rate = 1000000
-endpoint_burst = 1000000
-client_rate = 1000000
-client_burst = 1000000
-
-[log]
-level = "warn"
-"#
-    )
 }

@@ -68,7 +68,11 @@ pub async fn run(pushgate: &Path, only: Option<usize>) -> Result<(), BenchError>
     let http_port = free_loopback_port().map_err(BenchError::io("find a free port"))?;
     let address = SocketAddr::from(([127, 0, 0, 1], http_port));
     let dir = PushgateProcess::workdir()?;
-    let settings = settings(dir.path(), prosody.component_port(), address);
+    let database = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("pushgate.db").display()
+    );
+    let settings = settings(&database, prosody.component_port(), address);
     let mut process = PushgateProcess::start(pushgate, dir, &settings)?;
     let pid = process.pid();
 
@@ -275,7 +279,9 @@ VirtualHost "example.test" { }
 log = { warn = "*console" }
 "#;
 
-fn settings(dir: &Path, component_port: u16, address: SocketAddr) -> String {
+/// pushgate's settings: the `unified_push` role on `database_url`, every rate limit out of the
+/// way.
+pub(crate) fn settings(database_url: &str, component_port: u16, address: SocketAddr) -> String {
     let key = STANDARD.encode([7u8; 32]);
     format!(
         r#"[component]
@@ -287,7 +293,7 @@ max_concurrent_iqs = 4096
 roles = ["unified_push"]
 
 [database]
-url = "sqlite://{db}?mode=rwc"
+url = "{database_url}"
 
 [http]
 listen = "{address}"
@@ -304,7 +310,6 @@ client_burst = 1000000
 [log]
 level = "warn"
 "#,
-        db = dir.join("pushgate.db").display(),
     )
 }
 

@@ -241,6 +241,19 @@ async fn wait_for_holder(
     }
 }
 
+/// An instance with the `unified_push` role on `schema`, logging at info, with the limits
+/// out of the way: one endpoint takes all the load, from one address.
+fn loaded_unified_push(server: &XmppServer, schema: &Schema) -> PushgateOptions {
+    let mut options = PushgateOptions::new(server.component_port());
+    options.database_url = Some(schema.url.clone());
+    options.roles = vec!["unified_push"];
+    options.log_level = "info";
+    options.unified_push_extra = "max_messages_per_owner = 100000\n\
+         endpoint_rate = 2000\nendpoint_burst = 4000\n\
+         client_rate = 4000\nclient_burst = 8000\n";
+    options
+}
+
 /// What the POSTs got.
 #[derive(Default)]
 struct Posted {
@@ -268,17 +281,7 @@ async fn three_instances_on_prosody_lose_no_accepted_message_through_kills_and_a
         return;
     };
     let schema = Schema::create(&server_url).await;
-    let options = || {
-        let mut options = PushgateOptions::new(server.component_port());
-        options.database_url = Some(schema.url.clone());
-        options.roles = vec!["unified_push"];
-        options.log_level = "info";
-        // One endpoint takes all the load, from one address: the limits are not under test.
-        options.unified_push_extra = "max_messages_per_owner = 100000\n\
-             endpoint_rate = 2000\nendpoint_burst = 4000\n\
-             client_rate = 4000\nclient_burst = 8000\n";
-        options
-    };
+    let options = || loaded_unified_push(&server, &schema);
     let mut instances = vec![Pushgate::start(options()).await];
     wait_for_state(&instances[0], "up", Duration::from_secs(5)).await;
     for _ in 0..2 {
@@ -636,15 +639,9 @@ async fn three_instances_share_the_ejabberd_link_and_answer_as_one() {
     };
     let schema = Schema::create(&server_url).await;
     let options = || {
-        let mut options = PushgateOptions::new(server.component_port());
-        options.database_url = Some(schema.url.clone());
-        options.roles = vec!["unified_push"];
+        let mut options = loaded_unified_push(&server, &schema);
         options.component_extra = "mode = \"shared\"";
         options.metrics = true;
-        options.log_level = "info";
-        options.unified_push_extra = "max_messages_per_owner = 100000\n\
-             endpoint_rate = 2000\nendpoint_burst = 4000\n\
-             client_rate = 4000\nclient_burst = 8000\n";
         options
     };
     let mut instances = Vec::new();
